@@ -1,0 +1,367 @@
+//! Access tokens: JWTs in the RFC 9068 profile, signed by [`SigningKey`] and
+//! checked strictly by [`Verifier`].
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{DecodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::keys::{PublicJwk, SigningAlg, SigningKey};
+
+/// The `typ` header of every access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: i64 = 30;
+/// The `client_id` of tokens from the first-party login when no client is named.
+pub const FIRST_PARTY_CLIENT_ID: &str = "first-party";
+
+/// The claims of a Latchkey access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer: the server's `LATCHKEY_ISSUER`.
+    pub iss: String,
+    /// Subject: the stable user id (or the client id for `client_credentials`).
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Not before, Unix seconds, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Unique token id.
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Granted scope, space-delimited.
+    pub scope: String,
+    /// The session (absent for `client_credentials` tokens, which have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// When the user authenticated, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// Confirmation (proof-of-possession binding), when bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
+}
+
+/// Signs `claims` with `key` as an `at+jwt`.
+pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
+    let mut header = Header::new(key.alg().jwt_algorithm());
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
+}
+
+/// Why an access token was refused. Every variant means "not a valid token
+/// here"; the distinction is for logs, not for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Longer than [`MAX_TOKEN_LEN`].
+    #[error("token too large")]
+    TooLarge,
+    /// Not a JWS compact serialisation, or undecodable header or claims.
+    #[error("malformed token")]
+    Malformed,
+    /// `typ` is not `at+jwt`.
+    #[error("not an access token")]
+    WrongType,
+    /// The header carries a key or a key URL (`jwk`, `jku`, `x5u`, `x5c`) or `crit`.
+    #[error("token header names its own key")]
+    EmbeddedKey,
+    /// No `kid`, or a `kid` this verifier does not know.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// `alg` differs from the algorithm bound to the key.
+    #[error("algorithm not allowed for this key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// A required claim is missing or `iss`/`aud` does not match.
+    #[error("wrong issuer or audience")]
+    WrongIssuerOrAudience,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` or `iat` lies in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+}
+
+/// Whether [`Verifier::verify`] enforces `exp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Expired tokens are refused (every protected resource).
+    Enforce,
+    /// Expired tokens still verify; used only to match an access token to
+    /// its session on refresh, never to grant access.
+    Ignore,
+}
+
+/// Verifies access tokens against a fixed set of keys, issuer and audience.
+#[derive(Clone)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    keys: HashMap<String, (SigningAlg, DecodingKey)>,
+}
+
+impl Verifier {
+    /// A verifier with no keys yet.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Trusts `jwk` for its own algorithm only.
+    pub fn insert(&mut self, jwk: &PublicJwk) -> Result<()> {
+        self.keys
+            .insert(jwk.kid.clone(), (jwk.alg, jwk.decoding_key()?));
+        Ok(())
+    }
+
+    /// True when `kid` is known.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// Verifies signature, `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: i64,
+        expiry: Expiry,
+    ) -> Result<AccessClaims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if !header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        }) {
+            return Err(VerifyError::WrongType);
+        }
+        if header.jwk.is_some()
+            || header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return Err(VerifyError::EmbeddedKey);
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let (alg, key) = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != alg.jwt_algorithm() {
+            return Err(VerifyError::AlgorithmMismatch);
+        }
+        // The library checks the signature, the algorithm again, iss and aud;
+        // time is checked below against the caller's clock.
+        let mut validation = Validation::new(alg.jwt_algorithm());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        let claims = match jsonwebtoken::decode::<AccessClaims>(token, key, &validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind;
+                return Err(match e.kind() {
+                    ErrorKind::InvalidSignature => VerifyError::BadSignature,
+                    ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmMismatch,
+                    ErrorKind::InvalidIssuer
+                    | ErrorKind::InvalidAudience
+                    | ErrorKind::MissingRequiredClaim(_) => VerifyError::WrongIssuerOrAudience,
+                    _ => VerifyError::Malformed,
+                });
+            }
+        };
+        if expiry == Expiry::Enforce && claims.exp + LEEWAY_SECS <= now {
+            return Err(VerifyError::Expired);
+        }
+        if claims.nbf.unwrap_or(claims.iat) - LEEWAY_SECS > now {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer.test".into(),
+            sub: "usr_1".into(),
+            aud: "api".into(),
+            exp: NOW + 600,
+            iat: NOW,
+            nbf: None,
+            jti: "jti1".into(),
+            client_id: FIRST_PARTY_CLIENT_ID.into(),
+            scope: "profile".into(),
+            sid: Some("ses_1".into()),
+            auth_time: Some(NOW),
+            cnf: None,
+        }
+    }
+
+    fn setup(alg: SigningAlg) -> (SigningKey, Verifier) {
+        let (key, _) = SigningKey::generate(alg, &SystemRandom::new()).unwrap();
+        let mut verifier = Verifier::new("https://issuer.test", "api");
+        verifier.insert(&key.jwk).unwrap();
+        (key, verifier)
+    }
+
+    fn forge(header: serde_json::Value, claims: &AccessClaims, sig: &[u8]) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let c = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap());
+        format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    #[test]
+    fn round_trip_every_algorithm() {
+        for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
+            let (key, verifier) = setup(alg);
+            let token = sign(&key, &claims()).unwrap();
+            assert_eq!(
+                verifier.verify(&token, NOW, Expiry::Enforce),
+                Ok(claims()),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn reloaded_key_has_same_kid_and_verifies() {
+        let (key, pkcs8) = SigningKey::generate(SigningAlg::EdDSA, &SystemRandom::new()).unwrap();
+        let again = SigningKey::from_pkcs8(SigningAlg::EdDSA, &pkcs8).unwrap();
+        assert_eq!(key.kid(), again.kid());
+        let mut verifier = Verifier::new("https://issuer.test", "api");
+        verifier.insert(&key.jwk).unwrap();
+        let token = sign(&again, &claims()).unwrap();
+        assert!(verifier.verify(&token, NOW, Expiry::Enforce).is_ok());
+    }
+
+    #[test]
+    fn time_claims() {
+        let (key, verifier) = setup(SigningAlg::EdDSA);
+        let token = sign(&key, &claims()).unwrap();
+        assert_eq!(
+            verifier.verify(&token, NOW + 700, Expiry::Enforce),
+            Err(VerifyError::Expired)
+        );
+        assert!(verifier.verify(&token, NOW + 700, Expiry::Ignore).is_ok());
+        assert_eq!(
+            verifier.verify(&token, NOW - 100, Expiry::Enforce),
+            Err(VerifyError::NotYetValid)
+        );
+        // Within the leeway both ways.
+        assert!(verifier.verify(&token, NOW + 610, Expiry::Enforce).is_ok());
+        assert!(verifier.verify(&token, NOW - 10, Expiry::Enforce).is_ok());
+    }
+
+    #[test]
+    fn refuses_none_hmac_and_embedded_keys() {
+        let (key, verifier) = setup(SigningAlg::EdDSA);
+        let kid = key.kid().to_owned();
+        let none = forge(
+            serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid}),
+            &claims(),
+            b"",
+        );
+        assert!(verifier.verify(&none, NOW, Expiry::Enforce).is_err());
+
+        // HS256 keyed with the public key's bytes.
+        let x = key.jwk.x.clone().unwrap();
+        let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.clone());
+        let hs = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(x.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&hs, NOW, Expiry::Enforce),
+            Err(VerifyError::AlgorithmMismatch)
+        );
+
+        let token = sign(&key, &claims()).unwrap();
+        let sig = token.rsplit('.').next().unwrap();
+        let embedded = forge(
+            serde_json::json!({"alg":"EdDSA","typ":"at+jwt","kid":kid,"jwk":key.jwk}),
+            &claims(),
+            &URL_SAFE_NO_PAD.decode(sig).unwrap(),
+        );
+        assert_eq!(
+            verifier.verify(&embedded, NOW, Expiry::Enforce),
+            Err(VerifyError::EmbeddedKey)
+        );
+    }
+
+    #[test]
+    fn refuses_tampering_type_audience_and_unknown_kid() {
+        let (key, verifier) = setup(SigningAlg::EdDSA);
+        let token = sign(&key, &claims()).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut evil = claims();
+        evil.sub = "usr_admin".into();
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_string(&evil).unwrap());
+        assert_eq!(
+            verifier.verify(&parts.join("."), NOW, Expiry::Enforce),
+            Err(VerifyError::BadSignature)
+        );
+
+        let mut wrong_aud = claims();
+        wrong_aud.aud = "other".into();
+        let t = sign(&key, &wrong_aud).unwrap();
+        assert_eq!(
+            verifier.verify(&t, NOW, Expiry::Enforce),
+            Err(VerifyError::WrongIssuerOrAudience)
+        );
+
+        let (other, _) = setup(SigningAlg::EdDSA);
+        let t = sign(&other, &claims()).unwrap();
+        assert_eq!(
+            verifier.verify(&t, NOW, Expiry::Enforce),
+            Err(VerifyError::UnknownKey)
+        );
+
+        let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(key.kid().into());
+        header.typ = Some("JWT".into());
+        let t = jsonwebtoken::encode(&header, &claims(), key.encoding_key()).unwrap();
+        assert_eq!(
+            verifier.verify(&t, NOW, Expiry::Enforce),
+            Err(VerifyError::WrongType)
+        );
+
+        assert_eq!(
+            verifier.verify(&"a".repeat(5000), NOW, Expiry::Enforce),
+            Err(VerifyError::TooLarge)
+        );
+        assert_eq!(
+            verifier.verify("lk_rt_abc", NOW, Expiry::Enforce),
+            Err(VerifyError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! The refresh-token rules: when a presented token rotates, when a retry gets
+//! the same successor, and when reuse means theft. The storage backends run
+//! [`decide`] inside one transaction and apply what it says.
+
+use crate::refresh::TokenHash;
+use crate::scope::Scope;
+use crate::store::{RefreshRecord, Session};
+
+/// What a refresh from another IP address than the login's does (§3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingPolicy {
+    /// Nothing.
+    Off,
+    /// The refresh succeeds and an audit event is written (the default).
+    Log,
+    /// The session is revoked.
+    Revoke,
+}
+
+/// Lifetimes and policies of refresh tokens, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// A refresh token unused this long expires.
+    pub idle_ttl: i64,
+    /// A session ends this long after login, however often it refreshes.
+    pub absolute_ttl: i64,
+    /// A rotated token presented again within this window gets the same
+    /// successor; 0 turns the window off.
+    pub reuse_grace: i64,
+    /// The IP-binding policy.
+    pub binding_ip: BindingPolicy,
+}
+
+/// A refresh request, as the server understood and authenticated it.
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    /// Hash of the presented token.
+    pub presented: TokenHash,
+    /// Hash of its successor (derived from the presented token).
+    pub successor: TokenHash,
+    /// The requesting client, authenticated if it is confidential.
+    pub client_id: Option<String>,
+    /// The session of an access token sent along, which must match.
+    pub expected_session: Option<String>,
+    /// A narrower scope, if requested.
+    pub scope: Option<Scope>,
+    /// The `jti` of the access token issued beside the successor.
+    pub access_jti: String,
+    /// Requesting IP address.
+    pub ip: String,
+    /// Requesting user agent.
+    pub user_agent: String,
+    /// Now, Unix seconds.
+    pub now: i64,
+}
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// A rotated refresh token was presented again.
+    Reuse,
+    /// A refresh came from another IP address under the `revoke` policy.
+    IpBinding,
+    /// The user logged out (or revoked a token, RFC 7009).
+    Logout,
+    /// The user revoked this session from another one.
+    UserRevoked,
+    /// The user logged out everywhere.
+    LogoutEverywhere,
+    /// An operator revoked it.
+    Admin,
+    /// The user was disabled.
+    UserDisabled,
+    /// A newer login pushed it past the per-user cap.
+    SessionCap,
+}
+
+impl RevocationReason {
+    /// Stable name, stored and logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reuse => "reuse_detected",
+            Self::IpBinding => "ip_binding",
+            Self::Logout => "logout",
+            Self::UserRevoked => "user_revoked",
+            Self::LogoutEverywhere => "logout_everywhere",
+            Self::Admin => "admin",
+            Self::UserDisabled => "user_disabled",
+            Self::SessionCap => "session_cap",
+        }
+    }
+}
+
+/// Why a refresh was refused without changing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No such token.
+    Unknown,
+    /// The session was revoked.
+    SessionRevoked,
+    /// The session passed its absolute lifetime.
+    SessionExpired,
+    /// The token passed its idle lifetime.
+    TokenExpired,
+    /// The token belongs to another client, or its client did not authenticate.
+    ClientMismatch,
+    /// An access token of another session was sent along.
+    SessionMismatch,
+    /// The requested scope is wider than the token's.
+    ScopeWidened,
+}
+
+/// What to do with a presented refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Consume it and store its successor.
+    Rotate {
+        /// Scope of the successor.
+        scope: String,
+        /// Idle expiry of the successor, never past the session's end.
+        expires_at: i64,
+        /// The IP differs from the login's (policy `log`).
+        binding_mismatch: bool,
+    },
+    /// Already rotated, within the grace window: hand out the same successor.
+    Replay,
+    /// Revoke the whole session.
+    Revoke(RevocationReason),
+    /// Refuse; change nothing.
+    Reject(Rejection),
+}
+
+/// The rules of §3.3–§3.5, in order.
+pub fn decide(
+    policy: &Policy,
+    token: &RefreshRecord,
+    session: &Session,
+    req: &RotationRequest,
+) -> Decision {
+    if session.revoked_at.is_some() {
+        return Decision::Reject(Rejection::SessionRevoked);
+    }
+    if let Some(owner) = &session.client_id {
+        if req.client_id.as_ref() != Some(owner) {
+            return Decision::Reject(Rejection::ClientMismatch);
+        }
+    }
+    if let Some(expected) = &req.expected_session {
+        if expected != &session.id {
+            return Decision::Reject(Rejection::SessionMismatch);
+        }
+    }
+    if let Some(used_at) = token.used_at {
+        if policy.reuse_grace > 0 && req.now - used_at <= policy.reuse_grace {
+            return Decision::Replay;
+        }
+        return Decision::Revoke(RevocationReason::Reuse);
+    }
+    if session.expires_at <= req.now {
+        return Decision::Reject(Rejection::SessionExpired);
+    }
+    if token.expires_at <= req.now {
+        return Decision::Reject(Rejection::TokenExpired);
+    }
+    let held = Scope::parse(&token.scope).unwrap_or_default();
+    let scope = match &req.scope {
+        Some(asked) if !asked.is_subset(&held) => return Decision::Reject(Rejection::ScopeWidened),
+        Some(asked) => asked.to_string(),
+        None => held.to_string(),
+    };
+    let binding_mismatch = session.ip != req.ip;
+    if binding_mismatch && policy.binding_ip == BindingPolicy::Revoke {
+        return Decision::Revoke(RevocationReason::IpBinding);
+    }
+    Decision::Rotate {
+        scope,
+        expires_at: (req.now + policy.idle_ttl).min(session.expires_at),
+        binding_mismatch: binding_mismatch && policy.binding_ip == BindingPolicy::Log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn policy() -> Policy {
+        Policy {
+            idle_ttl: 3600,
+            absolute_ttl: 86400,
+            reuse_grace: 0,
+            binding_ip: BindingPolicy::Log,
+        }
+    }
+
+    fn session() -> Session {
+        Session {
+            id: "ses_1".into(),
+            user_id: "usr_1".into(),
+            client_id: None,
+            scope: "email profile".into(),
+            created_at: NOW - 100,
+            expires_at: NOW + 86300,
+            last_used_at: NOW - 100,
+            revoked_at: None,
+            revoked_reason: None,
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+        }
+    }
+
+    fn token() -> RefreshRecord {
+        RefreshRecord {
+            hash: TokenHash([1; 32]),
+            session_id: "ses_1".into(),
+            parent: None,
+            scope: "email profile".into(),
+            issued_at: NOW - 100,
+            expires_at: NOW + 3500,
+            used_at: None,
+            access_jti: "jti".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+        }
+    }
+
+    fn request() -> RotationRequest {
+        RotationRequest {
+            presented: TokenHash([1; 32]),
+            successor: TokenHash([2; 32]),
+            client_id: None,
+            expected_session: None,
+            scope: None,
+            access_jti: "jti2".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn fresh_token_rotates_and_never_outlives_the_session() {
+        let mut s = session();
+        s.expires_at = NOW + 10;
+        let d = decide(&policy(), &token(), &s, &request());
+        assert_eq!(
+            d,
+            Decision::Rotate {
+                scope: "email profile".into(),
+                expires_at: NOW + 10,
+                binding_mismatch: false
+            }
+        );
+    }
+
+    #[test]
+    fn used_token_is_reuse_unless_within_grace() {
+        let mut t = token();
+        t.used_at = Some(NOW - 5);
+        assert_eq!(
+            decide(&policy(), &t, &session(), &request()),
+            Decision::Revoke(RevocationReason::Reuse)
+        );
+        let grace = Policy {
+            reuse_grace: 10,
+            ..policy()
+        };
+        assert_eq!(decide(&grace, &t, &session(), &request()), Decision::Replay);
+        t.used_at = Some(NOW - 11);
+        assert_eq!(
+            decide(&grace, &t, &session(), &request()),
+            Decision::Revoke(RevocationReason::Reuse)
+        );
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let p = policy();
+        let mut s = session();
+        s.revoked_at = Some(NOW - 1);
+        assert_eq!(
+            decide(&p, &token(), &s, &request()),
+            Decision::Reject(Rejection::SessionRevoked)
+        );
+
+        let mut s = session();
+        s.client_id = Some("lkc_a".into());
+        assert_eq!(
+            decide(&p, &token(), &s, &request()),
+            Decision::Reject(Rejection::ClientMismatch)
+        );
+        let r = RotationRequest {
+            client_id: Some("lkc_b".into()),
+            ..request()
+        };
+        assert_eq!(
+            decide(&p, &token(), &s, &r),
+            Decision::Reject(Rejection::ClientMismatch)
+        );
+
+        let r = RotationRequest {
+            expected_session: Some("ses_other".into()),
+            ..request()
+        };
+        assert_eq!(
+            decide(&p, &token(), &session(), &r),
+            Decision::Reject(Rejection::SessionMismatch)
+        );
+
+        let r = RotationRequest {
+            scope: Some(Scope::parse("profile admin").unwrap()),
+            ..request()
+        };
+        assert_eq!(
+            decide(&p, &token(), &session(), &r),
+            Decision::Reject(Rejection::ScopeWidened)
+        );
+
+        let r = RotationRequest {
+            now: NOW + 3500,
+            ..request()
+        };
+        assert_eq!(
+            decide(&p, &token(), &session(), &r),
+            Decision::Reject(Rejection::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn narrower_scope_and_ip_binding() {
+        let r = RotationRequest {
+            scope: Some(Scope::parse("profile").unwrap()),
+            ip: "10.0.0.9".into(),
+            ..request()
+        };
+        match decide(&policy(), &token(), &session(), &r) {
+            Decision::Rotate {
+                scope,
+                binding_mismatch,
+                ..
+            } => {
+                assert_eq!(scope, "profile");
+                assert!(binding_mismatch);
+            }
+            other => panic!("{other:?}"),
+        }
+        let revoke = Policy {
+            binding_ip: BindingPolicy::Revoke,
+            ..policy()
+        };
+        assert_eq!(
+            decide(&revoke, &token(), &session(), &r),
+            Decision::Revoke(RevocationReason::IpBinding)
+        );
+        let off = Policy {
+            binding_ip: BindingPolicy::Off,
+            ..policy()
+        };
+        assert!(matches!(
+            decide(&off, &token(), &session(), &r),
+            Decision::Rotate {
+                binding_mismatch: false,
+                ..
+            }
+        ));
+    }
+}
