@@ -1,0 +1,488 @@
+//! Configuration: one struct, parsed once from a TOML file and `LATCHKEY_*`
+//! environment variables (which override the file). Parsing is pure; acting
+//! on the result (connecting, loading keys) happens elsewhere.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use latchkey_core::keys::SigningAlg;
+use latchkey_core::rotation::{BindingPolicy, Policy};
+use latchkey_core::scope::Scope;
+use latchkey_core::seal::MasterKey;
+
+/// Every setting, by its TOML key; the environment variable is
+/// `LATCHKEY_` + the key in upper case.
+const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "redis_url",
+    "issuer",
+    "audience",
+    "access_ttl",
+    "refresh_idle_ttl",
+    "refresh_absolute_ttl",
+    "reuse_grace",
+    "max_sessions_per_user",
+    "signing_alg",
+    "binding_ip",
+    "cookie_secure",
+    "password_grant",
+    "allowed_origins",
+    "master_key",
+    "scopes",
+    "default_scope",
+];
+
+/// Environment variables with the `LATCHKEY_` prefix that are not settings
+/// of the server (test harness, logging).
+const OTHER_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_LOG", "LATCHKEY_LOG_FORMAT"];
+
+/// The server's configuration. Defaults are those of the README's table.
+#[derive(Debug)]
+pub struct Config {
+    /// `LATCHKEY_LISTEN`: address and port. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `LATCHKEY_DATABASE_URL`: `sqlite://PATH` or `postgres://…`. Default `sqlite://latchkey.db`.
+    pub database_url: String,
+    /// `LATCHKEY_REDIS_URL`: optional Redis. Default unset.
+    pub redis_url: Option<String>,
+    /// `LATCHKEY_ISSUER`: `iss` of every token and base of discovery URLs,
+    /// without a trailing slash. Default `http://127.0.0.1:8080`.
+    pub issuer: String,
+    /// `LATCHKEY_AUDIENCE`: `aud` of access tokens. Default `latchkey`.
+    pub audience: String,
+    /// `LATCHKEY_ACCESS_TTL`: access-token lifetime in seconds. Default 10 minutes.
+    pub access_ttl: i64,
+    /// Refresh-token lifetimes and policies (`LATCHKEY_REFRESH_IDLE_TTL`
+    /// default 14 days, `LATCHKEY_REFRESH_ABSOLUTE_TTL` default 30 days,
+    /// `LATCHKEY_REUSE_GRACE` default 0, `LATCHKEY_BINDING_IP` default `log`).
+    pub policy: Policy,
+    /// `LATCHKEY_MAX_SESSIONS_PER_USER`: the oldest session is revoked past this. Default 10.
+    pub max_sessions_per_user: u32,
+    /// `LATCHKEY_SIGNING_ALG`: `EdDSA`, `ES256` or `RS256`. Default `EdDSA`.
+    pub signing_alg: SigningAlg,
+    /// `LATCHKEY_COOKIE_SECURE`: `false` only for plain-http development. Default `true`.
+    pub cookie_secure: bool,
+    /// `LATCHKEY_PASSWORD_GRANT`: allow `grant_type=password`. Default `false`.
+    pub password_grant: bool,
+    /// `LATCHKEY_ALLOWED_ORIGINS`: browser origins, comma-separated. Default: the issuer's origin.
+    pub allowed_origins: Vec<String>,
+    /// `LATCHKEY_MASTER_KEY`: 64 hex characters; seals keys at rest. Default unset.
+    pub master_key: Option<MasterKey>,
+    /// `LATCHKEY_SCOPES`: the scopes users may request, space-separated.
+    /// Default unset: any well-formed scope.
+    pub scopes: Option<Scope>,
+    /// `LATCHKEY_DEFAULT_SCOPE`: granted when a login names none. Default `profile`.
+    pub default_scope: Scope,
+}
+
+/// A setting that cannot be used; start-up stops with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting, as the operator wrote it (`LATCHKEY_ACCESS_TTL` or `access_ttl in FILE`).
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The outcome of reading the environment: the config, plus warnings about
+/// variables that look like settings but are not.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// One line per ignored `LATCHKEY_*` variable.
+    pub warnings: Vec<String>,
+}
+
+struct Source {
+    value: String,
+    origin: String,
+}
+
+impl Config {
+    /// The configuration with every default.
+    pub fn defaults() -> Config {
+        match Self::load(None, std::iter::empty()) {
+            Ok(loaded) => loaded.config,
+            Err(e) => unreachable!("defaults are valid: {e}"),
+        }
+    }
+
+    /// Parses a TOML document (if any) and the given environment.
+    pub fn load(
+        toml_text: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut values: BTreeMap<&'static str, Source> = BTreeMap::new();
+        if let Some((path, text)) = toml_text {
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+                setting: path.to_owned(),
+                message: format!("not valid TOML: {}", e.message()),
+            })?;
+            for (key, value) in table {
+                let origin = format!("{key} in {path}");
+                let Some(known) = KEYS.iter().find(|k| **k == key) else {
+                    return Err(ConfigError {
+                        setting: origin,
+                        message: "unknown setting".into(),
+                    });
+                };
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => {
+                        let mut parts = Vec::new();
+                        for item in items {
+                            match item {
+                                toml::Value::String(s) => parts.push(s),
+                                _ => {
+                                    return Err(ConfigError {
+                                        setting: origin,
+                                        message: "expected a list of strings".into(),
+                                    });
+                                }
+                            }
+                        }
+                        parts.join(",")
+                    }
+                    _ => {
+                        return Err(ConfigError {
+                            setting: origin,
+                            message: "expected a string, number or boolean".into(),
+                        });
+                    }
+                };
+                values.insert(known, Source { value, origin });
+            }
+        }
+        let mut warnings = Vec::new();
+        for (name, value) in env {
+            let Some(suffix) = name.strip_prefix("LATCHKEY_") else {
+                continue;
+            };
+            let key = suffix.to_ascii_lowercase();
+            match KEYS.iter().find(|k| **k == key) {
+                Some(known) => {
+                    values.insert(
+                        known,
+                        Source {
+                            value,
+                            origin: name,
+                        },
+                    );
+                }
+                None if suffix.starts_with("TEST_") || OTHER_ENV.contains(&name.as_str()) => {}
+                None => warnings.push(format!("{name} is not a Latchkey setting; ignored")),
+            }
+        }
+        let config = Self::from_values(&values)?;
+        Ok(Loaded { config, warnings })
+    }
+
+    fn from_values(values: &BTreeMap<&'static str, Source>) -> Result<Config, ConfigError> {
+        let get = |key: &'static str, default: &str| -> (String, String) {
+            match values.get(key) {
+                Some(s) => (s.value.trim().to_owned(), s.origin.clone()),
+                None => (
+                    default.to_owned(),
+                    format!("LATCHKEY_{}", key.to_ascii_uppercase()),
+                ),
+            }
+        };
+        let fail = |origin: &str, message: String| ConfigError {
+            setting: origin.to_owned(),
+            message,
+        };
+        let duration = |key: &'static str, default: &str| -> Result<i64, ConfigError> {
+            let (text, origin) = get(key, default);
+            parse_duration(&text).ok_or_else(|| {
+                fail(
+                    &origin,
+                    format!("{text:?} is not a duration (use e.g. 30s, 10m, 12h, 14d)"),
+                )
+            })
+        };
+        let boolean = |key: &'static str, default: &str| -> Result<bool, ConfigError> {
+            let (text, origin) = get(key, default);
+            match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(fail(&origin, format!("{text:?} is not true or false"))),
+            }
+        };
+
+        let (text, origin) = get("listen", "127.0.0.1:8080");
+        let listen = text
+            .parse()
+            .map_err(|_| fail(&origin, format!("{text:?} is not an address:port")))?;
+
+        let (database_url, origin) = get("database_url", "sqlite://latchkey.db");
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(fail(
+                &origin,
+                "expected sqlite://PATH or postgres://…".into(),
+            ));
+        }
+
+        let redis_url = values
+            .get("redis_url")
+            .map(|s| s.value.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(fail(&get("redis_url", "").1, "expected redis://…".into()));
+            }
+        }
+
+        let (issuer, origin) = get("issuer", "http://127.0.0.1:8080");
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let Some(issuer_origin) = origin_of(&issuer) else {
+            return Err(fail(&origin, format!("{issuer:?} is not an http(s) URL")));
+        };
+
+        let (audience, origin) = get("audience", "latchkey");
+        if audience.is_empty() {
+            return Err(fail(&origin, "must not be empty".into()));
+        }
+
+        let access_ttl = duration("access_ttl", "10m")?;
+        let idle_ttl = duration("refresh_idle_ttl", "14d")?;
+        let absolute_ttl = duration("refresh_absolute_ttl", "30d")?;
+        let reuse_grace = duration("reuse_grace", "0s")?;
+        for (key, value) in [
+            ("access_ttl", access_ttl),
+            ("refresh_idle_ttl", idle_ttl),
+            ("refresh_absolute_ttl", absolute_ttl),
+        ] {
+            if value <= 0 {
+                return Err(fail(&get(key, "").1, "must be longer than zero".into()));
+            }
+        }
+        if reuse_grace > 300 {
+            return Err(fail(
+                &get("reuse_grace", "").1,
+                "at most 5m: a longer window lets a thief use a stolen token unnoticed".into(),
+            ));
+        }
+
+        let (text, origin) = get("max_sessions_per_user", "10");
+        let max_sessions_per_user = match text.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(fail(
+                    &origin,
+                    format!("{text:?} is not a whole number of at least 1"),
+                ));
+            }
+        };
+
+        let (text, origin) = get("signing_alg", "EdDSA");
+        let signing_alg = text
+            .parse::<SigningAlg>()
+            .map_err(|e| fail(&origin, e.to_string()))?;
+
+        let (text, origin) = get("binding_ip", "log");
+        let binding_ip = match text.as_str() {
+            "off" => BindingPolicy::Off,
+            "log" => BindingPolicy::Log,
+            "revoke" => BindingPolicy::Revoke,
+            _ => return Err(fail(&origin, format!("{text:?} is not off, log or revoke"))),
+        };
+
+        let cookie_secure = boolean("cookie_secure", "true")?;
+        let password_grant = boolean("password_grant", "false")?;
+
+        let (text, origin) = get("allowed_origins", &issuer_origin);
+        let mut allowed_origins = Vec::new();
+        for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
+            let item = item.trim_end_matches('/');
+            match origin_of(item) {
+                Some(o) if o == item => allowed_origins.push(o),
+                _ => {
+                    return Err(fail(
+                        &origin,
+                        format!("{item:?} is not an origin (scheme://host[:port])"),
+                    ));
+                }
+            }
+        }
+
+        let master_key = match values.get("master_key") {
+            Some(s) if !s.value.trim().is_empty() => {
+                Some(MasterKey::from_hex(&s.value).ok_or_else(|| {
+                    fail(
+                        &s.origin,
+                        "expected 32 random bytes as 64 hexadecimal characters".into(),
+                    )
+                })?)
+            }
+            _ => None,
+        };
+
+        let scopes = match values.get("scopes") {
+            Some(s) => Some(
+                Scope::parse(&s.value.replace(',', " "))
+                    .map_err(|_| fail(&s.origin, "not a list of valid scope tokens".into()))?,
+            ),
+            None => None,
+        };
+        let (text, origin) = get("default_scope", "profile");
+        let default_scope =
+            Scope::parse(&text).map_err(|_| fail(&origin, "not a valid scope".into()))?;
+        if let Some(allowed) = &scopes {
+            if !default_scope.is_subset(allowed) {
+                return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
+            }
+        }
+
+        Ok(Config {
+            listen,
+            database_url,
+            redis_url,
+            issuer,
+            audience,
+            access_ttl,
+            policy: Policy {
+                idle_ttl,
+                absolute_ttl,
+                reuse_grace,
+                binding_ip,
+            },
+            max_sessions_per_user,
+            signing_alg,
+            cookie_secure,
+            password_grant,
+            allowed_origins,
+            master_key,
+            scopes,
+            default_scope,
+        })
+    }
+}
+
+/// Parses `30s`, `10m`, `12h`, `14d`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return (secs >= 0).then_some(secs);
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let n: i64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+/// `scheme://host[:port]` of an http(s) URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://latchkey.db");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.audience, "latchkey");
+        assert_eq!(c.access_ttl, 600);
+        assert_eq!(c.policy.idle_ttl, 14 * 86400);
+        assert_eq!(c.policy.absolute_ttl, 30 * 86400);
+        assert_eq!(c.policy.reuse_grace, 0);
+        assert_eq!(c.policy.binding_ip, BindingPolicy::Log);
+        assert_eq!(c.max_sessions_per_user, 10);
+        assert_eq!(c.signing_alg, SigningAlg::EdDSA);
+        assert!(c.cookie_secure);
+        assert!(!c.password_grant);
+        assert_eq!(c.allowed_origins, vec!["http://127.0.0.1:8080".to_string()]);
+        assert!(c.master_key.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let toml = "access_ttl = \"5m\"\naudience = \"file\"\nallowed_origins = [\"https://a.test\", \"https://b.test\"]\n";
+        let loaded = Config::load(
+            Some(("c.toml", toml)),
+            env(&[
+                ("LATCHKEY_AUDIENCE", "env"),
+                ("LATCHKEY_TEST_POSTGRES_URL", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.access_ttl, 300);
+        assert_eq!(loaded.config.audience, "env");
+        assert_eq!(loaded.config.allowed_origins.len(), 2);
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Config::load(None, env(&[("LATCHKEY_ACCESS_TTL", "ten minutes")])).unwrap_err();
+        assert_eq!(e.setting, "LATCHKEY_ACCESS_TTL");
+        let e = Config::load(Some(("c.toml", "acess_ttl = \"5m\"")), env(&[])).unwrap_err();
+        assert_eq!(e.setting, "acess_ttl in c.toml");
+        let e = Config::load(None, env(&[("LATCHKEY_MASTER_KEY", "abcd")])).unwrap_err();
+        assert_eq!(e.setting, "LATCHKEY_MASTER_KEY");
+        let e = Config::load(None, env(&[("LATCHKEY_SIGNING_ALG", "HS256")])).unwrap_err();
+        assert_eq!(e.setting, "LATCHKEY_SIGNING_ALG");
+        let e = Config::load(None, env(&[("LATCHKEY_BINDING_IP", "maybe")])).unwrap_err();
+        assert_eq!(e.setting, "LATCHKEY_BINDING_IP");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(30));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("14d"), Some(14 * 86400));
+        assert_eq!(parse_duration("45"), Some(45));
+        assert_eq!(parse_duration("10"), Some(10));
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("10x"), None);
+        assert_eq!(parse_duration("-5"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+}

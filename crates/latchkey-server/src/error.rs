@@ -1,0 +1,226 @@
+//! The one HTTP error type: RFC 6749 §5.2 errors for the OAuth endpoints,
+//! RFC 6750 `WWW-Authenticate` challenges for protected resources, and a
+//! generic 500 whose detail goes to the log under an id the client also sees.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An RFC 6749 §5.2 error.
+    OAuth {
+        /// HTTP status.
+        status: StatusCode,
+        /// The `error` code.
+        code: &'static str,
+        /// Human-readable `error_description`.
+        description: String,
+    },
+    /// An RFC 6750 challenge from a protected resource.
+    Bearer {
+        /// 401 or 403.
+        status: StatusCode,
+        /// `invalid_token`, `insufficient_scope`, `invalid_request`, or none
+        /// when no credentials were sent.
+        code: Option<&'static str>,
+        /// Human-readable description.
+        description: Option<String>,
+    },
+    /// Any other status with a short JSON body (404, 413, 429…).
+    Plain {
+        /// HTTP status.
+        status: StatusCode,
+        /// The `error` code.
+        code: &'static str,
+        /// Human-readable description.
+        description: String,
+    },
+    /// A failure of the server; never shown in detail.
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
+
+impl ApiError {
+    fn oauth(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self::OAuth {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 `invalid_client`, with a `Basic` challenge.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+
+    /// 400 `invalid_grant`.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    /// 400 `unauthorized_client`.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    /// 400 `unsupported_grant_type`.
+    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::oauth(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            description,
+        )
+    }
+
+    /// 400 `invalid_scope`.
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// 401 with a bare `Bearer` challenge: no credentials were sent.
+    pub fn no_credentials() -> Self {
+        Self::Bearer {
+            status: StatusCode::UNAUTHORIZED,
+            code: None,
+            description: None,
+        }
+    }
+
+    /// 401 `invalid_token`.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self::Bearer {
+            status: StatusCode::UNAUTHORIZED,
+            code: Some("invalid_token"),
+            description: Some(description.into()),
+        }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(description: impl Into<String>) -> Self {
+        Self::Plain {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            description: description.into(),
+        }
+    }
+
+    /// 500, logged with a reference id.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// The HTTP status of this error.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::OAuth { status, .. }
+            | Self::Bearer { status, .. }
+            | Self::Plain { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<latchkey_core::store::StoreError> for ApiError {
+    fn from(e: latchkey_core::store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<latchkey_core::Error> for ApiError {
+    fn from(e: latchkey_core::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// Quotes a value for an auth-param, dropping what may not appear in it.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let no_store = [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ];
+        match self {
+            Self::OAuth {
+                code, description, ..
+            } => {
+                let body = axum::Json(Body {
+                    error: code,
+                    error_description: Some(&description),
+                });
+                let mut response = (status, no_store, body).into_response();
+                if status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"latchkey\""),
+                    );
+                }
+                response
+            }
+            Self::Bearer {
+                code, description, ..
+            } => {
+                let mut challenge = String::from("Bearer realm=\"latchkey\"");
+                if let Some(code) = code {
+                    challenge.push_str(&format!(", error=\"{code}\""));
+                }
+                if let Some(d) = &description {
+                    challenge.push_str(&format!(", error_description=\"{}\"", quoted(d)));
+                }
+                let value = HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"latchkey\""));
+                let body = axum::Json(Body {
+                    error: code.unwrap_or("unauthorized"),
+                    error_description: description.as_deref(),
+                });
+                (status, [(header::WWW_AUTHENTICATE, value)], body).into_response()
+            }
+            Self::Plain {
+                code, description, ..
+            } => {
+                let body = axum::Json(Body {
+                    error: code,
+                    error_description: Some(&description),
+                });
+                (status, body).into_response()
+            }
+            Self::Internal(e) => {
+                let reference = error_reference();
+                tracing::error!(reference = %reference, error = %e, source = ?e.source(), "internal error");
+                let description = format!("internal error (reference {reference})");
+                let body = axum::Json(Body {
+                    error: "server_error",
+                    error_description: Some(&description),
+                });
+                (status, no_store, body).into_response()
+            }
+        }
+    }
+}
+
+fn error_reference() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 6];
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,250 @@
+//! Request parsing shared by the endpoints: form and JSON parameters, client
+//! authentication, bearer credentials and the caller's address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use latchkey_core::store::Client;
+
+use crate::error::ApiError;
+use crate::state::{AppState, RequestContext};
+
+const MAX_USER_AGENT: usize = 256;
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect())
+            .unwrap_or_default();
+        Ok(RequestContext { ip, user_agent })
+    }
+}
+
+/// Request parameters: each name at most once (RFC 6749 §3.2).
+#[derive(Debug, Default)]
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded`.
+    pub(crate) fn from_form(body: &[u8]) -> Result<Self, ApiError> {
+        let mut map = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            if map.insert(name.to_string(), value.into_owned()).is_some() {
+                return Err(ApiError::invalid_request(format!(
+                    "parameter {name} appears more than once"
+                )));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// Parses a JSON object whose values are strings.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|_| ApiError::invalid_request("the body is not a JSON object"))?;
+        let mut map = HashMap::new();
+        for (name, value) in value {
+            match value {
+                serde_json::Value::String(s) => {
+                    map.insert(name, s);
+                }
+                serde_json::Value::Null => {}
+                _ => {
+                    return Err(ApiError::invalid_request(format!(
+                        "parameter {name} must be a string"
+                    )));
+                }
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// Form or JSON, by `Content-Type`.
+    pub(crate) fn from_body(
+        headers: &HeaderMap,
+        body: &[u8],
+        json_allowed: bool,
+    ) -> Result<Self, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match content_type.as_str() {
+            "application/x-www-form-urlencoded" => Self::from_form(body),
+            "application/json" if json_allowed => Self::from_json(body),
+            _ if json_allowed => Err(ApiError::invalid_request(
+                "Content-Type must be application/x-www-form-urlencoded or application/json",
+            )),
+            _ => Err(ApiError::invalid_request(
+                "Content-Type must be application/x-www-form-urlencoded",
+            )),
+        }
+    }
+
+    /// A parameter; empty counts as absent.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required parameter.
+    pub(crate) fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name)
+            .ok_or_else(|| ApiError::invalid_request(format!("missing parameter {name}")))
+    }
+}
+
+/// The credentials in an `Authorization` header.
+pub(crate) enum Authorization<'a> {
+    None,
+    Basic(&'a str),
+    Bearer(&'a str),
+    Other,
+}
+
+pub(crate) fn authorization(headers: &HeaderMap) -> Authorization<'_> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Authorization::None;
+    };
+    let Ok(value) = value.to_str() else {
+        return Authorization::Other;
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        Authorization::Basic(rest)
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Authorization::Bearer(rest)
+    } else {
+        Authorization::Other
+    }
+}
+
+/// A client that identified itself, and whether it proved it.
+pub(crate) struct CallingClient {
+    pub(crate) client: Client,
+}
+
+/// RFC 6749 §2.3: HTTP Basic (`client_secret_basic`), or `client_id` and
+/// `client_secret` in the body (`client_secret_post`), or a public client's
+/// bare `client_id`. A confidential client must authenticate. `Ok(None)`
+/// when the request names no client.
+pub(crate) async fn client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Option<CallingClient>, ApiError> {
+    let (id, secret) = match authorization(headers) {
+        Authorization::Basic(encoded) => {
+            if params.get("client_secret").is_some() {
+                return Err(ApiError::invalid_request(
+                    "use one client authentication method",
+                ));
+            }
+            let decoded = STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::invalid_client("malformed Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| ApiError::invalid_client("malformed Basic credentials"))?;
+            // The parts are form-urlencoded (RFC 6749 §2.3.1).
+            let id = form_decode(id);
+            let secret = form_decode(secret);
+            if params.get("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(ApiError::invalid_request(
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            (id, Some(secret))
+        }
+        _ => match params.get("client_id") {
+            Some(id) => (
+                id.to_owned(),
+                params.get("client_secret").map(str::to_owned),
+            ),
+            None if params.get("client_secret").is_some() => {
+                return Err(ApiError::invalid_request("client_secret without client_id"));
+            }
+            None => return Ok(None),
+        },
+    };
+    let found = if id.len() > 128 {
+        None
+    } else {
+        state.store().client_by_id(&id).await?
+    };
+    let Some(client) = found else {
+        return Err(ApiError::invalid_client("client authentication failed"));
+    };
+    match (&client.secret_hash, secret) {
+        (Some(stored), Some(secret)) => {
+            let presented = state.refresh_keys().client_secret_hash(&secret);
+            if !stored.ct_eq(&presented) {
+                return Err(ApiError::invalid_client("client authentication failed"));
+            }
+        }
+        (Some(_), None) => return Err(ApiError::invalid_client("client authentication required")),
+        (None, Some(_)) => return Err(ApiError::invalid_client("a public client has no secret")),
+        (None, None) => {}
+    }
+    Ok(Some(CallingClient { client }))
+}
+
+fn form_decode(text: &str) -> String {
+    form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The bearer token of a protected-resource request, or the RFC 6750 error.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    match authorization(headers) {
+        Authorization::Bearer(token) => Ok(token),
+        Authorization::None => Err(ApiError::no_credentials()),
+        _ => Err(ApiError::Bearer {
+            status: axum::http::StatusCode::UNAUTHORIZED,
+            code: Some("invalid_request"),
+            description: Some("use Authorization: Bearer".into()),
+        }),
+    }
+}
+
+/// An authenticated caller of a protected resource.
+pub(crate) struct Authenticated(pub(crate) crate::state::Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?;
+        state.authenticate(token).await.map(Authenticated)
+    }
+}

@@ -1,0 +1,266 @@
+//! The OAuth endpoints: token (RFC 6749), revocation (RFC 7009) and
+//! introspection (RFC 7662).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use latchkey_core::jwt::{Expiry, FIRST_PARTY_CLIENT_ID};
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::rotation::RevocationReason;
+use serde::Serialize;
+use serde_json::json;
+
+use super::extract::{self, Authorization, Params};
+use crate::error::ApiError;
+use crate::state::{AppState, Issued, RequestContext, now};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+        .route("/oauth/introspect", post(introspect))
+}
+
+/// RFC 6749 §5.1.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    token_type: &'static str,
+    access_token: &'a str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    scope: &'a str,
+}
+
+/// The token response with `Cache-Control: no-store` (RFC 6749 §5.1).
+pub(crate) fn token_response(issued: &Issued) -> Response {
+    let body = TokenResponse {
+        token_type: "Bearer",
+        access_token: &issued.access_token,
+        expires_in: issued.expires_in,
+        refresh_token: issued.refresh_token.as_ref().map(RefreshToken::expose),
+        scope: &issued.scope,
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::from_body(&headers, &body, false)?;
+    let grant_type = params.require("grant_type")?;
+    let known = ["refresh_token", "client_credentials", "password"];
+    if !known.contains(&grant_type) || (grant_type == "password" && !state.config().password_grant)
+    {
+        return Err(ApiError::unsupported_grant_type(format!(
+            "grant_type {grant_type} is not supported"
+        )));
+    }
+    // A bearer (access) token in the header is not client authentication;
+    // on refresh it must belong to the same session (§3.3).
+    let access_token = match extract::authorization(&headers) {
+        Authorization::Bearer(token) => Some(token),
+        _ => None,
+    };
+    let client = extract::client(&state, &headers, &params)
+        .await?
+        .map(|c| c.client);
+    let issued = match grant_type {
+        "refresh_token" => {
+            let presented = params.require("refresh_token")?;
+            let expected_session = match access_token {
+                Some(token) => {
+                    let claims = state.verify_jwt(token, Expiry::Ignore).await.map_err(|_| {
+                        ApiError::invalid_grant("the access token sent along is invalid")
+                    })?;
+                    Some(claims.sid.ok_or_else(|| {
+                        ApiError::invalid_grant("access token belongs to another session")
+                    })?)
+                }
+                None => None,
+            };
+            state
+                .refresh(
+                    presented,
+                    client.as_ref().map(|c| c.id.as_str()),
+                    expected_session,
+                    params.get("scope"),
+                    &ctx,
+                )
+                .await?
+        }
+        "client_credentials" => {
+            let Some(client) = client.filter(|c| c.secret_hash.is_some()) else {
+                return Err(ApiError::invalid_client(
+                    "client_credentials needs a confidential client's authentication",
+                ));
+            };
+            state.client_token(&client, params.get("scope"))?
+        }
+        _ => {
+            let username = params.require("username")?;
+            let password = params.require("password")?;
+            state
+                .login(
+                    username,
+                    password,
+                    params.get("scope"),
+                    client.as_ref(),
+                    &ctx,
+                )
+                .await?
+        }
+    };
+    Ok(token_response(&issued))
+}
+
+/// RFC 7009: 200 for every well-formed request; a token of another client
+/// is left alone. Revoking either kind of token revokes its session.
+async fn revoke(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::from_body(&headers, &body, false)?;
+    let client = extract::client(&state, &headers, &params)
+        .await?
+        .map(|c| c.client.id);
+    let token = params.require("token")?;
+    let owner = |session_client: Option<&str>| session_client == client.as_deref();
+    let target = if let Some(refresh) = RefreshToken::parse(token) {
+        match state
+            .store()
+            .refresh_token(&state.refresh_keys().hash(&refresh))
+            .await?
+        {
+            Some((_, session)) if owner(session.client_id.as_deref()) => {
+                Some((session.id, session.user_id))
+            }
+            _ => None,
+        }
+    } else {
+        match state.verify_jwt(token, Expiry::Ignore).await {
+            Ok(claims) => {
+                let token_client =
+                    Some(claims.client_id.as_str()).filter(|c| *c != FIRST_PARTY_CLIENT_ID);
+                match claims.sid {
+                    Some(sid) if owner(token_client) => Some((sid, claims.sub)),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        }
+    };
+    if let Some((sid, user_id)) = target {
+        if state
+            .store()
+            .revoke_session(&sid, RevocationReason::Logout, now())
+            .await?
+        {
+            state
+                .audit(
+                    "session_revoked",
+                    Some(&user_id),
+                    Some(&sid),
+                    client.as_deref(),
+                    &ctx,
+                    "token revoked (RFC 7009)",
+                )
+                .await;
+        }
+    }
+    Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response())
+}
+
+/// RFC 7662, for authenticated (confidential) clients only. Anything not
+/// active, or not this client's to see, is `{"active": false}`.
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::from_body(&headers, &body, false)?;
+    let Some(caller) = extract::client(&state, &headers, &params)
+        .await?
+        .map(|c| c.client)
+        .filter(|c| c.secret_hash.is_some())
+    else {
+        return Err(ApiError::invalid_client(
+            "introspection needs client authentication",
+        ));
+    };
+    let token = params.require("token")?;
+    let inactive = || json!({ "active": false });
+    let answer = if let Some(refresh) = RefreshToken::parse(token) {
+        match state
+            .store()
+            .refresh_token(&state.refresh_keys().hash(&refresh))
+            .await?
+        {
+            Some((record, session))
+                if record.used_at.is_none()
+                    && record.expires_at > now()
+                    && session.revoked_at.is_none()
+                    && session.expires_at > now()
+                    && session.client_id.as_deref().is_none_or(|c| c == caller.id) =>
+            {
+                let username = state
+                    .store()
+                    .user_by_id(&session.user_id)
+                    .await?
+                    .map(|u| u.username);
+                json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "scope": record.scope,
+                    "client_id": session.client_id.as_deref().unwrap_or(FIRST_PARTY_CLIENT_ID),
+                    "username": username,
+                    "sub": session.user_id,
+                    "sid": session.id,
+                    "iss": state.config().issuer,
+                    "iat": record.issued_at,
+                    "exp": record.expires_at.min(session.expires_at),
+                })
+            }
+            _ => inactive(),
+        }
+    } else {
+        match state.authenticate(token).await {
+            Ok(principal) => {
+                let c = principal.claims;
+                json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": c.scope,
+                    "client_id": c.client_id,
+                    "username": principal.user.map(|u| u.username),
+                    "sub": c.sub,
+                    "aud": c.aud,
+                    "iss": c.iss,
+                    "exp": c.exp,
+                    "iat": c.iat,
+                    "jti": c.jti,
+                    "sid": c.sid,
+                })
+            }
+            Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
+            Err(_) => inactive(),
+        }
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
+}

@@ -1,0 +1,184 @@
+//! The signing keys and the refresh-token key, loaded from the store (and
+//! created there on first start), opened with the master key if any.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::id::random_bytes;
+use latchkey_core::jwt::Verifier;
+use latchkey_core::keys::{PublicJwk, SigningAlg, SigningKey};
+use latchkey_core::refresh::RefreshKeys;
+use latchkey_core::seal::{self, MasterKey, OpenError, Opened};
+use latchkey_core::store::{Store, StoreError, StoredKey};
+
+use crate::config::Config;
+
+/// Why the keys could not be loaded; start-up stops with this.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The store failed.
+    #[error("cannot read keys from the database")]
+    Store(#[from] StoreError),
+    /// The master key is missing or wrong.
+    #[error("LATCHKEY_MASTER_KEY: {0}")]
+    Master(OpenError),
+    /// Stored key material is unusable.
+    #[error("stored key material: {0}")]
+    Material(#[from] latchkey_core::Error),
+}
+
+/// The current signing key, every key a token may still be signed with, and
+/// the verifier built from them.
+pub struct Keyring {
+    /// Signs new access tokens.
+    pub signing: SigningKey,
+    /// Verifies access tokens (every published key).
+    pub verifier: Verifier,
+    /// The JWKS document's keys.
+    pub published: Vec<PublicJwk>,
+}
+
+const REFRESH_SECRET: &str = "refresh_key";
+
+fn open(master: Option<&MasterKey>, label: &str, blob: &[u8]) -> Result<Vec<u8>, KeyError> {
+    match seal::open(master, label, blob).map_err(KeyError::Master)? {
+        Opened::Sealed(bytes) => Ok(bytes),
+        Opened::Plain(bytes) => {
+            if master.is_some() {
+                tracing::warn!(
+                    secret = label,
+                    "stored without a master key (created before LATCHKEY_MASTER_KEY was set)"
+                );
+            }
+            Ok(bytes)
+        }
+    }
+}
+
+/// Loads (creating on first start) the refresh-token key.
+pub async fn load_refresh_keys(
+    store: &dyn Store,
+    master: Option<&MasterKey>,
+    rng: &SystemRandom,
+) -> Result<RefreshKeys, KeyError> {
+    let fresh = random_bytes::<32>(rng)?;
+    let candidate = seal::seal(master, REFRESH_SECRET, &fresh, rng)?;
+    let blob = store.secret_or_insert(REFRESH_SECRET, &candidate).await?;
+    let secret = open(master, REFRESH_SECRET, &blob)?;
+    let secret: [u8; 32] = secret.try_into().map_err(|_| {
+        KeyError::Material(latchkey_core::Error::KeyMaterial(
+            "refresh key length".into(),
+        ))
+    })?;
+    Ok(RefreshKeys::from_secret(&secret))
+}
+
+/// Loads every signing key; creates one of the configured algorithm if the
+/// store has none. The newest key of the configured algorithm signs.
+pub async fn load_keyring(
+    store: &dyn Store,
+    config: &Config,
+    rng: &SystemRandom,
+    now: i64,
+) -> Result<Keyring, KeyError> {
+    let master = config.master_key.as_ref();
+    let mut stored = store.signing_keys().await?;
+    if !stored.iter().any(|k| k.alg == config.signing_alg.as_str()) {
+        let (key, pkcs8) = SigningKey::generate(config.signing_alg, rng)?;
+        let record = StoredKey {
+            kid: key.kid().to_owned(),
+            alg: config.signing_alg.as_str().to_owned(),
+            private_blob: seal::seal(master, key.kid(), &pkcs8, rng)?,
+            public_jwk: serde_json::to_string(&key.jwk)
+                .map_err(|e| latchkey_core::Error::KeyMaterial(e.to_string()))?,
+            created_at: now,
+        };
+        store.insert_signing_key(&record).await?;
+        stored = store.signing_keys().await?;
+    }
+    let mut verifier = Verifier::new(config.issuer.clone(), config.audience.clone());
+    let mut published = Vec::new();
+    let mut signing = None;
+    for record in &stored {
+        let alg: SigningAlg =
+            record
+                .alg
+                .parse()
+                .map_err(|e: latchkey_core::keys::UnknownAlg| {
+                    latchkey_core::Error::KeyMaterial(e.to_string())
+                })?;
+        let jwk: PublicJwk = serde_json::from_str(&record.public_jwk)
+            .map_err(|e| latchkey_core::Error::KeyMaterial(e.to_string()))?;
+        verifier.insert(&jwk)?;
+        published.push(jwk);
+        if alg == config.signing_alg {
+            // Oldest first: the last one of the configured algorithm wins.
+            let pkcs8 = open(master, &record.kid, &record.private_blob)?;
+            signing = Some(SigningKey::from_pkcs8(alg, &pkcs8)?);
+        }
+    }
+    let signing = signing.ok_or_else(|| {
+        KeyError::Material(latchkey_core::Error::KeyMaterial(
+            "no signing key after creating one".into(),
+        ))
+    })?;
+    Ok(Keyring {
+        signing,
+        verifier,
+        published,
+    })
+}
+
+/// The keyring as the running server holds it: swapped whole when the
+/// database has keys this process has not seen (after `latchkey keys rotate`).
+pub struct LiveKeyring {
+    current: RwLock<Arc<Keyring>>,
+    last_reload: Mutex<Instant>,
+}
+
+/// Reloads from the database at most this often, so that tokens with
+/// invented `kid`s cannot make every request hit the database.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+impl LiveKeyring {
+    /// Wraps a loaded keyring.
+    pub fn new(keyring: Keyring) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(keyring)),
+            last_reload: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The keyring now.
+    pub fn get(&self) -> Arc<Keyring> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// True if a reload is allowed now (and marks it as done).
+    pub fn may_reload(&self) -> bool {
+        let mut last = match self.last_reload.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.elapsed() >= RELOAD_INTERVAL {
+            *last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Replaces the keyring.
+    pub fn replace(&self, keyring: Keyring) {
+        let mut guard = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(keyring);
+    }
+}

@@ -1,0 +1,561 @@
+//! The shared state of the server and the token flows every endpoint uses:
+//! log in, refresh, mint and check access tokens.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::id::random_id;
+use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
+use latchkey_core::password::PasswordHasher;
+use latchkey_core::refresh::{RefreshKeys, RefreshToken};
+use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
+use latchkey_core::scope::Scope;
+use latchkey_core::store::{AuditEvent, Client, Outcome, RefreshRecord, Session, Store, User};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::keyring::{Keyring, LiveKeyring, load_keyring};
+
+/// What the server shares between requests. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    keyring: LiveKeyring,
+    refresh_keys: RefreshKeys,
+    passwords: PasswordHasher,
+    /// Argon2id is CPU- and memory-bound: at most one hash per core at once.
+    hash_permits: Semaphore,
+    rng: SystemRandom,
+}
+
+/// Who is asking, as far as the transport tells.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Client IP address.
+    pub ip: String,
+    /// `User-Agent`, truncated.
+    pub user_agent: String,
+}
+
+/// A token response before serialisation.
+#[derive(Debug)]
+pub struct Issued {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The refresh token, for user sessions.
+    pub refresh_token: Option<RefreshToken>,
+    /// Granted scope.
+    pub scope: String,
+    /// The session.
+    pub session_id: Option<String>,
+}
+
+/// A verified access token whose session is live.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Its claims.
+    pub claims: AccessClaims,
+    /// Its user, for user tokens.
+    pub user: Option<User>,
+}
+
+/// The current time in Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+const INVALID_CREDENTIALS: &str = "invalid username or password";
+
+impl AppState {
+    /// Builds the state: loads keys from the store, creating them on first start.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, crate::keyring::KeyError> {
+        let rng = SystemRandom::new();
+        let refresh_keys =
+            crate::keyring::load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng)
+                .await?;
+        let keyring = load_keyring(store.as_ref(), &config, &rng, now()).await?;
+        let passwords = PasswordHasher::new(&rng)?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                store,
+                keyring: LiveKeyring::new(keyring),
+                refresh_keys,
+                passwords,
+                hash_permits: Semaphore::new(cores),
+                rng,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// The keys in use now.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.inner.keyring.get()
+    }
+
+    /// The refresh-token and client-secret keys.
+    pub fn refresh_keys(&self) -> &RefreshKeys {
+        &self.inner.refresh_keys
+    }
+
+    /// The random source.
+    pub fn rng(&self) -> &SystemRandom {
+        &self.inner.rng
+    }
+
+    /// Writes an audit event and a structured log line. An audit failure is
+    /// logged, never shown to the client.
+    pub async fn audit(
+        &self,
+        kind: &str,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
+        tracing::info!(target: "latchkey::audit", kind, user_id, session_id, client_id, ip = %ctx.ip, detail, "audit");
+        let event = AuditEvent {
+            at: now(),
+            kind: kind.to_owned(),
+            user_id: user_id.map(str::to_owned),
+            session_id: session_id.map(str::to_owned),
+            client_id: client_id.map(str::to_owned),
+            ip: Some(ctx.ip.clone()),
+            user_agent: Some(ctx.user_agent.clone()),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.store().append_audit(&event).await {
+            tracing::error!(error = %e, kind, "audit event could not be stored");
+        }
+    }
+
+    /// Runs Argon2id off the async runtime, one per core at most.
+    async fn verify_password(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let _permit = self
+            .inner
+            .hash_permits
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            state.inner.passwords.verify(&password, stored.as_deref())
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    /// Hashes a new password off the async runtime.
+    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        let _permit = self
+            .inner
+            .hash_permits
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.inner.passwords.hash(&password, &state.inner.rng))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+
+    /// The scope a login gets: the requested one if allowed, else the default.
+    fn login_scope(&self, requested: Option<&str>) -> Result<Scope, ApiError> {
+        let scope = match requested {
+            Some(text) if !text.trim().is_empty() => {
+                Scope::parse(text).map_err(|_| ApiError::invalid_scope("malformed scope"))?
+            }
+            _ => return Ok(self.config().default_scope.clone()),
+        };
+        if let Some(allowed) = &self.config().scopes {
+            if !scope.is_subset(allowed) {
+                return Err(ApiError::invalid_scope(
+                    "the requested scope is not available",
+                ));
+            }
+        }
+        Ok(scope)
+    }
+
+    /// Signs an access token.
+    fn mint(
+        &self,
+        sub: &str,
+        client_id: Option<&str>,
+        scope: &str,
+        sid: Option<&str>,
+        auth_time: Option<i64>,
+        jti: String,
+        now: i64,
+    ) -> Result<String, ApiError> {
+        let config = self.config();
+        let claims = AccessClaims {
+            iss: config.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: config.audience.clone(),
+            exp: now + config.access_ttl,
+            iat: now,
+            nbf: None,
+            jti,
+            client_id: client_id.unwrap_or(FIRST_PARTY_CLIENT_ID).to_owned(),
+            scope: scope.to_owned(),
+            sid: sid.map(str::to_owned),
+            auth_time,
+            cnf: None,
+        };
+        Ok(jwt::sign(&self.keyring().signing, &claims)?)
+    }
+
+    /// Username and password to a new session (`/auth/login`, password grant).
+    /// Unknown user, wrong password and disabled user give the same answer
+    /// after the same work.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+        client: Option<&Client>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ApiError> {
+        let scope = self.login_scope(scope)?;
+        let client_id = client.map(|c| c.id.as_str());
+        let user = if username.is_empty() || username.len() > 256 {
+            None
+        } else {
+            self.store().user_by_name(username).await?
+        };
+        let ok = self
+            .verify_password(
+                password.to_owned(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let user = match user {
+            Some(user) if ok && !user.disabled => user,
+            other => {
+                let id = other.as_ref().map(|u| u.id.as_str());
+                let why = match &other {
+                    None => "unknown user",
+                    Some(u) if u.disabled && ok => "user disabled",
+                    Some(_) => "wrong password",
+                };
+                self.audit("login_failed", id, None, client_id, ctx, why)
+                    .await;
+                return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
+            }
+        };
+
+        let now = now();
+        let config = self.config();
+        let rng = self.rng();
+        let session_id = random_id("ses_", rng)?;
+        let jti = random_id("", rng)?;
+        let token = RefreshToken::generate(rng)?;
+        let expires_at = now + config.policy.absolute_ttl;
+        let session = Session {
+            id: session_id.clone(),
+            user_id: user.id.clone(),
+            client_id: client_id.map(str::to_owned),
+            scope: scope.to_string(),
+            created_at: now,
+            expires_at,
+            last_used_at: now,
+            revoked_at: None,
+            revoked_reason: None,
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+        };
+        let record = RefreshRecord {
+            hash: self.refresh_keys().hash(&token),
+            session_id: session_id.clone(),
+            parent: None,
+            scope: session.scope.clone(),
+            issued_at: now,
+            expires_at: (now + config.policy.idle_ttl).min(expires_at),
+            used_at: None,
+            access_jti: jti.clone(),
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+        };
+        let evicted = self
+            .store()
+            .create_session(&session, &record, config.max_sessions_per_user)
+            .await?;
+        self.audit(
+            "login",
+            Some(&user.id),
+            Some(&session_id),
+            client_id,
+            ctx,
+            "",
+        )
+        .await;
+        for old in &evicted {
+            self.audit(
+                "session_revoked",
+                Some(&user.id),
+                Some(old),
+                client_id,
+                ctx,
+                RevocationReason::SessionCap.as_str(),
+            )
+            .await;
+        }
+        let access_token = self.mint(
+            &user.id,
+            client_id,
+            &session.scope,
+            Some(&session_id),
+            Some(now),
+            jti,
+            now,
+        )?;
+        Ok(Issued {
+            access_token,
+            expires_in: config.access_ttl,
+            refresh_token: Some(token),
+            scope: session.scope,
+            session_id: Some(session_id),
+        })
+    }
+
+    /// A refresh grant: rotate the presented token (§3.3–§3.5).
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client_id: Option<&str>,
+        expected_session: Option<String>,
+        scope: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ApiError> {
+        let Some(token) = RefreshToken::parse(presented) else {
+            return Err(ApiError::invalid_grant("invalid refresh token"));
+        };
+        let scope = match scope {
+            Some(text) => {
+                Some(Scope::parse(text).map_err(|_| ApiError::invalid_scope("malformed scope"))?)
+            }
+            None => None,
+        };
+        let keys = self.refresh_keys();
+        let successor = keys.successor(&token);
+        let now = now();
+        let jti = random_id("", self.rng())?;
+        let request = RotationRequest {
+            presented: keys.hash(&token),
+            successor: keys.hash(&successor),
+            client_id: client_id.map(str::to_owned),
+            expected_session,
+            scope,
+            access_jti: jti.clone(),
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            now,
+        };
+        let outcome = self.store().rotate(&self.config().policy, &request).await?;
+        let (session, scope) = match outcome {
+            Outcome::Rotated {
+                session,
+                scope,
+                binding_mismatch,
+            } => {
+                if binding_mismatch {
+                    let detail = format!("login from {}, refresh from {}", session.ip, ctx.ip);
+                    self.audit(
+                        "binding_mismatch",
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        &detail,
+                    )
+                    .await;
+                }
+                (session, scope)
+            }
+            Outcome::Replayed { session, scope } => {
+                self.audit(
+                    "refresh_replayed",
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    "within grace window",
+                )
+                .await;
+                (session, scope)
+            }
+            Outcome::Revoked { session, reason } => {
+                let kind = match reason {
+                    RevocationReason::Reuse => "reuse_detected",
+                    _ => "session_revoked",
+                };
+                tracing::warn!(session_id = %session.id, user_id = %session.user_id, reason = reason.as_str(), "session revoked on refresh");
+                self.audit(
+                    kind,
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    reason.as_str(),
+                )
+                .await;
+                return Err(ApiError::invalid_grant(match reason {
+                    RevocationReason::Reuse => {
+                        "refresh token was already used; the session has been revoked"
+                    }
+                    _ => "the session has been revoked",
+                }));
+            }
+            Outcome::Rejected(why) => {
+                return Err(match why {
+                    Rejection::ScopeWidened => {
+                        ApiError::invalid_scope("a refresh may narrow the scope, never widen it")
+                    }
+                    Rejection::ClientMismatch => {
+                        ApiError::invalid_grant("refresh token was issued to another client")
+                    }
+                    Rejection::SessionMismatch => {
+                        ApiError::invalid_grant("access token belongs to another session")
+                    }
+                    Rejection::SessionRevoked => {
+                        ApiError::invalid_grant("the session has been revoked")
+                    }
+                    Rejection::SessionExpired | Rejection::TokenExpired => {
+                        ApiError::invalid_grant("refresh token expired")
+                    }
+                    _ => ApiError::invalid_grant("invalid refresh token"),
+                });
+            }
+        };
+        let access_token = self.mint(
+            &session.user_id,
+            session.client_id.as_deref(),
+            &scope,
+            Some(&session.id),
+            Some(session.created_at),
+            jti,
+            now,
+        )?;
+        Ok(Issued {
+            access_token,
+            expires_in: self.config().access_ttl,
+            refresh_token: Some(successor),
+            scope,
+            session_id: Some(session.id),
+        })
+    }
+
+    /// A `client_credentials` grant: an access token for the client itself,
+    /// with no session and no refresh token.
+    pub fn client_token(&self, client: &Client, scope: Option<&str>) -> Result<Issued, ApiError> {
+        let allowed = Scope::parse(&client.scope).unwrap_or_default();
+        let scope = match scope {
+            Some(text) if !text.trim().is_empty() => {
+                let asked =
+                    Scope::parse(text).map_err(|_| ApiError::invalid_scope("malformed scope"))?;
+                if !asked.is_subset(&allowed) {
+                    return Err(ApiError::invalid_scope(
+                        "the client may not request this scope",
+                    ));
+                }
+                asked
+            }
+            _ => allowed,
+        };
+        let now = now();
+        let jti = random_id("", self.rng())?;
+        let scope = scope.to_string();
+        let access_token = self.mint(&client.id, Some(&client.id), &scope, None, None, jti, now)?;
+        Ok(Issued {
+            access_token,
+            expires_in: self.config().access_ttl,
+            refresh_token: None,
+            scope,
+            session_id: None,
+        })
+    }
+
+    /// Verifies a token's signature and claims, reloading keys from the
+    /// database (rate-limited) when its `kid` is new to this process.
+    pub async fn verify_jwt(
+        &self,
+        token: &str,
+        expiry: Expiry,
+    ) -> Result<AccessClaims, VerifyError> {
+        let now = now();
+        match self.keyring().verifier.verify(token, now, expiry) {
+            Err(VerifyError::UnknownKey) if self.inner.keyring.may_reload() => {
+                match load_keyring(self.store(), self.config(), self.rng(), now).await {
+                    Ok(fresh) => self.inner.keyring.replace(fresh),
+                    Err(e) => tracing::error!(error = %e, "reloading signing keys failed"),
+                }
+                self.keyring().verifier.verify(token, now, expiry)
+            }
+            other => other,
+        }
+    }
+
+    /// A valid access token of a live session (or of a client): what every
+    /// protected resource of this server accepts.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let claims = self.verify_jwt(token, Expiry::Enforce).await.map_err(|e| {
+            tracing::debug!(reason = %e, "access token refused");
+            ApiError::invalid_token(match e {
+                VerifyError::Expired => "the access token expired",
+                _ => "the access token is invalid",
+            })
+        })?;
+        let Some(sid) = claims.sid.as_deref() else {
+            return Ok(Principal { claims, user: None });
+        };
+        match self.store().session_with_user(sid).await? {
+            Some((session, user))
+                if session.revoked_at.is_none()
+                    && session.user_id == claims.sub
+                    && session.expires_at > now()
+                    && !user.disabled =>
+            {
+                Ok(Principal {
+                    claims,
+                    user: Some(user),
+                })
+            }
+            _ => Err(ApiError::invalid_token("the session has been revoked")),
+        }
+    }
+}

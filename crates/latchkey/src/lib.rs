@@ -1,0 +1,468 @@
+//! The `latchkey` binary: start-up and the operator's command line. A thin
+//! layer over `latchkey-server` and the storage crates; the only place that
+//! chooses a storage backend.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use aws_lc_rs::rand::SystemRandom;
+use clap::{Parser, Subcommand};
+use latchkey_core::id::random_id;
+use latchkey_core::password::{PasswordHasher, check_new_password};
+use latchkey_core::scope::Scope;
+use latchkey_core::store::{Client, Store, User};
+use latchkey_server::config::{Config, ConfigError};
+use latchkey_server::keyring::load_refresh_keys;
+use latchkey_server::state::now;
+use latchkey_server::{AppState, app};
+use latchkey_store_sqlite::SqliteStore;
+
+/// Latchkey: access tokens and rotating refresh tokens.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about)]
+pub struct Cli {
+    /// A TOML configuration file; `LATCHKEY_*` variables override it.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Inspect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password comes from a prompt or standard input.
+    Add {
+        /// Login name.
+        name: String,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user and revoke all their sessions.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// List users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its id and (once) its secret.
+    Add {
+        /// A name for people.
+        name: String,
+        /// Scopes the client may request for itself (space-separated).
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// A public client (no secret), for native apps and CLIs.
+        #[arg(long)]
+        public: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List signing keys.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkey: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(config) = e.downcast_ref::<ConfigError>() {
+                eprintln!("latchkey: {config}");
+                return ExitCode::from(2);
+            }
+            eprintln!("latchkey: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LATCHKEY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    let text = match path {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+            setting: format!("--config {}", path.display()),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let display = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let loaded = Config::load(
+        text.as_deref().map(|t| (display.as_str(), t)),
+        std::env::vars(),
+    )?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+/// Opens the configured backend.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    if config.redis_url.is_some() {
+        return Err(ConfigError {
+            setting: "LATCHKEY_REDIS_URL".into(),
+            message: "Redis is not supported by this version yet; unset it".into(),
+        }
+        .into());
+    }
+    let url = &config.database_url;
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .with_context(|| format!("LATCHKEY_DATABASE_URL: cannot open {url}"))?;
+        Ok(Arc::new(store))
+    } else {
+        Err(ConfigError {
+            setting: "LATCHKEY_DATABASE_URL".into(),
+            message: "PostgreSQL is not supported by this version yet".into(),
+        }
+        .into())
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = load_config(cli.config.as_ref())?;
+    let store = open_store(&config).await?;
+    match cli.command {
+        Command::Serve => serve(config, store).await,
+        Command::User(command) => user(command, store.as_ref()).await,
+        Command::Client(command) => client(command, &config, store.as_ref()).await,
+        Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
+    }
+}
+
+async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
+    let listen = config.listen;
+    let database = redacted(&config.database_url);
+    let state = AppState::new(config, store)
+        .await
+        .context("cannot load the signing keys")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ConfigError {
+            setting: "LATCHKEY_LISTEN".into(),
+            message: format!("cannot listen on {listen}: {e}"),
+        })?;
+    let local = listener.local_addr().context("no local address")?;
+    let keyring = state.keyring();
+    tracing::info!(
+        "latchkey listening on http://{local}, database {database}, signing key {} ({})",
+        keyring.signing.kid(),
+        keyring.signing.alg()
+    );
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("latchkey stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Reads a new password: one line of standard input, or twice from the terminal.
+fn read_password(from_stdin: bool) -> Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read standard input")?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        line.strip_suffix('\r').unwrap_or(line).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to prompt on; pass the password with --password-stdin");
+        }
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    check_new_password(&password)?;
+    Ok(password)
+}
+
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let rng = SystemRandom::new();
+        let hasher = PasswordHasher::new(&rng)?;
+        hasher.hash(&password, &rng)
+    })
+    .await?
+    .map_err(Into::into)
+}
+
+async fn find_user(store: &dyn Store, name: &str) -> Result<User> {
+    store
+        .user_by_name(name)
+        .await?
+        .with_context(|| format!("no user named {name:?}"))
+}
+
+async fn user(command: UserCommand, store: &dyn Store) -> Result<()> {
+    match command {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+                bail!("a user name has 1 to 256 characters and no control characters");
+            }
+            let password = read_password(password_stdin)?;
+            let user = User {
+                id: random_id("usr_", &SystemRandom::new())?,
+                username: name.clone(),
+                password_hash: hash_password(password).await?,
+                disabled: false,
+                created_at: now(),
+            };
+            match store.insert_user(&user).await {
+                Ok(()) => println!("user {name} added (id {})", user.id),
+                Err(latchkey_core::store::StoreError::Conflict) => {
+                    bail!("a user named {name:?} already exists")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let user = find_user(store, &name).await?;
+            let password = read_password(password_stdin)?;
+            store
+                .set_password(&user.id, &hash_password(password).await?)
+                .await?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Disable { name } => {
+            let user = find_user(store, &name).await?;
+            store.set_disabled(&user.id, true, now()).await?;
+            println!("user {name} disabled; all their sessions are revoked");
+        }
+        UserCommand::Enable { name } => {
+            let user = find_user(store, &name).await?;
+            store.set_disabled(&user.id, false, now()).await?;
+            println!("user {name} enabled");
+        }
+        UserCommand::List { json } => {
+            let users = store.list_users().await?;
+            if json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| serde_json::json!({"id": u.id, "username": u.username, "disabled": u.disabled, "created_at": u.created_at}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{:<24} {:<28} {:<8}", "USERNAME", "ID", "STATUS")?;
+                for u in users {
+                    let status = if u.disabled { "disabled" } else { "active" };
+                    writeln!(out, "{:<24} {:<28} {:<8}", u.username, u.id, status)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> Result<()> {
+    match command {
+        ClientCommand::Add {
+            name,
+            scope,
+            public,
+            json,
+        } => {
+            let scope = Scope::parse(&scope)
+                .map_err(|_| anyhow::anyhow!("--scope is not a valid scope"))?;
+            let rng = SystemRandom::new();
+            let (secret, secret_hash) = if public {
+                (None, None)
+            } else {
+                let keys = load_refresh_keys(store, config.master_key.as_ref(), &rng).await?;
+                let (secret, hash) = keys.new_client_secret(&rng)?;
+                (Some(secret), Some(hash))
+            };
+            let client = Client {
+                id: random_id("lkc_", &rng)?,
+                name: name.clone(),
+                secret_hash,
+                scope: scope.to_string(),
+                created_at: now(),
+            };
+            store.insert_client(&client).await?;
+            if json {
+                let mut doc = serde_json::json!({"client_id": client.id, "name": name, "scope": client.scope});
+                if let Some(secret) = &secret {
+                    doc["client_secret"] = serde_json::json!(secret);
+                }
+                println!("{doc}");
+            } else {
+                println!("client_id: {}", client.id);
+                if let Some(secret) = &secret {
+                    println!("client_secret: {secret}");
+                    eprintln!("(the secret is shown only this once)");
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = store.list_clients().await?;
+            if json {
+                let list: Vec<_> = clients
+                    .iter()
+                    .map(|c| serde_json::json!({"client_id": c.id, "name": c.name, "scope": c.scope, "confidential": c.secret_hash.is_some()}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{:<28} {:<20} {:<12} SCOPE",
+                    "CLIENT_ID", "NAME", "TYPE"
+                )?;
+                for c in clients {
+                    let kind = if c.secret_hash.is_some() {
+                        "confidential"
+                    } else {
+                        "public"
+                    };
+                    writeln!(out, "{:<28} {:<20} {:<12} {}", c.id, c.name, kind, c.scope)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
+    let keys = store.signing_keys().await?;
+    if json {
+        let list: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg, "created_at": k.created_at}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        println!("{:<46} {:<6} CREATED", "KID", "ALG");
+        for k in keys {
+            println!("{:<46} {:<6} {}", k.kid, k.alg, k.created_at);
+        }
+    }
+    Ok(())
+}
