@@ -142,15 +142,15 @@ pub fn decide(
     if session.revoked_at.is_some() {
         return Decision::Reject(Rejection::SessionRevoked);
     }
-    if let Some(owner) = &session.client_id {
-        if req.client_id.as_ref() != Some(owner) {
-            return Decision::Reject(Rejection::ClientMismatch);
-        }
+    if let Some(owner) = &session.client_id
+        && req.client_id.as_ref() != Some(owner)
+    {
+        return Decision::Reject(Rejection::ClientMismatch);
     }
-    if let Some(expected) = &req.expected_session {
-        if expected != &session.id {
-            return Decision::Reject(Rejection::SessionMismatch);
-        }
+    if let Some(expected) = &req.expected_session
+        && expected != &session.id
+    {
+        return Decision::Reject(Rejection::SessionMismatch);
     }
     if let Some(used_at) = token.used_at {
         if policy.reuse_grace > 0 && req.now - used_at <= policy.reuse_grace {

@@ -234,10 +234,10 @@ impl Config {
             .get("redis_url")
             .map(|s| s.value.trim().to_owned())
             .filter(|s| !s.is_empty());
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(fail(&get("redis_url", "").1, "expected redis://…".into()));
-            }
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(fail(&get("redis_url", "").1, "expected redis://…".into()));
         }
 
         let (issuer, origin) = get("issuer", "http://127.0.0.1:8080");
@@ -335,10 +335,10 @@ impl Config {
         let (text, origin) = get("default_scope", "profile");
         let default_scope =
             Scope::parse(&text).map_err(|_| fail(&origin, "not a valid scope".into()))?;
-        if let Some(allowed) = &scopes {
-            if !default_scope.is_subset(allowed) {
-                return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
-            }
+        if let Some(allowed) = &scopes
+            && !default_scope.is_subset(allowed)
+        {
+            return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
         }
 
         Ok(Config {

@@ -68,6 +68,15 @@ pub struct Principal {
     pub user: Option<User>,
 }
 
+/// Whom an access token is for.
+struct Grant<'a> {
+    sub: &'a str,
+    client_id: Option<&'a str>,
+    scope: &'a str,
+    sid: Option<&'a str>,
+    auth_time: Option<i64>,
+}
+
 /// The current time in Unix seconds.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -201,43 +210,58 @@ impl AppState {
             }
             _ => return Ok(self.config().default_scope.clone()),
         };
-        if let Some(allowed) = &self.config().scopes {
-            if !scope.is_subset(allowed) {
-                return Err(ApiError::invalid_scope(
-                    "the requested scope is not available",
-                ));
-            }
+        if let Some(allowed) = &self.config().scopes
+            && !scope.is_subset(allowed)
+        {
+            return Err(ApiError::invalid_scope(
+                "the requested scope is not available",
+            ));
         }
         Ok(scope)
     }
 
-    /// Signs an access token.
-    fn mint(
-        &self,
-        sub: &str,
-        client_id: Option<&str>,
-        scope: &str,
-        sid: Option<&str>,
-        auth_time: Option<i64>,
-        jti: String,
-        now: i64,
-    ) -> Result<String, ApiError> {
+    /// Signs an access token for `grant`.
+    fn mint(&self, grant: Grant<'_>, jti: String, now: i64) -> Result<String, ApiError> {
         let config = self.config();
         let claims = AccessClaims {
             iss: config.issuer.clone(),
-            sub: sub.to_owned(),
+            sub: grant.sub.to_owned(),
             aud: config.audience.clone(),
             exp: now + config.access_ttl,
             iat: now,
             nbf: None,
             jti,
-            client_id: client_id.unwrap_or(FIRST_PARTY_CLIENT_ID).to_owned(),
-            scope: scope.to_owned(),
-            sid: sid.map(str::to_owned),
-            auth_time,
+            client_id: grant.client_id.unwrap_or(FIRST_PARTY_CLIENT_ID).to_owned(),
+            scope: grant.scope.to_owned(),
+            sid: grant.sid.map(str::to_owned),
+            auth_time: grant.auth_time,
             cnf: None,
         };
         Ok(jwt::sign(&self.keyring().signing, &claims)?)
+    }
+
+    /// Revokes a session and records why; false if it was already revoked.
+    pub async fn revoke_session(
+        &self,
+        sid: &str,
+        user_id: &str,
+        reason: RevocationReason,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<bool, ApiError> {
+        let revoked = self.store().revoke_session(sid, reason, now()).await?;
+        if revoked {
+            self.audit(
+                "session_revoked",
+                Some(user_id),
+                Some(sid),
+                client_id,
+                ctx,
+                reason.as_str(),
+            )
+            .await;
+        }
+        Ok(revoked)
     }
 
     /// Username and password to a new session (`/auth/login`, password grant).
@@ -335,15 +359,14 @@ impl AppState {
             )
             .await;
         }
-        let access_token = self.mint(
-            &user.id,
+        let grant = Grant {
+            sub: &user.id,
             client_id,
-            &session.scope,
-            Some(&session_id),
-            Some(now),
-            jti,
-            now,
-        )?;
+            scope: &session.scope,
+            sid: Some(&session_id),
+            auth_time: Some(now),
+        };
+        let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {
             access_token,
             expires_in: config.access_ttl,
@@ -462,15 +485,14 @@ impl AppState {
                 });
             }
         };
-        let access_token = self.mint(
-            &session.user_id,
-            session.client_id.as_deref(),
-            &scope,
-            Some(&session.id),
-            Some(session.created_at),
-            jti,
-            now,
-        )?;
+        let grant = Grant {
+            sub: &session.user_id,
+            client_id: session.client_id.as_deref(),
+            scope: &scope,
+            sid: Some(&session.id),
+            auth_time: Some(session.created_at),
+        };
+        let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {
             access_token,
             expires_in: self.config().access_ttl,
@@ -500,7 +522,14 @@ impl AppState {
         let now = now();
         let jti = random_id("", self.rng())?;
         let scope = scope.to_string();
-        let access_token = self.mint(&client.id, Some(&client.id), &scope, None, None, jti, now)?;
+        let grant = Grant {
+            sub: &client.id,
+            client_id: Some(&client.id),
+            scope: &scope,
+            sid: None,
+            auth_time: None,
+        };
+        let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {
             access_token,
             expires_in: self.config().access_ttl,

@@ -38,18 +38,21 @@ pub struct SqliteStore {
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict;
     }
     StoreError::Backend(Box::new(e))
 }
 
 const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
      s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent";
-const TOKEN_COLUMNS: &str = "t.hash, t.session_id, t.parent_hash, t.scope, t.issued_at, \
-     t.expires_at, t.used_at, t.access_jti, t.ip AS t_ip, t.user_agent AS t_user_agent";
+// Token columns are aliased: they are always read joined with a session.
+const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
+     t.parent_hash AS t_parent_hash, t.scope AS t_scope, t.issued_at AS t_issued_at, \
+     t.expires_at AS t_expires_at, t.used_at AS t_used_at, t.access_jti AS t_access_jti, \
+     t.ip AS t_ip, t.user_agent AS t_user_agent";
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 
@@ -134,16 +137,16 @@ fn session_from(row: &SqliteRow) -> StoreResult<Session> {
 }
 
 fn token_from(row: &SqliteRow) -> StoreResult<RefreshRecord> {
-    let parent: Option<Vec<u8>> = row.try_get("parent_hash").map_err(backend)?;
+    let parent: Option<Vec<u8>> = row.try_get("t_parent_hash").map_err(backend)?;
     Ok(RefreshRecord {
-        hash: hash_of(row, "hash")?,
-        session_id: row.try_get("session_id").map_err(backend)?,
+        hash: hash_of(row, "t_hash")?,
+        session_id: row.try_get("t_session_id").map_err(backend)?,
         parent: parent.as_deref().and_then(TokenHash::from_slice),
-        scope: row.try_get("scope").map_err(backend)?,
-        issued_at: row.try_get("issued_at").map_err(backend)?,
-        expires_at: row.try_get("expires_at").map_err(backend)?,
-        used_at: row.try_get("used_at").map_err(backend)?,
-        access_jti: row.try_get("access_jti").map_err(backend)?,
+        scope: row.try_get("t_scope").map_err(backend)?,
+        issued_at: row.try_get("t_issued_at").map_err(backend)?,
+        expires_at: row.try_get("t_expires_at").map_err(backend)?,
+        used_at: row.try_get("t_used_at").map_err(backend)?,
+        access_jti: row.try_get("t_access_jti").map_err(backend)?,
         ip: row.try_get("t_ip").map_err(backend)?,
         user_agent: row.try_get("t_user_agent").map_err(backend)?,
     })

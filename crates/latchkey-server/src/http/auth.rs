@@ -11,7 +11,7 @@ use latchkey_core::rotation::RevocationReason;
 use super::extract::{self, Authenticated, Params};
 use super::oauth::token_response;
 use crate::error::ApiError;
-use crate::state::{AppState, RequestContext, now};
+use crate::state::{AppState, RequestContext};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -51,22 +51,15 @@ async fn logout(
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
     if let Some(sid) = principal.claims.sid.as_deref() {
-        if state
-            .store()
-            .revoke_session(sid, RevocationReason::Logout, now())
-            .await?
-        {
-            state
-                .audit(
-                    "session_revoked",
-                    Some(&principal.claims.sub),
-                    Some(sid),
-                    None,
-                    &ctx,
-                    RevocationReason::Logout.as_str(),
-                )
-                .await;
-        }
+        state
+            .revoke_session(
+                sid,
+                &principal.claims.sub,
+                RevocationReason::Logout,
+                None,
+                &ctx,
+            )
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -167,22 +167,15 @@ async fn revoke(
         }
     };
     if let Some((sid, user_id)) = target {
-        if state
-            .store()
-            .revoke_session(&sid, RevocationReason::Logout, now())
-            .await?
-        {
-            state
-                .audit(
-                    "session_revoked",
-                    Some(&user_id),
-                    Some(&sid),
-                    client.as_deref(),
-                    &ctx,
-                    "token revoked (RFC 7009)",
-                )
-                .await;
-        }
+        state
+            .revoke_session(
+                &sid,
+                &user_id,
+                RevocationReason::Logout,
+                client.as_deref(),
+                &ctx,
+            )
+            .await?;
     }
     Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response())
 }

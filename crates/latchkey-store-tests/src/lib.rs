@@ -1,0 +1,332 @@
+//! One conformance suite for every storage backend. A backend's tests call
+//! [`suite!`] with an expression that yields a fresh, empty store:
+//!
+//! ```ignore
+//! latchkey_store_tests::suite!(fresh_store().await);
+//! ```
+//!
+//! Each case is also a public function, for a backend that wants to wrap it.
+
+use std::sync::Arc;
+
+use latchkey_core::refresh::TokenHash;
+use latchkey_core::rotation::{
+    BindingPolicy, Policy, Rejection, RevocationReason, RotationRequest,
+};
+use latchkey_core::store::{Outcome, RefreshRecord, Session, Store, StoreError, User};
+
+const NOW: i64 = 1_800_000_000;
+
+/// Generates one `#[tokio::test]` per case; `$store` must evaluate (in an
+/// async context) to a fresh `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! suite {
+    ($store:expr) => {
+        $crate::suite!(@cases $store;
+            users_are_unique_by_name,
+            rotation_consumes_once_and_links_successor,
+            concurrent_rotations_have_one_winner,
+            reuse_revokes_the_session,
+            grace_replays_the_same_successor,
+            refusals_change_nothing,
+            session_cap_revokes_the_oldest,
+            disabling_a_user_revokes_their_sessions,
+            first_secret_wins,
+        );
+    };
+    (@cases $store:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::$case($store).await;
+            }
+        )*
+    };
+}
+
+fn policy(grace: i64) -> Policy {
+    Policy {
+        idle_ttl: 3600,
+        absolute_ttl: 86400,
+        reuse_grace: grace,
+        binding_ip: BindingPolicy::Log,
+    }
+}
+
+fn hash(n: u8) -> TokenHash {
+    TokenHash([n; 32])
+}
+
+async fn user(store: &dyn Store, name: &str) -> User {
+    let user = User {
+        id: format!("usr_{name}"),
+        username: name.to_owned(),
+        password_hash: "$argon2id$placeholder".to_owned(),
+        disabled: false,
+        created_at: NOW,
+    };
+    store.insert_user(&user).await.expect("insert user");
+    user
+}
+
+async fn session(
+    store: &dyn Store,
+    user: &User,
+    id: &str,
+    first: TokenHash,
+    at: i64,
+    cap: u32,
+) -> Vec<String> {
+    let session = Session {
+        id: id.to_owned(),
+        user_id: user.id.clone(),
+        client_id: None,
+        scope: "email profile".into(),
+        created_at: at,
+        expires_at: at + 86400,
+        last_used_at: at,
+        revoked_at: None,
+        revoked_reason: None,
+        ip: "127.0.0.1".into(),
+        user_agent: "suite".into(),
+    };
+    let token = RefreshRecord {
+        hash: first,
+        session_id: id.to_owned(),
+        parent: None,
+        scope: "email profile".into(),
+        issued_at: at,
+        expires_at: at + 3600,
+        used_at: None,
+        access_jti: "jti0".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "suite".into(),
+    };
+    store
+        .create_session(&session, &token, cap)
+        .await
+        .expect("create session")
+}
+
+fn request(presented: TokenHash, successor: TokenHash, now: i64) -> RotationRequest {
+    RotationRequest {
+        presented,
+        successor,
+        client_id: None,
+        expected_session: None,
+        scope: None,
+        access_jti: "jti".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "suite".into(),
+        now,
+    }
+}
+
+async fn is_revoked(store: &dyn Store, id: &str) -> bool {
+    let (session, _) = store
+        .session_with_user(id)
+        .await
+        .expect("read")
+        .expect("session exists");
+    session.revoked_at.is_some()
+}
+
+/// A username is unique; lookups by name and id agree.
+pub async fn users_are_unique_by_name(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let again = User {
+        id: "usr_other".into(),
+        ..alice.clone()
+    };
+    assert!(matches!(
+        store.insert_user(&again).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.user_by_name("alice").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice));
+    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
+
+/// A rotation marks the token used and stores the successor, linked to it.
+pub async fn rotation_consumes_once_and_links_successor(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    let outcome = store
+        .rotate(&policy(0), &request(hash(1), hash(2), NOW + 5))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Rotated { .. }), "{outcome:?}");
+    let (old, _) = store.refresh_token(&hash(1)).await.unwrap().unwrap();
+    assert_eq!(old.used_at, Some(NOW + 5));
+    let (new, session) = store.refresh_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(new.parent, Some(hash(1)));
+    assert_eq!(new.used_at, None);
+    assert_eq!(new.session_id, "ses_1");
+    assert_eq!(session.last_used_at, NOW + 5);
+    let unknown = store
+        .rotate(&policy(0), &request(hash(9), hash(10), NOW))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Outcome::Rejected(Rejection::Unknown));
+}
+
+/// Of 20 simultaneous rotations of one token, exactly one succeeds.
+pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .rotate(&policy(0), &request(hash(1), hash(2), NOW + 1))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut rotated = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Outcome::Rotated { .. } => rotated += 1,
+            Outcome::Revoked { reason, .. } => assert_eq!(reason, RevocationReason::Reuse),
+            Outcome::Rejected(why) => assert_eq!(why, Rejection::SessionRevoked),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1);
+}
+
+/// Presenting a rotated token revokes the session: the successor dies too.
+pub async fn reuse_revokes_the_session(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    store
+        .rotate(&policy(0), &request(hash(1), hash(2), NOW + 1))
+        .await
+        .unwrap();
+    let replay = store
+        .rotate(&policy(0), &request(hash(1), hash(2), NOW + 2))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            replay,
+            Outcome::Revoked {
+                reason: RevocationReason::Reuse,
+                ..
+            }
+        ),
+        "{replay:?}"
+    );
+    assert!(is_revoked(store.as_ref(), "ses_1").await);
+    let successor = store
+        .rotate(&policy(0), &request(hash(2), hash(3), NOW + 3))
+        .await
+        .unwrap();
+    assert_eq!(successor, Outcome::Rejected(Rejection::SessionRevoked));
+}
+
+/// Within the grace window a retry gets the same successor; after it, theft.
+pub async fn grace_replays_the_same_successor(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    store
+        .rotate(&policy(10), &request(hash(1), hash(2), NOW))
+        .await
+        .unwrap();
+    let retry = store
+        .rotate(&policy(10), &request(hash(1), hash(2), NOW + 10))
+        .await
+        .unwrap();
+    assert!(matches!(retry, Outcome::Replayed { .. }), "{retry:?}");
+    assert!(!is_revoked(store.as_ref(), "ses_1").await);
+    let next = store
+        .rotate(&policy(10), &request(hash(2), hash(3), NOW + 11))
+        .await
+        .unwrap();
+    assert!(matches!(next, Outcome::Rotated { .. }), "{next:?}");
+    let late = store
+        .rotate(&policy(10), &request(hash(1), hash(2), NOW + 11))
+        .await
+        .unwrap();
+    assert!(matches!(late, Outcome::Revoked { .. }), "{late:?}");
+}
+
+/// A refused rotation leaves the token usable.
+pub async fn refusals_change_nothing(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    let wrong_session = RotationRequest {
+        expected_session: Some("ses_other".into()),
+        ..request(hash(1), hash(2), NOW)
+    };
+    assert_eq!(
+        store.rotate(&policy(0), &wrong_session).await.unwrap(),
+        Outcome::Rejected(Rejection::SessionMismatch)
+    );
+    let wrong_client = RotationRequest {
+        client_id: Some("lkc_x".into()),
+        ..request(hash(1), hash(2), NOW)
+    };
+    assert!(matches!(
+        store.rotate(&policy(0), &wrong_client).await.unwrap(),
+        Outcome::Rotated { .. }
+    ));
+    // Expired: idle lifetime passed.
+    session(store.as_ref(), &alice, "ses_2", hash(5), NOW, 10).await;
+    let late = request(hash(5), hash(6), NOW + 3600);
+    assert_eq!(
+        store.rotate(&policy(0), &late).await.unwrap(),
+        Outcome::Rejected(Rejection::TokenExpired)
+    );
+    let (token, _) = store.refresh_token(&hash(5)).await.unwrap().unwrap();
+    assert_eq!(token.used_at, None);
+    assert!(store.refresh_token(&hash(6)).await.unwrap().is_none());
+}
+
+/// Past the cap, the oldest live sessions are revoked.
+pub async fn session_cap_revokes_the_oldest(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    for i in 0..3u8 {
+        let evicted = session(
+            store.as_ref(),
+            &alice,
+            &format!("ses_{i}"),
+            hash(i + 1),
+            NOW + i64::from(i),
+            3,
+        )
+        .await;
+        assert!(evicted.is_empty());
+    }
+    let evicted = session(store.as_ref(), &alice, "ses_3", hash(4), NOW + 3, 3).await;
+    assert_eq!(evicted, vec!["ses_0".to_string()]);
+    assert!(is_revoked(store.as_ref(), "ses_0").await);
+    assert!(!is_revoked(store.as_ref(), "ses_1").await);
+    assert!(!is_revoked(store.as_ref(), "ses_3").await);
+}
+
+/// Disabling a user revokes every session of theirs.
+pub async fn disabling_a_user_revokes_their_sessions(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    session(store.as_ref(), &alice, "ses_a1", hash(1), NOW, 10).await;
+    session(store.as_ref(), &alice, "ses_a2", hash(2), NOW, 10).await;
+    session(store.as_ref(), &bob, "ses_b", hash(3), NOW, 10).await;
+    assert!(store.set_disabled(&alice.id, true, NOW + 1).await.unwrap());
+    assert!(is_revoked(store.as_ref(), "ses_a1").await);
+    assert!(is_revoked(store.as_ref(), "ses_a2").await);
+    assert!(!is_revoked(store.as_ref(), "ses_b").await);
+    assert!(store.user_by_id(&alice.id).await.unwrap().unwrap().disabled);
+}
+
+/// Concurrent first starts agree on one secret.
+pub async fn first_secret_wins(store: Arc<dyn Store>) {
+    let first = store.secret_or_insert("k", b"one").await.unwrap();
+    let second = store.secret_or_insert("k", b"two").await.unwrap();
+    assert_eq!(first, b"one");
+    assert_eq!(second, b"one");
+}
