@@ -1,0 +1,158 @@
+//! A real server on a loopback port over a fresh SQLite file, per test.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::password::PasswordHasher;
+use latchkey_core::store::{Client, Store, User};
+use latchkey_server::{AppState, Config, app};
+use latchkey_store_sqlite::SqliteStore;
+use serde_json::Value;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub db_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("latchkey.db");
+        let mut vars: Vec<(String, String)> = vec![(
+            "LATCHKEY_DATABASE_URL".into(),
+            format!("sqlite://{}", db_path.display()),
+        )];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::load(None, vars).expect("config").config;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.database_url)
+                .await
+                .expect("store"),
+        );
+        let state = AppState::new(config, store).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            axum::serve(listener, service).await.expect("serve");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::new(),
+            db_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn add_user(&self, name: &str) -> User {
+        let rng = SystemRandom::new();
+        let user = User {
+            id: format!("usr_{name}"),
+            username: name.into(),
+            password_hash: PasswordHasher::new(&rng)
+                .unwrap()
+                .hash(PASSWORD, &rng)
+                .unwrap(),
+            disabled: false,
+            created_at: 0,
+        };
+        self.state.store().insert_user(&user).await.unwrap();
+        user
+    }
+
+    /// A client; confidential ones get a secret.
+    pub async fn add_client(
+        &self,
+        id: &str,
+        scope: &str,
+        confidential: bool,
+    ) -> (String, Option<String>) {
+        let (secret, hash) = if confidential {
+            let (s, h) = self
+                .state
+                .refresh_keys()
+                .new_client_secret(&SystemRandom::new())
+                .unwrap();
+            (Some(s), Some(h))
+        } else {
+            (None, None)
+        };
+        let client = Client {
+            id: id.into(),
+            name: id.into(),
+            secret_hash: hash,
+            scope: scope.into(),
+            created_at: 0,
+        };
+        self.state.store().insert_client(&client).await.unwrap();
+        (id.into(), secret)
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and returns the token response, asserting success.
+    pub async fn login(&self, user: &str) -> Value {
+        let response = self
+            .post_form("/auth/login", &[("username", user), ("password", PASSWORD)])
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    pub async fn me(&self, access_token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/api/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {value}"))
+}
+
+pub async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
