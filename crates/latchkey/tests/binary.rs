@@ -1,0 +1,408 @@
+//! The `latchkey` binary from the outside: what an operator and a newcomer do.
+
+mod common;
+
+use common::{Env, PASSWORD};
+use oauth2::basic::BasicClient;
+use oauth2::{
+    ClientId, ClientSecret, RefreshToken, ResourceOwnerPassword, ResourceOwnerUsername,
+    TokenResponse, TokenUrl,
+};
+use serde_json::Value;
+
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}/auth/login"))
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
+fn s<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {value}"))
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_works() {
+    let env = Env::new(&[]);
+    env.add_user("alice");
+    let server = env.serve();
+    assert!(
+        server.start_line.contains("database sqlite://"),
+        "{}",
+        server.start_line
+    );
+    assert!(
+        server.start_line.contains("signing key"),
+        "{}",
+        server.start_line
+    );
+    let http = reqwest::Client::new();
+
+    let pair = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(json(me).await["username"], "alice");
+
+    let refresh = |token: String| {
+        http.post(server.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", token),
+            ])
+            .send()
+    };
+    let next = refresh(s(&pair, "refresh_token").to_owned()).await.unwrap();
+    assert_eq!(next.status(), 200);
+    let next = json(next).await;
+    let replay = refresh(s(&pair, "refresh_token").to_owned()).await.unwrap();
+    assert_eq!(replay.status(), 400);
+    assert_eq!(json(replay).await["error"], "invalid_grant");
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&next, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    assert_eq!(
+        refresh(s(&next, "refresh_token").to_owned())
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn cli_changes_reach_a_running_server_without_restart() {
+    let env = Env::new(&[]);
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    env.add_user("bob");
+    let pair = json(login(&http, &server.base, "bob", PASSWORD).await).await;
+    assert!(env.ok(&["user", "list"], None).contains("bob"));
+
+    env.ok(
+        &["user", "passwd", "bob", "--password-stdin"],
+        Some("a brand new password\n"),
+    );
+    assert_eq!(
+        login(&http, &server.base, "bob", PASSWORD).await.status(),
+        400
+    );
+    assert_eq!(
+        login(&http, &server.base, "bob", "a brand new password")
+            .await
+            .status(),
+        200
+    );
+
+    env.ok(&["user", "disable", "bob"], None);
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    assert_eq!(
+        login(&http, &server.base, "bob", "a brand new password")
+            .await
+            .status(),
+        400
+    );
+    let users: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"], None)).unwrap();
+    assert_eq!(users[0]["disabled"], true);
+}
+
+#[tokio::test]
+async fn password_stdin_reads_one_line_without_its_newline() {
+    let env = Env::new(&[]);
+    env.ok(
+        &["user", "add", "carol", "--password-stdin"],
+        Some("pass word with spaces \r\nsecond line\n"),
+    );
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        login(&http, &server.base, "carol", "pass word with spaces ")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        login(&http, &server.base, "carol", "pass word with spaces \r")
+            .await
+            .status(),
+        400
+    );
+
+    let short = env.cli(
+        &["user", "add", "dave", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
+    let duplicate = env.cli(
+        &["user", "add", "carol", "--password-stdin"],
+        Some("another password\n"),
+    );
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+}
+
+#[tokio::test]
+async fn keys_and_sessions_survive_kill_9() {
+    let env = Env::new(&[]);
+    env.add_user("alice");
+    let http = reqwest::Client::new();
+    let server = env.serve();
+    let pair = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    let jwks_before = json(
+        http.get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    server.kill9();
+
+    let server = env.serve();
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let jwks_after = json(
+        http.get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(jwks_before, jwks_after);
+    let refreshed = http
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", s(&pair, "refresh_token")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_clear_message() {
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("LATCHKEY_ACCESS_TTL", "soon", "LATCHKEY_ACCESS_TTL"),
+        ("LATCHKEY_LISTEN", "nowhere", "LATCHKEY_LISTEN"),
+        ("LATCHKEY_SIGNING_ALG", "HS256", "LATCHKEY_SIGNING_ALG"),
+        ("LATCHKEY_MASTER_KEY", "not-hex", "LATCHKEY_MASTER_KEY"),
+        (
+            "LATCHKEY_DATABASE_URL",
+            "sqlite:///no/such/dir/latchkey.db",
+            "LATCHKEY_DATABASE_URL",
+        ),
+        (
+            "LATCHKEY_PASSWORD_GRANT",
+            "perhaps",
+            "LATCHKEY_PASSWORD_GRANT",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let mut env = Env::new(&[]);
+        env.set(name, value);
+        let output = env.cli(&["serve"], None);
+        assert!(!output.status.success(), "{name}={value} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+    }
+
+    let env = Env::new(&[]);
+    let config = env.dir.path().join("latchkey.toml");
+    std::fs::write(&config, "acces_ttl = \"5m\"\n").unwrap();
+    let output = env.cli(&["--config", config.to_str().unwrap(), "serve"], None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("acces_ttl") && stderr.contains("unknown setting"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn config_file_and_environment_both_apply() {
+    let mut env = Env::new(&[]);
+    let config = env.dir.path().join("latchkey.toml");
+    std::fs::write(&config, "access_ttl = \"2m\"\naudience = \"from-file\"\n").unwrap();
+    env.set("LATCHKEY_AUDIENCE", "from-env");
+    env.set("LATCHKEY_CONFIG", config.to_str().unwrap());
+    env.add_user("alice");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    let pair = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    assert_eq!(pair["expires_in"], 120);
+    let introspected = pair["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(introspected)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], "from-env");
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_refuses_to_start() {
+    let key_a = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let key_b = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let mut env = Env::new(&[("LATCHKEY_MASTER_KEY", key_a)]);
+    env.add_user("alice");
+    drop(env.serve());
+    let db = std::fs::read(env.db_path()).unwrap();
+    assert!(
+        !db.windows(11).any(|w| w == b"lk-plain-v1"),
+        "secrets stored unsealed"
+    );
+
+    env.set("LATCHKEY_MASTER_KEY", key_b);
+    let output = env.cli(&["serve"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
+    env.vars.retain(|(k, _)| k != "LATCHKEY_MASTER_KEY");
+    let output = env.cli(&["serve"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
+}
+
+#[tokio::test]
+async fn client_add_prints_the_secret_once_and_it_works() {
+    let env = Env::new(&[]);
+    let out = env.ok(
+        &["client", "add", "billing", "--scope", "invoices:read"],
+        None,
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap()
+        .to_owned();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("lk_cs_"));
+    let listed = env.ok(&["client", "list"], None);
+    assert!(listed.contains(&id) && !listed.contains(&secret));
+    let as_json: Value =
+        serde_json::from_str(&env.ok(&["client", "add", "other", "--json"], None)).unwrap();
+    assert!(s(&as_json, "client_secret").starts_with("lk_cs_"));
+
+    let server = env.serve();
+    let response = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["scope"], "invoices:read");
+}
+
+#[tokio::test]
+async fn a_stock_oauth2_client_works_unmodified() {
+    let env = Env::new(&[("LATCHKEY_PASSWORD_GRANT", "true")]);
+    env.add_user("alice");
+    let out = env.ok(&["client", "add", "stock", "--scope", "read"], None);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap()
+        .to_owned();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    let server = env.serve();
+    let http = oauth2::reqwest::Client::builder()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let client = BasicClient::new(ClientId::new(id))
+        .set_client_secret(ClientSecret::new(secret))
+        .set_token_uri(TokenUrl::new(server.url("/oauth/token")).unwrap());
+
+    let token = client
+        .exchange_password(
+            &ResourceOwnerUsername::new("alice".into()),
+            &ResourceOwnerPassword::new(PASSWORD.into()),
+        )
+        .request_async(&http)
+        .await
+        .expect("password grant");
+    let first_refresh = token.refresh_token().expect("refresh token").clone();
+    assert!(first_refresh.secret().starts_with("lk_rt_"));
+
+    let rotated = client
+        .exchange_refresh_token(&first_refresh)
+        .request_async(&http)
+        .await
+        .expect("refresh grant");
+    assert_ne!(
+        rotated.refresh_token().unwrap().secret(),
+        first_refresh.secret()
+    );
+
+    let replay = client
+        .exchange_refresh_token(&RefreshToken::new(first_refresh.secret().clone()))
+        .request_async(&http)
+        .await;
+    match replay {
+        Err(oauth2::RequestTokenError::ServerResponse(e)) => {
+            assert_eq!(
+                e.error(),
+                &oauth2::basic::BasicErrorResponseType::InvalidGrant
+            );
+        }
+        other => panic!("replay should be invalid_grant: {other:?}"),
+    }
+
+    let service = client
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+        .expect("client credentials");
+    assert!(service.refresh_token().is_none());
+    assert_eq!(service.expires_in().map(|d| d.as_secs()), Some(600));
+}
