@@ -1,6 +1,8 @@
 //! The token server over HTTP: login, rotation, reuse detection, grace window,
 //! revocation and the access-token profile.
 
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
 mod common;
 
 use std::collections::HashSet;
@@ -693,7 +695,8 @@ async fn bad_token_requests_get_rfc6749_errors_and_change_nothing() {
     app.add_user("alice").await;
     let pair = app.login("alice").await;
     let rt = field(&pair, "refresh_token");
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Form<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Form, u16, &str)> = vec![
         (vec![], 400, "invalid_request"),
         (
             vec![("grant_type", "authorization_code")],

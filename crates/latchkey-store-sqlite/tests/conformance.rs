@@ -1,5 +1,7 @@
 //! The shared storage suite, on a fresh SQLite file per test.
 
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
 use std::sync::Arc;
 
 use latchkey_core::store::Store;

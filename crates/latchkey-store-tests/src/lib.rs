@@ -7,6 +7,9 @@
 //!
 //! Each case is also a public function, for a backend that wants to wrap it.
 
+// This crate is test code: a case that cannot unwrap has failed.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use latchkey_core::refresh::TokenHash;
