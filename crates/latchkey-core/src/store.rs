@@ -124,6 +124,24 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// Which audit events to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this user's.
+    pub user_id: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Sessions deleted, with every refresh token in them.
+    pub sessions: u64,
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -213,6 +231,16 @@ pub trait Store: Send + Sync + 'static {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool>;
+    /// The user's sessions that can still be refreshed, newest first.
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>>;
+    /// Revokes one session if it belongs to `user_id`; false otherwise.
+    async fn revoke_own_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Revokes every live session of a user; returns how many.
     async fn revoke_user_sessions(
         &self,
@@ -238,4 +266,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Reads the audit trail, newest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Deletes sessions that can never be used again, with their tokens:
+    /// past their absolute end, revoked before `revoked_before`, or whose
+    /// newest token passed its idle expiry and last refresh was before
+    /// `idle_before`. Used tokens of a live session are kept, so that their
+    /// reuse is still detected.
+    async fn collect_garbage(
+        &self,
+        now: i64,
+        revoked_before: i64,
+        idle_before: i64,
+    ) -> StoreResult<Collected>;
 }

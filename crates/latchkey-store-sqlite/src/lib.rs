@@ -20,8 +20,8 @@ use latchkey_core::rotation::{
     self, Decision, Policy, Rejection, RevocationReason, RotationRequest,
 };
 use latchkey_core::store::{
-    AuditEvent, Client, Outcome, RefreshRecord, Session, Store, StoreError, StoreResult, StoredKey,
-    User,
+    AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
+    StoreResult, StoredKey, User,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -383,6 +383,43 @@ impl Store for SqliteStore {
         revoke(&mut conn, id, reason, now).await
     }
 
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL \
+             AND s.expires_at > ? AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at > ?) ORDER BY s.created_at DESC, s.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn revoke_own_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
+             WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
@@ -568,5 +605,57 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
+             WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(&filter.user_id)
+        .bind(&filter.kind)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: r.try_get("at").map_err(backend)?,
+                    kind: r.try_get("kind").map_err(backend)?,
+                    user_id: r.try_get("user_id").map_err(backend)?,
+                    session_id: r.try_get("session_id").map_err(backend)?,
+                    client_id: r.try_get("client_id").map_err(backend)?,
+                    ip: r.try_get("ip").map_err(backend)?,
+                    user_agent: r.try_get("user_agent").map_err(backend)?,
+                    detail: r.try_get("detail").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn collect_garbage(
+        &self,
+        now: i64,
+        revoked_before: i64,
+        idle_before: i64,
+    ) -> StoreResult<Collected> {
+        // Refresh tokens go with their session (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= ?1 \
+             OR (revoked_at IS NOT NULL AND revoked_at <= ?2) \
+             OR (revoked_at IS NULL AND last_used_at <= ?3 AND NOT EXISTS ( \
+                 SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
+                 AND t.used_at IS NULL AND t.expires_at > ?1))",
+        )
+        .bind(now)
+        .bind(revoked_before)
+        .bind(idle_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Collected {
+            sessions: done.rows_affected(),
+        })
     }
 }

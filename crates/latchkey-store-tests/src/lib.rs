@@ -16,7 +16,9 @@ use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
     BindingPolicy, Policy, Rejection, RevocationReason, RotationRequest,
 };
-use latchkey_core::store::{Outcome, RefreshRecord, Session, Store, StoreError, User};
+use latchkey_core::store::{
+    AuditEvent, AuditFilter, Outcome, RefreshRecord, Session, Store, StoreError, User,
+};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -35,6 +37,9 @@ macro_rules! suite {
             session_cap_revokes_the_oldest,
             disabling_a_user_revokes_their_sessions,
             first_secret_wins,
+            live_sessions_and_revoking_ones_own,
+            audit_events_filter_newest_first,
+            garbage_collection_keeps_what_detects_reuse,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -332,4 +337,184 @@ pub async fn first_secret_wins(store: Arc<dyn Store>) {
     let second = store.secret_or_insert("k", b"two").await.unwrap();
     assert_eq!(first, b"one");
     assert_eq!(second, b"one");
+}
+
+/// Only live sessions are listed; a user revokes only their own.
+pub async fn live_sessions_and_revoking_ones_own(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    session(store.as_ref(), &alice, "ses_a1", hash(1), NOW, 10).await;
+    session(store.as_ref(), &alice, "ses_a2", hash(2), NOW + 1, 10).await;
+    session(store.as_ref(), &bob, "ses_b", hash(3), NOW, 10).await;
+    let live = store.live_sessions(&alice.id, NOW + 2).await.unwrap();
+    let ids: Vec<&str> = live.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ses_a2", "ses_a1"]);
+    // Idle-expired (the newest token is past its expiry): not live.
+    assert!(
+        store
+            .live_sessions(&alice.id, NOW + 3601)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.id != "ses_a1")
+    );
+
+    assert!(
+        !store
+            .revoke_own_session(&alice.id, "ses_b", RevocationReason::UserRevoked, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(!is_revoked(store.as_ref(), "ses_b").await);
+    assert!(
+        store
+            .revoke_own_session(&alice.id, "ses_a1", RevocationReason::UserRevoked, NOW)
+            .await
+            .unwrap()
+    );
+    let live = store.live_sessions(&alice.id, NOW + 2).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        store
+            .revoke_user_sessions(&alice.id, RevocationReason::LogoutEverywhere, NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .live_sessions(&alice.id, NOW + 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.live_sessions(&bob.id, NOW + 2).await.unwrap().len(),
+        1
+    );
+}
+
+/// The audit trail filters by user and kind, newest first.
+pub async fn audit_events_filter_newest_first(store: Arc<dyn Store>) {
+    for (i, (kind, user)) in [
+        ("login", "usr_a"),
+        ("login_failed", "usr_a"),
+        ("login", "usr_b"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let event = AuditEvent {
+            at: NOW + i as i64,
+            kind: (*kind).into(),
+            user_id: Some((*user).into()),
+            session_id: None,
+            client_id: None,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            detail: String::new(),
+        };
+        store.append_audit(&event).await.unwrap();
+    }
+    let all = store
+        .audit_events(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].at, NOW + 2);
+    let by_user = AuditFilter {
+        user_id: Some("usr_a".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.audit_events(&by_user).await.unwrap().len(), 2);
+    let by_kind = AuditFilter {
+        kind: Some("login".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let logins = store.audit_events(&by_kind).await.unwrap();
+    assert_eq!(logins.len(), 2);
+    assert!(logins.iter().all(|e| e.kind == "login"));
+    let one = AuditFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(store.audit_events(&one).await.unwrap().len(), 1);
+}
+
+/// Dead sessions go, tokens and all; a live session keeps its used tokens.
+pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    // Live, with one rotated token.
+    session(store.as_ref(), &alice, "ses_live", hash(1), NOW, 10).await;
+    store
+        .rotate(&policy(0), &request(hash(1), hash(2), NOW + 10))
+        .await
+        .unwrap();
+    // Revoked long ago.
+    session(store.as_ref(), &alice, "ses_revoked", hash(3), NOW, 10).await;
+    store
+        .revoke_session("ses_revoked", RevocationReason::Logout, NOW)
+        .await
+        .unwrap();
+    // Revoked just now: kept while its access tokens may live.
+    session(store.as_ref(), &alice, "ses_recent", hash(4), NOW, 10).await;
+    store
+        .revoke_session("ses_recent", RevocationReason::Logout, NOW + 3500)
+        .await
+        .unwrap();
+    // Idle: its only token expired at NOW + 3600 without being used.
+    session(store.as_ref(), &alice, "ses_idle", hash(5), NOW - 100, 10).await;
+
+    let now = NOW + 3600;
+    let collected = store
+        .collect_garbage(now, now - 600, now - 600)
+        .await
+        .unwrap();
+    assert_eq!(collected.sessions, 2);
+    assert!(
+        store
+            .session_with_user("ses_revoked")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.refresh_token(&hash(3)).await.unwrap().is_none());
+    assert!(store.session_with_user("ses_idle").await.unwrap().is_none());
+    assert!(
+        store
+            .session_with_user("ses_recent")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (used, _) = store
+        .refresh_token(&hash(1))
+        .await
+        .unwrap()
+        .expect("used token kept");
+    assert!(used.used_at.is_some());
+    let replay = store
+        .rotate(&policy(0), &request(hash(1), hash(2), now))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            replay,
+            Outcome::Revoked {
+                reason: RevocationReason::Reuse,
+                ..
+            }
+        ),
+        "{replay:?}"
+    );
+
+    // Past its absolute end, the live session goes too.
+    let collected = store.collect_garbage(NOW + 86400, NOW, NOW).await.unwrap();
+    assert_eq!(collected.sessions, 2);
+    assert!(store.refresh_token(&hash(1)).await.unwrap().is_none());
 }
