@@ -31,6 +31,10 @@ const KEYS: &[&str] = &[
     "master_key",
     "scopes",
     "default_scope",
+    "trusted_proxies",
+    "throttle_account",
+    "throttle_ip",
+    "gc_interval",
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -74,6 +78,85 @@ pub struct Config {
     pub scopes: Option<Scope>,
     /// `LATCHKEY_DEFAULT_SCOPE`: granted when a login names none. Default `profile`.
     pub default_scope: Scope,
+    /// `LATCHKEY_TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies
+    /// whose `X-Forwarded-For` is believed. Default none: the peer address is
+    /// the client.
+    pub trusted_proxies: Vec<IpRange>,
+    /// `LATCHKEY_THROTTLE_ACCOUNT`: failed logins per account before `429`.
+    /// Default `10/15m`.
+    pub throttle_account: Limit,
+    /// `LATCHKEY_THROTTLE_IP`: failed logins per client IP before `429`.
+    /// Default `100/15m`.
+    pub throttle_ip: Limit,
+    /// `LATCHKEY_GC_INTERVAL`: how often dead sessions are deleted. Default `10m`.
+    pub gc_interval: i64,
+}
+
+/// At most `max` events per `window` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Events allowed in one window.
+    pub max: u32,
+    /// The window, in seconds.
+    pub window: i64,
+}
+
+impl Limit {
+    /// Parses `N/DURATION`, e.g. `10/15m`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (max, window) = text.split_once('/')?;
+        let max = max.trim().parse().ok().filter(|m| *m > 0)?;
+        let window = parse_duration(window).filter(|w| *w > 0)?;
+        Some(Self { max, window })
+    }
+}
+
+/// An IP address range: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = addr.trim().parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Self { network, prefix })
+    }
+
+    /// True when `ip` is in the range.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A setting that cannot be used; start-up stops with this message.
@@ -341,6 +424,35 @@ impl Config {
             return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
         }
 
+        let (text, origin) = get("trusted_proxies", "");
+        let mut trusted_proxies = Vec::new();
+        for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
+            trusted_proxies.push(IpRange::parse(item).ok_or_else(|| {
+                fail(
+                    &origin,
+                    format!("{item:?} is not an IP address or CIDR range"),
+                )
+            })?);
+        }
+        let limit = |key: &'static str, default: &str| -> Result<Limit, ConfigError> {
+            let (text, origin) = get(key, default);
+            Limit::parse(&text).ok_or_else(|| {
+                fail(
+                    &origin,
+                    format!("{text:?} is not COUNT/DURATION, e.g. 10/15m"),
+                )
+            })
+        };
+        let throttle_account = limit("throttle_account", "10/15m")?;
+        let throttle_ip = limit("throttle_ip", "100/15m")?;
+        let gc_interval = duration("gc_interval", "10m")?;
+        if gc_interval <= 0 {
+            return Err(fail(
+                &get("gc_interval", "").1,
+                "must be longer than zero".into(),
+            ));
+        }
+
         Ok(Config {
             listen,
             database_url,
@@ -362,6 +474,10 @@ impl Config {
             master_key,
             scopes,
             default_scope,
+            trusted_proxies,
+            throttle_account,
+            throttle_ip,
+            gc_interval,
         })
     }
 }
@@ -470,6 +586,44 @@ mod tests {
         assert_eq!(e.setting, "LATCHKEY_SIGNING_ALG");
         let e = Config::load(None, env(&[("LATCHKEY_BINDING_IP", "maybe")])).unwrap_err();
         assert_eq!(e.setting, "LATCHKEY_BINDING_IP");
+    }
+
+    #[test]
+    fn ip_ranges_and_limits() {
+        let range = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(range.contains("10.1.2.3".parse().unwrap()));
+        assert!(!range.contains("11.0.0.1".parse().unwrap()));
+        assert!(range.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one = IpRange::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(
+            IpRange::parse("::1/128")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+        assert!(IpRange::parse("example.com").is_none());
+        assert_eq!(
+            Limit::parse("10/15m"),
+            Some(Limit {
+                max: 10,
+                window: 900
+            })
+        );
+        assert_eq!(Limit::parse("0/15m"), None);
+        assert_eq!(Limit::parse("10"), None);
+        let e = Config::load(
+            None,
+            env(&[("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, bogus")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "LATCHKEY_TRUSTED_PROXIES");
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub enum ApiError {
         /// Human-readable description.
         description: String,
     },
+    /// 429 with `Retry-After`.
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
     /// A failure of the server; never shown in detail.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -118,6 +123,15 @@ impl ApiError {
         }
     }
 
+    /// 403 for a valid token that may not be used here.
+    pub fn forbidden(description: impl Into<String>) -> Self {
+        Self::Bearer {
+            status: StatusCode::FORBIDDEN,
+            code: Some("insufficient_scope"),
+            description: Some(description.into()),
+        }
+    }
+
     /// 500, logged with a reference id.
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(e.into())
@@ -129,6 +143,7 @@ impl ApiError {
             Self::OAuth { status, .. }
             | Self::Bearer { status, .. }
             | Self::Plain { status, .. } => *status,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -203,6 +218,14 @@ impl IntoResponse for ApiError {
                     error_description: Some(&description),
                 });
                 (status, body).into_response()
+            }
+            Self::TooManyRequests { retry_after } => {
+                let body = axum::Json(Body {
+                    error: "too_many_requests",
+                    error_description: Some("too many failed attempts; try again later"),
+                });
+                let retry = HeaderValue::from(retry_after.max(1));
+                (status, [(header::RETRY_AFTER, retry)], body).into_response()
             }
             Self::Internal(e) => {
                 let reference = error_reference();

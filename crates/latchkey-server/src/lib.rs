@@ -18,7 +18,10 @@ pub mod config;
 pub mod error;
 mod http;
 pub mod keyring;
+pub mod maintenance;
+pub mod metrics;
 pub mod state;
+pub mod throttle;
 
 pub use config::Config;
 pub use http::{MAX_BODY_BYTES, app};

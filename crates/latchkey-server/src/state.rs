@@ -17,6 +17,8 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
+use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 
 /// What the server shares between requests. Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +35,9 @@ struct Inner {
     /// Argon2id is CPU- and memory-bound: at most one hash per core at once.
     hash_permits: Semaphore,
     rng: SystemRandom,
+    metrics: Metrics,
+    throttle_account: Throttle,
+    throttle_ip: Throttle,
 }
 
 /// Who is asking, as far as the transport tells.
@@ -104,6 +109,9 @@ impl AppState {
             .unwrap_or(2);
         Ok(Self {
             inner: Arc::new(Inner {
+                metrics: Metrics::default(),
+                throttle_account: Throttle::new(config.throttle_account),
+                throttle_ip: Throttle::new(config.throttle_ip),
                 config: Arc::new(config),
                 store,
                 keyring: LiveKeyring::new(keyring),
@@ -133,6 +141,11 @@ impl AppState {
     /// The refresh-token and client-secret keys.
     pub fn refresh_keys(&self) -> &RefreshKeys {
         &self.inner.refresh_keys
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The random source.
@@ -240,6 +253,14 @@ impl AppState {
         Ok(jwt::sign(&self.keyring().signing, &claims)?)
     }
 
+    /// Counts a revoked session by reason.
+    pub fn count_revocation(&self, reason: RevocationReason) {
+        self.metrics().inc(
+            "latchkey_sessions_revoked_total",
+            &[("reason", reason.as_str())],
+        );
+    }
+
     /// Revokes a session and records why; false if it was already revoked.
     pub async fn revoke_session(
         &self,
@@ -251,6 +272,7 @@ impl AppState {
     ) -> Result<bool, ApiError> {
         let revoked = self.store().revoke_session(sid, reason, now()).await?;
         if revoked {
+            self.count_revocation(reason);
             self.audit(
                 "session_revoked",
                 Some(user_id),
@@ -277,6 +299,21 @@ impl AppState {
     ) -> Result<Issued, ApiError> {
         let scope = self.login_scope(scope)?;
         let client_id = client.map(|c| c.id.as_str());
+        // Throttled before any hashing, so a flood costs no Argon2id work.
+        let account_key = username.to_lowercase();
+        let started = now();
+        let blocked = self
+            .inner
+            .throttle_account
+            .retry_after(&account_key, started)
+            .or_else(|| self.inner.throttle_ip.retry_after(&ctx.ip, started));
+        if let Some(retry_after) = blocked {
+            self.metrics().inc("latchkey_throttled_total", &[]);
+            let detail = "failed-login limit reached";
+            self.audit("throttled", None, None, client_id, ctx, detail)
+                .await;
+            return Err(ApiError::TooManyRequests { retry_after });
+        }
         let user = if username.is_empty() || username.len() > 256 {
             None
         } else {
@@ -297,11 +334,17 @@ impl AppState {
                     Some(u) if u.disabled && ok => "user disabled",
                     Some(_) => "wrong password",
                 };
+                self.inner
+                    .throttle_account
+                    .record_failure(&account_key, started);
+                self.inner.throttle_ip.record_failure(&ctx.ip, started);
+                self.metrics().inc("latchkey_login_failures_total", &[]);
                 self.audit("login_failed", id, None, client_id, ctx, why)
                     .await;
                 return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
             }
         };
+        self.inner.throttle_account.clear(&account_key);
 
         let now = now();
         let config = self.config();
@@ -349,6 +392,7 @@ impl AppState {
         )
         .await;
         for old in &evicted {
+            self.count_revocation(RevocationReason::SessionCap);
             self.audit(
                 "session_revoked",
                 Some(&user.id),
@@ -359,6 +403,8 @@ impl AppState {
             )
             .await;
         }
+        self.metrics()
+            .inc("latchkey_tokens_issued_total", &[("grant", "login")]);
         let grant = Grant {
             sub: &user.id,
             client_id,
@@ -428,9 +474,22 @@ impl AppState {
                     )
                     .await;
                 }
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
+                self.audit(
+                    "refresh",
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    "",
+                )
+                .await;
                 (session, scope)
             }
             Outcome::Replayed { session, scope } => {
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "replayed")]);
                 self.audit(
                     "refresh_replayed",
                     Some(&session.user_id),
@@ -448,6 +507,12 @@ impl AppState {
                     _ => "session_revoked",
                 };
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, reason = reason.as_str(), "session revoked on refresh");
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "revoked")]);
+                if reason == RevocationReason::Reuse {
+                    self.metrics().inc("latchkey_reuse_detected_total", &[]);
+                }
+                self.count_revocation(reason);
                 self.audit(
                     kind,
                     Some(&session.user_id),
@@ -465,6 +530,8 @@ impl AppState {
                 }));
             }
             Outcome::Rejected(why) => {
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "rejected")]);
                 return Err(match why {
                     Rejection::ScopeWidened => {
                         ApiError::invalid_scope("a refresh may narrow the scope, never widen it")
@@ -485,6 +552,10 @@ impl AppState {
                 });
             }
         };
+        self.metrics().inc(
+            "latchkey_tokens_issued_total",
+            &[("grant", "refresh_token")],
+        );
         let grant = Grant {
             sub: &session.user_id,
             client_id: session.client_id.as_deref(),
@@ -522,6 +593,10 @@ impl AppState {
         let now = now();
         let jti = random_id("", self.rng())?;
         let scope = scope.to_string();
+        self.metrics().inc(
+            "latchkey_tokens_issued_total",
+            &[("grant", "client_credentials")],
+        );
         let grant = Grant {
             sub: &client.id,
             client_id: Some(&client.id),

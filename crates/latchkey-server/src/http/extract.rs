@@ -2,7 +2,7 @@
 //! authentication, bearer credentials and the caller's address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -11,20 +11,29 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_core::store::Client;
 
+use crate::config::IpRange;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
 
 const MAX_USER_AGENT: usize = 256;
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+impl FromRequestParts<AppState> for RequestContext {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = match peer {
+            Some(peer) => {
+                client_ip(peer, &parts.headers, &state.config().trusted_proxies).to_string()
+            }
+            None => "unknown".to_owned(),
+        };
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -33,6 +42,33 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .unwrap_or_default();
         Ok(RequestContext { ip, user_agent })
     }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then
+/// `X-Forwarded-For` is read from the right, and the first address that is
+/// not a trusted proxy is the client. A malformed entry ends the walk, so a
+/// client cannot hide behind garbage it wrote itself.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// Request parameters: each name at most once (RFC 6749 §3.2).
@@ -246,5 +282,33 @@ impl FromRequestParts<AppState> for Authenticated {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
         state.authenticate(token).await.map(Authenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = [IpRange::parse("10.0.0.0/8").unwrap()];
+        let client = |peer: IpAddr, xff: &str| client_ip(peer, &headers(xff), &trusted).to_string();
+        assert_eq!(client(proxy, "203.0.113.5"), "203.0.113.5");
+        // The client's own forged entry on the left is not believed.
+        assert_eq!(
+            client(proxy, "1.2.3.4, 203.0.113.5, 10.0.0.2"),
+            "203.0.113.5"
+        );
+        assert_eq!(client(proxy, "garbage, 203.0.113.5"), "203.0.113.5");
+        assert_eq!(client(proxy, "203.0.113.5, garbage"), "10.0.0.1");
+        let direct: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(client(direct, "203.0.113.5"), "198.51.100.7");
     }
 }

@@ -5,9 +5,16 @@ mod auth;
 mod discovery;
 mod extract;
 mod oauth;
+mod sessions;
+
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
@@ -21,8 +28,34 @@ pub fn app(state: AppState) -> Router {
         .merge(discovery::router())
         .merge(auth::router())
         .merge(oauth::router())
+        .merge(sessions::router())
         .merge(api::router())
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+}
+
+/// Latency by route pattern (never the raw path, which may carry ids).
+async fn track_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics()
+        .observe_request(method.as_str(), &route, started.elapsed());
+    response
 }
