@@ -13,8 +13,9 @@ use aws_lc_rs::rand::SystemRandom;
 use clap::{Parser, Subcommand};
 use latchkey_core::id::random_id;
 use latchkey_core::password::{PasswordHasher, check_new_password};
+use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{Client, Store, User};
+use latchkey_core::store::{AuditEvent, AuditFilter, Client, Store, User};
 use latchkey_server::config::{Config, ConfigError};
 use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::state::now;
@@ -45,6 +46,47 @@ enum Command {
     /// Inspect signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List or revoke sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Read the audit trail, newest first.
+    Audit {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events of this kind (login, login_failed, refresh, reuse_detected,
+        /// session_revoked, binding_mismatch, throttled, user_disabled, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// A user's live sessions.
+    List {
+        /// Login name.
+        #[arg(long)]
+        user: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one session by id, or every session of a user.
+    Revoke {
+        /// Session id (`ses_…`).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Revoke all of this user's sessions.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +262,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(command) => user(command, store.as_ref()).await,
         Command::Client(command) => client(command, &config, store.as_ref()).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
+        Command::Sessions(command) => sessions(command, store.as_ref()).await,
+        Command::Audit {
+            user,
+            kind,
+            limit,
+            json,
+        } => audit(store.as_ref(), user, kind, limit, json).await,
     }
 }
 
@@ -242,6 +291,7 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         keyring.signing.kid(),
         keyring.signing.alg()
     );
+    latchkey_server::maintenance::spawn(state.clone());
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
@@ -353,6 +403,14 @@ async fn user(command: UserCommand, store: &dyn Store) -> Result<()> {
         UserCommand::Disable { name } => {
             let user = find_user(store, &name).await?;
             store.set_disabled(&user.id, true, now()).await?;
+            cli_audit(
+                store,
+                "user_disabled",
+                Some(&user.id),
+                None,
+                "by the command line",
+            )
+            .await;
             println!("user {name} disabled; all their sessions are revoked");
         }
         UserCommand::Enable { name } => {
@@ -465,4 +523,193 @@ async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records what an operator did; the IP field says `cli`.
+async fn cli_audit(
+    store: &dyn Store,
+    kind: &str,
+    user_id: Option<&str>,
+    session_id: Option<&str>,
+    detail: &str,
+) {
+    let event = AuditEvent {
+        at: now(),
+        kind: kind.to_owned(),
+        user_id: user_id.map(str::to_owned),
+        session_id: session_id.map(str::to_owned),
+        client_id: None,
+        ip: Some("cli".to_owned()),
+        user_agent: None,
+        detail: detail.to_owned(),
+    };
+    if let Err(e) = store.append_audit(&event).await {
+        tracing::warn!(error = %e, "audit event could not be stored");
+    }
+}
+
+async fn sessions(command: SessionsCommand, store: &dyn Store) -> Result<()> {
+    match command {
+        SessionsCommand::List { user, json } => {
+            let user = find_user(store, &user).await?;
+            let sessions = store.live_sessions(&user.id, now()).await?;
+            if json {
+                let list: Vec<_> = sessions
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({"id": s.id, "created_at": s.created_at, "last_used_at": s.last_used_at,
+                            "expires_at": s.expires_at, "ip": s.ip, "user_agent": s.user_agent,
+                            "client_id": s.client_id, "scope": s.scope})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{:<28} {:<20} {:<20} {:<16} USER AGENT",
+                    "SESSION", "CREATED", "LAST USED", "IP"
+                )?;
+                for s in sessions {
+                    writeln!(
+                        out,
+                        "{:<28} {:<20} {:<20} {:<16} {}",
+                        s.id,
+                        timestamp(s.created_at),
+                        timestamp(s.last_used_at),
+                        s.ip,
+                        s.user_agent
+                    )?;
+                }
+            }
+        }
+        SessionsCommand::Revoke { id: Some(id), .. } => {
+            let Some((session, _)) = store.session_with_user(&id).await? else {
+                bail!("no session {id:?}");
+            };
+            if store
+                .revoke_session(&id, RevocationReason::Admin, now())
+                .await?
+            {
+                cli_audit(
+                    store,
+                    "session_revoked",
+                    Some(&session.user_id),
+                    Some(&id),
+                    RevocationReason::Admin.as_str(),
+                )
+                .await;
+                println!("session {id} revoked");
+            } else {
+                println!("session {id} was already revoked");
+            }
+        }
+        SessionsCommand::Revoke { id: None, user } => {
+            let name = user.context("give a session id or --user NAME")?;
+            let user = find_user(store, &name).await?;
+            let count = store
+                .revoke_user_sessions(&user.id, RevocationReason::Admin, now())
+                .await?;
+            cli_audit(
+                store,
+                "session_revoked",
+                Some(&user.id),
+                None,
+                &format!("admin ({count} sessions)"),
+            )
+            .await;
+            println!("{count} sessions of {name} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(
+    store: &dyn Store,
+    user: Option<String>,
+    kind: Option<String>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    let user_id = match user {
+        Some(name) => Some(find_user(store, &name).await?.id),
+        None => None,
+    };
+    let events = store
+        .audit_events(&AuditFilter {
+            user_id,
+            kind,
+            limit,
+        })
+        .await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for e in events {
+            let line = serde_json::json!({"at": e.at, "kind": e.kind, "user_id": e.user_id, "session_id": e.session_id,
+                "client_id": e.client_id, "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail});
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:<20} {:<17} {:<28} {:<28} {:<16} DETAIL",
+            "TIME", "KIND", "USER", "SESSION", "IP"
+        )?;
+        for e in events {
+            writeln!(
+                out,
+                "{:<20} {:<17} {:<28} {:<28} {:<16} {}",
+                timestamp(e.at),
+                e.kind,
+                e.user_id.unwrap_or_default(),
+                e.session_id.unwrap_or_default(),
+                e.ip.unwrap_or_default(),
+                e.detail
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) from Unix seconds.
+fn timestamp(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_795_346_478), "2026-11-22 11:21:18");
+        assert_eq!(timestamp(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redacted("postgres://u:secret@db/x"),
+            "postgres://u:***@db/x"
+        );
+        assert_eq!(redacted("sqlite://latchkey.db"), "sqlite://latchkey.db");
+    }
 }

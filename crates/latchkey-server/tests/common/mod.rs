@@ -42,6 +42,7 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        latchkey_server::maintenance::spawn(state.clone());
         let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, service).await.expect("serve");
@@ -130,6 +131,24 @@ impl TestApp {
             ],
         )
         .await
+    }
+
+    /// The audit events of one kind, newest first.
+    pub async fn audit(&self, kind: &str) -> Vec<latchkey_core::store::AuditEvent> {
+        let filter = latchkey_core::store::AuditFilter {
+            kind: Some(kind.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        self.state.store().audit_events(&filter).await.unwrap()
+    }
+
+    /// An HTTP client whose connections come from another loopback address.
+    pub fn client_from(ip: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
     }
 
     pub async fn me(&self, access_token: &str) -> reqwest::Response {
