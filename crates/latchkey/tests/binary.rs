@@ -408,3 +408,103 @@ async fn a_stock_oauth2_client_works_unmodified() {
     assert!(service.refresh_token().is_none());
     assert_eq!(service.expires_in().map(|d| d.as_secs()), Some(600));
 }
+
+#[tokio::test]
+async fn operators_list_and_revoke_sessions_and_read_the_audit_trail() {
+    let env = Env::new(&[]);
+    env.add_user("alice");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    let pair = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    assert_eq!(
+        login(&http, &server.base, "alice", "not the password")
+            .await
+            .status(),
+        400
+    );
+
+    let listed: Value =
+        serde_json::from_str(&env.ok(&["sessions", "list", "--user", "alice", "--json"], None))
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let sid = s(&listed[0], "id").to_owned();
+    assert!(
+        env.ok(&["sessions", "list", "--user", "alice"], None)
+            .contains(&sid)
+    );
+
+    env.ok(&["sessions", "revoke", &sid], None);
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+
+    let second = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    env.ok(&["sessions", "revoke", "--user", "alice"], None);
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&second, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+
+    let text = env.ok(&["audit", "--user", "alice"], None);
+    for kind in ["login", "login_failed", "session_revoked"] {
+        assert!(text.contains(kind), "{kind} missing from\n{text}");
+    }
+    let failed = env.ok(&["audit", "--kind", "login_failed", "--json"], None);
+    let events: Vec<Value> = failed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["kind"], "login_failed");
+    assert_eq!(events[0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn logs_never_hold_a_token_or_a_password() {
+    let env = Env::new(&[("LATCHKEY_LOG", "debug"), ("LATCHKEY_LOG_FORMAT", "json")]);
+    env.add_user("alice");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        login(&http, &server.base, "alice", "wrong password!")
+            .await
+            .status(),
+        400
+    );
+    let pair = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    let refresh = |token: String| {
+        http.post(server.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", token),
+            ])
+            .send()
+    };
+    let next = json(refresh(s(&pair, "refresh_token").to_owned()).await.unwrap()).await;
+    refresh(s(&pair, "refresh_token").to_owned()).await.unwrap();
+    http.get(server.url("/api/me"))
+        .bearer_auth(s(&next, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = server.log_text();
+    assert!(log.contains("reuse_detected"), "{log}");
+    for secret in [
+        PASSWORD,
+        "wrong password!",
+        s(&pair, "refresh_token"),
+        s(&next, "refresh_token"),
+        s(&pair, "access_token"),
+        s(&next, "access_token"),
+    ] {
+        assert!(!log.contains(secret), "the log holds a secret");
+    }
+}

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -102,8 +102,14 @@ impl Env {
             .expect("spawn latchkey serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut all) = sink.lock() {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split(',').next().unwrap_or_default().to_owned();
                     let _ = tx.send((addr, line.clone()));
@@ -121,6 +127,7 @@ impl Env {
             child,
             base: format!("http://{addr}"),
             start_line: line,
+            log,
         }
     }
 }
@@ -130,11 +137,18 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub start_line: String,
+    /// Everything the server wrote to standard error so far.
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown, no checkpoint.
