@@ -1,0 +1,653 @@
+//! PostgreSQL storage for Latchkey: one database shared by any number of
+//! stateless server instances. Migrated on open (concurrent first starts are
+//! serialised by sqlx's migration lock). Rotation locks the presented token's
+//! row (`SELECT … FOR UPDATE`), so the read-decide-write of
+//! [`latchkey_core::rotation::decide`] is atomic against every other instance.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use latchkey_core::store::Store;
+//! let store = latchkey_store_postgres::PgStore::open("postgres://latchkey@localhost/latchkey").await?;
+//! let users = store.list_users().await?;
+//! # Ok(()) }
+//! ```
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_core::refresh::TokenHash;
+use latchkey_core::rotation::{
+    self, Decision, Policy, Rejection, RevocationReason, RotationRequest,
+};
+use latchkey_core::store::{
+    AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
+    StoreResult, StoredKey, User,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A Latchkey store on a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict;
+    }
+    StoreError::Backend(Box::new(e))
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
+     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent";
+// Token columns are aliased: they are always read joined with a session.
+const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
+     t.parent_hash AS t_parent_hash, t.scope AS t_scope, t.issued_at AS t_issued_at, \
+     t.expires_at AS t_expires_at, t.used_at AS t_used_at, t.access_jti AS t_access_jti, \
+     t.ip AS t_ip, t.user_agent AS t_user_agent";
+const USER_COLUMNS: &str =
+    "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`; `?options=-c search_path=…` selects
+    /// a schema) and migrates the database.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        Self::connect(options).await
+    }
+
+    /// Connects with explicit options and migrates the database.
+    pub async fn connect(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn hash_of(row: &PgRow, column: &str) -> StoreResult<TokenHash> {
+    let bytes: Vec<u8> = row.try_get(column).map_err(backend)?;
+    TokenHash::from_slice(&bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} is not 32 bytes")))
+}
+
+fn user_from(row: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.try_get("u_id").map_err(backend)?,
+        username: row.try_get("username").map_err(backend)?,
+        password_hash: row.try_get("password_hash").map_err(backend)?,
+        disabled: row.try_get("disabled").map_err(backend)?,
+        created_at: row.try_get("u_created_at").map_err(backend)?,
+    })
+}
+
+fn client_from(row: &PgRow) -> StoreResult<Client> {
+    let secret: Option<Vec<u8>> = row.try_get("secret_hash").map_err(backend)?;
+    Ok(Client {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        secret_hash: match secret {
+            Some(bytes) => Some(
+                TokenHash::from_slice(&bytes)
+                    .ok_or_else(|| StoreError::Corrupt("client secret hash".into()))?,
+            ),
+            None => None,
+        },
+        scope: row.try_get("scope").map_err(backend)?,
+        created_at: row.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn session_from(row: &PgRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: row.try_get("id").map_err(backend)?,
+        user_id: row.try_get("user_id").map_err(backend)?,
+        client_id: row.try_get("client_id").map_err(backend)?,
+        scope: row.try_get("scope").map_err(backend)?,
+        created_at: row.try_get("created_at").map_err(backend)?,
+        expires_at: row.try_get("expires_at").map_err(backend)?,
+        last_used_at: row.try_get("last_used_at").map_err(backend)?,
+        revoked_at: row.try_get("revoked_at").map_err(backend)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(backend)?,
+        ip: row.try_get("ip").map_err(backend)?,
+        user_agent: row.try_get("user_agent").map_err(backend)?,
+    })
+}
+
+fn token_from(row: &PgRow) -> StoreResult<RefreshRecord> {
+    let parent: Option<Vec<u8>> = row.try_get("t_parent_hash").map_err(backend)?;
+    Ok(RefreshRecord {
+        hash: hash_of(row, "t_hash")?,
+        session_id: row.try_get("t_session_id").map_err(backend)?,
+        parent: parent.as_deref().and_then(TokenHash::from_slice),
+        scope: row.try_get("t_scope").map_err(backend)?,
+        issued_at: row.try_get("t_issued_at").map_err(backend)?,
+        expires_at: row.try_get("t_expires_at").map_err(backend)?,
+        used_at: row.try_get("t_used_at").map_err(backend)?,
+        access_jti: row.try_get("t_access_jti").map_err(backend)?,
+        ip: row.try_get("t_ip").map_err(backend)?,
+        user_agent: row.try_get("t_user_agent").map_err(backend)?,
+    })
+}
+
+async fn insert_token(conn: &mut PgConnection, t: &RefreshRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, expires_at, \
+         used_at, access_jti, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&t.hash.0[..])
+    .bind(&t.session_id)
+    .bind(t.parent.as_ref().map(|p| p.0.to_vec()))
+    .bind(&t.scope)
+    .bind(t.issued_at)
+    .bind(t.expires_at)
+    .bind(t.used_at)
+    .bind(&t.access_jti)
+    .bind(&t.ip)
+    .bind(&t.user_agent)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+async fn revoke(
+    conn: &mut PgConnection,
+    id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(id)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        sqlx::query("INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.password_hash)
+            .bind(user.disabled)
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1");
+        let row = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.username");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(disabled)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if disabled {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(RevocationReason::UserDisabled.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(client.secret_hash.map(|h| h.0.to_vec()))
+        .bind(&client.scope)
+        .bind(client.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, scope, created_at FROM clients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query(
+            "SELECT id, name, secret_hash, scope, created_at FROM clients ORDER BY name, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(client_from).collect()
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        token: &RefreshRecord,
+        max_sessions: u32,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Concurrent logins of one user apply the cap one after another.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(&session.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
+             revoked_at, revoked_reason, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
+        )
+        .bind(&session.id)
+        .bind(&session.user_id)
+        .bind(&session.client_id)
+        .bind(&session.scope)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.last_used_at)
+        .bind(&session.ip)
+        .bind(&session.user_agent)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_token(&mut tx, token).await?;
+        // Live sessions beyond the cap, oldest first.
+        let evicted: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id DESC OFFSET $3",
+        )
+        .bind(&session.user_id)
+        .bind(session.created_at)
+        .bind(i64::from(max_sessions))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for id in &evicted {
+            revoke(
+                &mut tx,
+                id,
+                RevocationReason::SessionCap,
+                session.created_at,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(evicted)
+    }
+
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?)))
+            .transpose()
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        revoke(&mut conn, id, reason, now).await
+    }
+
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL \
+             AND s.expires_at > $2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at > $3) ORDER BY s.created_at DESC, s.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn revoke_own_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshRecord, Session)>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&hash.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| Ok((token_from(&r)?, session_from(&r)?)))
+            .transpose()
+    }
+
+    async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
+        // FOR UPDATE locks the presented token: a concurrent rotation of it
+        // waits, then sees it used. The decision below is made on data no
+        // other instance can change before this commits.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1 \
+             FOR UPDATE OF t"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(&req.presented.0[..])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(Outcome::Rejected(Rejection::Unknown));
+        };
+        let (token, session) = (token_from(&row)?, session_from(&row)?);
+        let outcome = match rotation::decide(policy, &token, &session, req) {
+            Decision::Reject(why) => return Ok(Outcome::Rejected(why)),
+            Decision::Replay => {
+                let scope: Option<String> =
+                    sqlx::query_scalar("SELECT scope FROM refresh_tokens WHERE hash = $1")
+                        .bind(&req.successor.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                match scope {
+                    Some(scope) => Outcome::Replayed { session, scope },
+                    None => return Ok(Outcome::Rejected(Rejection::Unknown)),
+                }
+            }
+            Decision::Revoke(reason) => {
+                revoke(&mut tx, &session.id, reason, req.now).await?;
+                Outcome::Revoked { session, reason }
+            }
+            Decision::Rotate {
+                scope,
+                expires_at,
+                binding_mismatch,
+            } => {
+                let consumed = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL",
+                )
+                .bind(req.now)
+                .bind(&req.presented.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if consumed.rows_affected() != 1 {
+                    return Err(StoreError::Corrupt("rotation lost its write lock".into()));
+                }
+                insert_token(
+                    &mut tx,
+                    &RefreshRecord {
+                        hash: req.successor,
+                        session_id: session.id.clone(),
+                        parent: Some(req.presented),
+                        scope: scope.clone(),
+                        issued_at: req.now,
+                        expires_at,
+                        used_at: None,
+                        access_jti: req.access_jti.clone(),
+                        ip: req.ip.clone(),
+                        user_agent: req.user_agent.clone(),
+                    },
+                )
+                .await?;
+                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+                    .bind(req.now)
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Outcome::Rotated {
+                    session,
+                    scope,
+                    binding_mismatch,
+                }
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query("SELECT kid, alg, private_blob, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(backend)?,
+                    alg: r.try_get("alg").map_err(backend)?,
+                    private_blob: r.try_get("private_blob").map_err(backend)?,
+                    public_jwk: r.try_get("public_jwk").map_err(backend)?,
+                    created_at: r.try_get("created_at").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_blob, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_blob)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.user_id)
+        .bind(&e.session_id)
+        .bind(&e.client_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
+             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(&filter.user_id)
+        .bind(&filter.kind)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: r.try_get("at").map_err(backend)?,
+                    kind: r.try_get("kind").map_err(backend)?,
+                    user_id: r.try_get("user_id").map_err(backend)?,
+                    session_id: r.try_get("session_id").map_err(backend)?,
+                    client_id: r.try_get("client_id").map_err(backend)?,
+                    ip: r.try_get("ip").map_err(backend)?,
+                    user_agent: r.try_get("user_agent").map_err(backend)?,
+                    detail: r.try_get("detail").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn collect_garbage(
+        &self,
+        now: i64,
+        revoked_before: i64,
+        idle_before: i64,
+    ) -> StoreResult<Collected> {
+        // Refresh tokens go with their session (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1 \
+             OR (revoked_at IS NOT NULL AND revoked_at <= $2) \
+             OR (revoked_at IS NULL AND last_used_at <= $3 AND NOT EXISTS ( \
+                 SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
+                 AND t.used_at IS NULL AND t.expires_at > $1))",
+        )
+        .bind(now)
+        .bind(revoked_before)
+        .bind(idle_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Collected {
+            sessions: done.rows_affected(),
+        })
+    }
+}
