@@ -20,6 +20,7 @@ use latchkey_server::config::{Config, ConfigError};
 use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
+use latchkey_store_postgres::PgStore;
 use latchkey_store_sqlite::SqliteStore;
 
 /// Latchkey: access tokens and rotating refresh tokens.
@@ -228,18 +229,20 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
         .into());
     }
     let url = &config.database_url;
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url)
-            .await
-            .with_context(|| format!("LATCHKEY_DATABASE_URL: cannot open {url}"))?;
-        Ok(Arc::new(store))
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(
+            SqliteStore::open(url)
+                .await
+                .with_context(|| format!("LATCHKEY_DATABASE_URL: cannot open {}", redacted(url)))?,
+        )
     } else {
-        Err(ConfigError {
-            setting: "LATCHKEY_DATABASE_URL".into(),
-            message: "PostgreSQL is not supported by this version yet".into(),
-        }
-        .into())
-    }
+        Arc::new(
+            PgStore::open(url)
+                .await
+                .with_context(|| format!("LATCHKEY_DATABASE_URL: cannot open {}", redacted(url)))?,
+        )
+    };
+    Ok(store)
 }
 
 /// A database URL without its password, for logs.

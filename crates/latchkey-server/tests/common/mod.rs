@@ -1,42 +1,61 @@
-//! A real server on a loopback port over a fresh SQLite file, per test.
+//! A real server on a loopback port over a fresh database (an SQLite file or
+//! a PostgreSQL schema), per test.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::password::PasswordHasher;
 use latchkey_core::store::{Client, Store, User};
 use latchkey_server::{AppState, Config, app};
+use latchkey_store_postgres::PgStore;
 use latchkey_store_sqlite::SqliteStore;
 use serde_json::Value;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The storage backend a case runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh app on the case's `BACKEND`, or an early return (a skip) when
+/// that backend's service is unavailable outside CI.
+macro_rules! start {
+    ($env:expr) => {
+        match crate::common::TestApp::start(BACKEND, $env).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
+}
+
 pub struct TestApp {
     pub base: String,
     pub state: AppState,
     pub http: reqwest::Client,
-    pub db_path: PathBuf,
+    pub backend: Backend,
+    pub database_url: String,
     _dir: tempfile::TempDir,
 }
 
 impl TestApp {
-    pub async fn start(env: &[(&str, &str)]) -> Self {
+    pub async fn start(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db_path = dir.path().join("latchkey.db");
-        let mut vars: Vec<(String, String)> = vec![(
-            "LATCHKEY_DATABASE_URL".into(),
-            format!("sqlite://{}", db_path.display()),
-        )];
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("latchkey.db").display()),
+            Backend::Postgres => latchkey_store_tests::postgres_schema_url().await?,
+        };
+        let mut vars = vec![("LATCHKEY_DATABASE_URL".to_owned(), database_url.clone())];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::load(None, vars).expect("config").config;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.database_url)
-                .await
-                .expect("store"),
-        );
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&database_url).await.expect("store")),
+            Backend::Postgres => Arc::new(PgStore::open(&database_url).await.expect("store")),
+        };
         let state = AppState::new(config, store).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -47,12 +66,54 @@ impl TestApp {
         tokio::spawn(async move {
             axum::serve(listener, service).await.expect("serve");
         });
-        Self {
+        Some(Self {
             base: format!("http://{addr}"),
             state,
             http: reqwest::Client::new(),
-            db_path,
+            backend,
+            database_url,
             _dir: dir,
+        })
+    }
+
+    /// Everything the database holds, as bytes: the SQLite files, or every
+    /// row of every table rendered as text.
+    pub async fn stored_data(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.database_url.trim_start_matches("sqlite://").to_owned();
+                let mut all = Vec::new();
+                for suffix in ["", "-wal", "-shm"] {
+                    if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                        all.extend(bytes);
+                    }
+                }
+                all
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                let mut all = Vec::new();
+                for table in tables {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+                            .fetch_all(&mut conn)
+                            .await
+                            .unwrap();
+                    for row in rows {
+                        all.extend(row.into_bytes());
+                    }
+                }
+                all
+            }
         }
     }
 
