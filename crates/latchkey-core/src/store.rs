@@ -101,6 +101,10 @@ pub struct StoredKey {
     pub public_jwk: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// When it starts signing, Unix seconds; it is published before that.
+    pub activates_at: i64,
+    /// When it leaves the JWKS: after every token it signed has expired.
+    pub retires_at: Option<i64>,
 }
 
 /// A security event for the audit trail.
@@ -258,8 +262,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
-    /// Adds a signing key.
-    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Adds a signing key; when `retire_others_at` is given, every key
+    /// without a retirement time that starts signing no later than the new
+    /// one gets that retirement time, in the same transaction.
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        retire_others_at: Option<i64>,
+    ) -> StoreResult<()>;
     /// The secret stored under `name`, storing `candidate` first if there is
     /// none (so concurrent first starts agree on one value).
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;

@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "throttle_account",
     "throttle_ip",
     "gc_interval",
+    "keys_refresh_interval",
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -90,6 +91,9 @@ pub struct Config {
     pub throttle_ip: Limit,
     /// `LATCHKEY_GC_INTERVAL`: how often dead sessions are deleted. Default `10m`.
     pub gc_interval: i64,
+    /// `LATCHKEY_KEYS_REFRESH_INTERVAL`: how often a running server re-reads
+    /// the signing keys (to notice `latchkey keys rotate`). Default `30s`.
+    pub keys_refresh_interval: i64,
 }
 
 /// At most `max` events per `window` seconds.
@@ -446,6 +450,13 @@ impl Config {
         let throttle_account = limit("throttle_account", "10/15m")?;
         let throttle_ip = limit("throttle_ip", "100/15m")?;
         let gc_interval = duration("gc_interval", "10m")?;
+        let keys_refresh_interval = duration("keys_refresh_interval", "30s")?;
+        if keys_refresh_interval <= 0 {
+            return Err(fail(
+                &get("keys_refresh_interval", "").1,
+                "must be longer than zero".into(),
+            ));
+        }
         if gc_interval <= 0 {
             return Err(fail(
                 &get("gc_interval", "").1,
@@ -478,6 +489,7 @@ impl Config {
             throttle_account,
             throttle_ip,
             gc_interval,
+            keys_refresh_interval,
         })
     }
 }

@@ -29,15 +29,37 @@ pub enum KeyError {
     Material(#[from] latchkey_core::Error),
 }
 
-/// The current signing key, every key a token may still be signed with, and
-/// the verifier built from them.
+/// Every key a token may still be signed with (and the next one, published
+/// before it signs), the private keys of the configured algorithm, and the
+/// verifier built from them.
 pub struct Keyring {
-    /// Signs new access tokens.
-    pub signing: SigningKey,
+    /// Keys of the configured algorithm with their activation times, oldest first.
+    signers: Vec<(SigningKey, i64)>,
     /// Verifies access tokens (every published key).
     pub verifier: Verifier,
     /// The JWKS document's keys.
     pub published: Vec<PublicJwk>,
+}
+
+impl Keyring {
+    /// The key that signs at `now`: the newest one already active.
+    pub fn signing(&self, now: i64) -> &SigningKey {
+        let activations: Vec<i64> = self.signers.iter().map(|(_, at)| *at).collect();
+        &self.signers[select_signer(&activations, now)].0
+    }
+}
+
+/// Index of the newest key active at `now` (activation times sorted
+/// ascending); the oldest key when none is active yet.
+fn select_signer(activations: &[i64], now: i64) -> usize {
+    activations.iter().rposition(|at| *at <= now).unwrap_or(0)
+}
+
+/// How long a key stays published after its successor starts signing: the
+/// last token it signed must expire first, and every instance must have
+/// noticed the successor (it reloads keys every `keys_refresh_interval`).
+pub fn retirement_delay(config: &Config) -> i64 {
+    config.access_ttl + latchkey_core::jwt::LEEWAY_SECS + 2 * config.keys_refresh_interval
 }
 
 const REFRESH_SECRET: &str = "refresh_key";
@@ -75,8 +97,39 @@ pub async fn load_refresh_keys(
     Ok(RefreshKeys::from_secret(&secret))
 }
 
-/// Loads every signing key; creates one of the configured algorithm if the
-/// store has none. The newest key of the configured algorithm signs.
+/// Generates a key of the configured algorithm that starts signing at
+/// `activates_at`; every key not yet retiring retires once the last token
+/// it can sign has expired.
+pub async fn add_key(
+    store: &dyn Store,
+    config: &Config,
+    rng: &SystemRandom,
+    now: i64,
+    activates_at: i64,
+) -> Result<StoredKey, KeyError> {
+    let (key, pkcs8) = SigningKey::generate(config.signing_alg, rng)?;
+    let record = StoredKey {
+        kid: key.kid().to_owned(),
+        alg: config.signing_alg.as_str().to_owned(),
+        private_blob: seal::seal(config.master_key.as_ref(), key.kid(), &pkcs8, rng)?,
+        public_jwk: serde_json::to_string(&key.jwk)
+            .map_err(|e| latchkey_core::Error::KeyMaterial(e.to_string()))?,
+        created_at: now,
+        activates_at,
+        retires_at: None,
+    };
+    let live_others = store
+        .signing_keys()
+        .await?
+        .iter()
+        .any(|k| k.retires_at.is_none() && k.activates_at <= activates_at);
+    let retire_others_at = live_others.then(|| activates_at + retirement_delay(config));
+    store.add_signing_key(&record, retire_others_at).await?;
+    Ok(record)
+}
+
+/// Loads every published key; creates one of the configured algorithm, active
+/// at once, if none can sign now (first start, or a changed algorithm).
 pub async fn load_keyring(
     store: &dyn Store,
     config: &Config,
@@ -84,24 +137,21 @@ pub async fn load_keyring(
     now: i64,
 ) -> Result<Keyring, KeyError> {
     let master = config.master_key.as_ref();
+    let published_at = |k: &StoredKey| k.retires_at.is_none_or(|r| r > now);
     let mut stored = store.signing_keys().await?;
-    if !stored.iter().any(|k| k.alg == config.signing_alg.as_str()) {
-        let (key, pkcs8) = SigningKey::generate(config.signing_alg, rng)?;
-        let record = StoredKey {
-            kid: key.kid().to_owned(),
-            alg: config.signing_alg.as_str().to_owned(),
-            private_blob: seal::seal(master, key.kid(), &pkcs8, rng)?,
-            public_jwk: serde_json::to_string(&key.jwk)
-                .map_err(|e| latchkey_core::Error::KeyMaterial(e.to_string()))?,
-            created_at: now,
-        };
-        store.insert_signing_key(&record).await?;
+    let can_sign = |keys: &[StoredKey]| {
+        keys.iter().any(|k| {
+            published_at(k) && k.alg == config.signing_alg.as_str() && k.activates_at <= now
+        })
+    };
+    if !can_sign(&stored) {
+        add_key(store, config, rng, now, now).await?;
         stored = store.signing_keys().await?;
     }
     let mut verifier = Verifier::new(config.issuer.clone(), config.audience.clone());
     let mut published = Vec::new();
-    let mut signing = None;
-    for record in &stored {
+    let mut signers = Vec::new();
+    for record in stored.iter().filter(|k| published_at(k)) {
         let alg: SigningAlg =
             record
                 .alg
@@ -114,18 +164,17 @@ pub async fn load_keyring(
         verifier.insert(&jwk)?;
         published.push(jwk);
         if alg == config.signing_alg {
-            // Oldest first: the last one of the configured algorithm wins.
             let pkcs8 = open(master, &record.kid, &record.private_blob)?;
-            signing = Some(SigningKey::from_pkcs8(alg, &pkcs8)?);
+            signers.push((SigningKey::from_pkcs8(alg, &pkcs8)?, record.activates_at));
         }
     }
-    let signing = signing.ok_or_else(|| {
-        KeyError::Material(latchkey_core::Error::KeyMaterial(
+    if signers.is_empty() {
+        return Err(KeyError::Material(latchkey_core::Error::KeyMaterial(
             "no signing key after creating one".into(),
-        ))
-    })?;
+        )));
+    }
     Ok(Keyring {
-        signing,
+        signers,
         verifier,
         published,
     })
@@ -180,5 +229,25 @@ impl LiveKeyring {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(keyring);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_active_key_signs() {
+        assert_eq!(select_signer(&[100], 50), 0);
+        assert_eq!(select_signer(&[100], 150), 0);
+        assert_eq!(select_signer(&[100, 200], 199), 0);
+        assert_eq!(select_signer(&[100, 200], 200), 1);
+        assert_eq!(select_signer(&[100, 200, 300], 250), 1);
+    }
+
+    #[test]
+    fn a_key_outlives_the_tokens_it_signed() {
+        let config = Config::defaults();
+        assert!(retirement_delay(&config) > config.access_ttl + latchkey_core::jwt::LEEWAY_SECS);
     }
 }

@@ -1,21 +1,35 @@
-//! Background work: deleting sessions that can never be used again.
+//! Background work: deleting sessions that can never be used again, and
+//! re-reading the signing keys so that a rotation reaches every instance.
 
 use std::time::Duration;
 
 use crate::state::{AppState, now};
 
-/// Starts the garbage collector; it runs every `LATCHKEY_GC_INTERVAL` until
-/// the runtime stops.
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+/// Starts the garbage collector (every `LATCHKEY_GC_INTERVAL`) and the key
+/// reader (every `LATCHKEY_KEYS_REFRESH_INTERVAL`); they run until the
+/// runtime stops.
+pub fn spawn(state: AppState) {
+    let every = |secs: i64| Duration::from_secs(u64::try_from(secs).unwrap_or(60).max(1));
+    let gc = every(state.config().gc_interval);
+    let keys = every(state.config().keys_refresh_interval);
+    let gc_state = state.clone();
     tokio::spawn(async move {
-        let period = Duration::from_secs(u64::try_from(state.config().gc_interval).unwrap_or(600));
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval(gc);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            collect(&state).await;
+            collect(&gc_state).await;
         }
-    })
+    });
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(keys);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            state.reload_keys().await;
+        }
+    });
 }
 
 /// One collection. Revoked sessions stay as long as their access tokens

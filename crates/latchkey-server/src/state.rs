@@ -250,7 +250,7 @@ impl AppState {
             auth_time: grant.auth_time,
             cnf: None,
         };
-        Ok(jwt::sign(&self.keyring().signing, &claims)?)
+        Ok(jwt::sign(self.keyring().signing(now), &claims)?)
     }
 
     /// Counts a revoked session by reason.
@@ -614,6 +614,14 @@ impl AppState {
         })
     }
 
+    /// Re-reads the signing keys from the database.
+    pub async fn reload_keys(&self) {
+        match load_keyring(self.store(), self.config(), self.rng(), now()).await {
+            Ok(fresh) => self.inner.keyring.replace(fresh),
+            Err(e) => tracing::error!(error = %e, "reloading signing keys failed"),
+        }
+    }
+
     /// Verifies a token's signature and claims, reloading keys from the
     /// database (rate-limited) when its `kid` is new to this process.
     pub async fn verify_jwt(
@@ -624,10 +632,7 @@ impl AppState {
         let now = now();
         match self.keyring().verifier.verify(token, now, expiry) {
             Err(VerifyError::UnknownKey) if self.inner.keyring.may_reload() => {
-                match load_keyring(self.store(), self.config(), self.rng(), now).await {
-                    Ok(fresh) => self.inner.keyring.replace(fresh),
-                    Err(e) => tracing::error!(error = %e, "reloading signing keys failed"),
-                }
+                self.reload_keys().await;
                 self.keyring().verifier.verify(token, now, expiry)
             }
             other => other,

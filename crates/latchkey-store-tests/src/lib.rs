@@ -83,6 +83,7 @@ macro_rules! suite {
             live_sessions_and_revoking_ones_own,
             audit_events_filter_newest_first,
             garbage_collection_keeps_what_detects_reuse,
+            adding_a_key_retires_the_active_ones,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -562,4 +563,32 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
     let collected = store.collect_garbage(NOW + 86400, NOW, NOW).await.unwrap();
     assert_eq!(collected.sessions, 2);
     assert!(store.refresh_token(&hash(1)).await.unwrap().is_none());
+}
+
+/// A new key retires the keys active before it, not the ones after it.
+pub async fn adding_a_key_retires_the_active_ones(store: Arc<dyn Store>) {
+    let key = |kid: &str, activates_at: i64| latchkey_core::store::StoredKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        private_blob: b"lk-plain-v1:x".to_vec(),
+        public_jwk: "{}".into(),
+        created_at: NOW,
+        activates_at,
+        retires_at: None,
+    };
+    store.add_signing_key(&key("k1", NOW), None).await.unwrap();
+    store
+        .add_signing_key(&key("k3", NOW + 500), None)
+        .await
+        .unwrap();
+    store
+        .add_signing_key(&key("k2", NOW + 100), Some(NOW + 700))
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k1", "k2", "k3"]);
+    assert_eq!(keys[0].retires_at, Some(NOW + 700));
+    assert_eq!(keys[1].retires_at, None);
+    assert_eq!(keys[2].retires_at, None);
 }

@@ -152,12 +152,25 @@ enum ClientCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// List signing keys.
+    /// List signing keys: next (published, not signing yet), active, retiring, retired.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Pre-publish a new key, switch signing to it after a delay, and retire
+    /// the current key once every token it signed has expired.
+    Rotate {
+        /// How long the new key is published before it signs: longer than
+        /// verifiers cache the JWKS (the JWKS says `max-age=300`).
+        #[arg(long, default_value = "15m", value_parser = parse_delay)]
+        activate_in: i64,
+    },
+}
+
+fn parse_delay(text: &str) -> Result<i64, String> {
+    latchkey_server::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 15m)"))
 }
 
 /// Entry point of the binary.
@@ -265,6 +278,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(command) => user(command, store.as_ref()).await,
         Command::Client(command) => client(command, &config, store.as_ref()).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
+        Command::Keys(KeysCommand::Rotate { activate_in }) => {
+            keys_rotate(&config, store.as_ref(), activate_in).await
+        }
         Command::Sessions(command) => sessions(command, store.as_ref()).await,
         Command::Audit {
             user,
@@ -291,8 +307,8 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let keyring = state.keyring();
     tracing::info!(
         "latchkey listening on http://{local}, database {database}, signing key {} ({})",
-        keyring.signing.kid(),
-        keyring.signing.alg()
+        keyring.signing(now()).kid(),
+        keyring.signing(now()).alg()
     );
     latchkey_server::maintenance::spawn(state.clone());
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -511,20 +527,72 @@ async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> R
     Ok(())
 }
 
+fn key_state(key: &latchkey_core::store::StoredKey, now: i64) -> &'static str {
+    match key.retires_at {
+        Some(at) if at <= now => "retired",
+        Some(_) => "retiring",
+        None if key.activates_at > now => "next",
+        None => "active",
+    }
+}
+
 async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
     let keys = store.signing_keys().await?;
+    let now = now();
     if json {
         let list: Vec<_> = keys
             .iter()
-            .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg, "created_at": k.created_at}))
+            .map(|k| {
+                serde_json::json!({"kid": k.kid, "alg": k.alg, "state": key_state(k, now), "created_at": k.created_at,
+                    "activates_at": k.activates_at, "retires_at": k.retires_at})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<46} {:<6} CREATED", "KID", "ALG");
-        for k in keys {
-            println!("{:<46} {:<6} {}", k.kid, k.alg, k.created_at);
+        println!(
+            "{:<46} {:<6} {:<9} {:<20} RETIRES",
+            "KID", "ALG", "STATE", "SIGNS FROM"
+        );
+        for k in &keys {
+            let retires = k.retires_at.map(timestamp).unwrap_or_default();
+            println!(
+                "{:<46} {:<6} {:<9} {:<20} {}",
+                k.kid,
+                k.alg,
+                key_state(k, now),
+                timestamp(k.activates_at),
+                retires
+            );
         }
     }
+    Ok(())
+}
+
+async fn keys_rotate(config: &Config, store: &dyn Store, activate_in: i64) -> Result<()> {
+    let now = now();
+    let key = latchkey_server::keyring::add_key(
+        store,
+        config,
+        &SystemRandom::new(),
+        now,
+        now + activate_in,
+    )
+    .await?;
+    cli_audit(
+        store,
+        "key_rotated",
+        None,
+        None,
+        &format!("next key {} signs from {}", key.kid, key.activates_at),
+    )
+    .await;
+    println!(
+        "key {} ({}) is published now and signs from {} UTC; the current key retires {} s after that",
+        key.kid,
+        key.alg,
+        timestamp(key.activates_at),
+        latchkey_server::keyring::retirement_delay(config)
+    );
     Ok(())
 }
 
