@@ -29,6 +29,23 @@ impl Env {
         Self { dir, vars }
     }
 
+    /// The same, on a fresh PostgreSQL schema; `None` (skip) without a
+    /// reachable server outside CI.
+    pub async fn postgres(extra: &[(&str, &str)]) -> Option<Self> {
+        let url = latchkey_store_tests::postgres_schema_url().await?;
+        let mut env = Self::new(extra);
+        env.set("LATCHKEY_DATABASE_URL", &url);
+        Some(env)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == "LATCHKEY_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("latchkey.db")
     }

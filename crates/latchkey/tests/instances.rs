@@ -1,0 +1,230 @@
+//! Several `latchkey serve` processes on one PostgreSQL database.
+
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, PASSWORD, Server};
+use latchkey_core::jwt::{Expiry, Verifier};
+use latchkey_core::keys::PublicJwk;
+use serde_json::Value;
+use sqlx::Connection;
+
+async fn login(http: &reqwest::Client, server: &Server) -> Value {
+    let response = http
+        .post(server.url("/auth/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn refresh(http: &reqwest::Client, server: &Server, token: &str) -> reqwest::Response {
+    http.post(server.url("/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me(http: &reqwest::Client, server: &Server, token: &str) -> u16 {
+    http.get(server.url("/api/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn s<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_refreshes_over_two_instances_give_one_success() {
+    let Some(env) = Env::postgres(&[]).await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let pair = login(&http, &a).await;
+    let token = s(&pair, "refresh_token").to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let url = if i % 2 == 0 {
+            a.url("/oauth/token")
+        } else {
+            b.url("/oauth/token")
+        };
+        let http = http.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+
+    // Never two live refresh tokens in one session.
+    let mut db = sqlx::PgConnection::connect(&env.database_url())
+        .await
+        .unwrap();
+    let most: Option<i64> = sqlx::query_scalar(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM refresh_tokens WHERE used_at IS NULL GROUP BY session_id) c",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(most.unwrap_or(0) <= 1);
+}
+
+#[tokio::test]
+async fn replay_on_one_instance_kills_the_session_on_both() {
+    let Some(env) = Env::postgres(&[]).await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let first = login(&http, &a).await;
+    let response = refresh(&http, &b, s(&first, "refresh_token")).await;
+    assert_eq!(response.status(), 200);
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(me(&http, &a, s(&second, "access_token")).await, 200);
+
+    assert_eq!(
+        refresh(&http, &a, s(&first, "refresh_token"))
+            .await
+            .status(),
+        400
+    );
+    for server in [&a, &b] {
+        assert_eq!(me(&http, server, s(&second, "access_token")).await, 401);
+        assert_eq!(
+            refresh(&http, server, s(&second, "refresh_token"))
+                .await
+                .status(),
+            400
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_verifier_holding_the_published_jwks_keeps_working_through_a_rotation() {
+    let Some(env) = Env::postgres(&[("LATCHKEY_KEYS_REFRESH_INTERVAL", "1s")]).await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let before = login(&http, &a).await;
+
+    env.ok(&["keys", "rotate", "--activate-in", "3s"], None);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Both instances publish the next key before it signs.
+    let mut jwks: Value = Value::Null;
+    for server in [&a, &b] {
+        jwks = http
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    }
+    let mut verifier = Verifier::new("http://127.0.0.1:8080", "latchkey");
+    for key in jwks["keys"].as_array().unwrap() {
+        verifier
+            .insert(&serde_json::from_value::<PublicJwk>(key.clone()).unwrap())
+            .unwrap();
+    }
+    let now = || latchkey_server::state::now();
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let after = login(&http, &b).await;
+    let after_a = login(&http, &a).await;
+    assert_ne!(
+        kid(s(&before, "access_token")),
+        kid(s(&after, "access_token"))
+    );
+    assert_eq!(
+        kid(s(&after, "access_token")),
+        kid(s(&after_a, "access_token"))
+    );
+    for token in [s(&before, "access_token"), s(&after, "access_token")] {
+        assert!(verifier.verify(token, now(), Expiry::Enforce).is_ok());
+        assert_eq!(me(&http, &a, token).await, 200);
+        assert_eq!(me(&http, &b, token).await, 200);
+    }
+    let listed = env.ok(&["keys", "list"], None);
+    assert!(
+        listed.contains("retiring") && listed.contains("active"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn signing_keys_are_sealed_in_the_shared_database() {
+    let key = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+    let Some(mut env) = Env::postgres(&[("LATCHKEY_MASTER_KEY", key)]).await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let http = reqwest::Client::new();
+    login(&http, &a).await;
+    let mut db = sqlx::PgConnection::connect(&env.database_url())
+        .await
+        .unwrap();
+    let blobs: Vec<Vec<u8>> = sqlx::query_scalar("SELECT private_blob FROM signing_keys")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let secrets: Vec<Vec<u8>> = sqlx::query_scalar("SELECT value FROM secrets")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(!blobs.is_empty() && !secrets.is_empty());
+    for blob in blobs.iter().chain(&secrets) {
+        assert!(blob.starts_with(b"lk-sealed-v1:"));
+    }
+    // An instance with another master key refuses to start.
+    env.set("LATCHKEY_MASTER_KEY", &"ab".repeat(32));
+    let output = env.cli(&["serve"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
+}
