@@ -208,8 +208,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     /// Replaces a password hash; false if there is no such user.
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool>;
-    /// Disables or enables a user; disabling revokes all their sessions.
-    async fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool>;
+    /// Disables or enables a user; disabling revokes all their sessions,
+    /// whose ids it returns. `None` if there is no such user.
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<String>>>;
 
     /// Adds a client.
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
@@ -245,13 +251,13 @@ pub trait Store: Send + Sync + 'static {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool>;
-    /// Revokes every live session of a user; returns how many.
+    /// Revokes every live session of a user; returns their ids.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
         reason: RevocationReason,
         now: i64,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<Vec<String>>;
     /// A refresh token and its session.
     async fn refresh_token(
         &self,

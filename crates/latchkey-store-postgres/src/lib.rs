@@ -241,7 +241,12 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(disabled)
@@ -249,19 +254,24 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        if disabled {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let revoked = if disabled {
+            sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
             )
             .bind(now)
             .bind(RevocationReason::UserDisabled.as_str())
             .bind(user_id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(backend)?;
-        }
+            .map_err(backend)?
+        } else {
+            Vec::new()
+        };
         tx.commit().await.map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        Ok(Some(revoked))
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
@@ -419,17 +429,16 @@ impl Store for PgStore {
         user_id: &str,
         reason: RevocationReason,
         now: i64,
-    ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(reason.as_str())
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
+        .map_err(backend)
     }
 
     async fn refresh_token(

@@ -245,7 +245,12 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+    async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -257,19 +262,24 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        if disabled {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL",
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let revoked = if disabled {
+            sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
             )
             .bind(now)
             .bind(RevocationReason::UserDisabled.as_str())
             .bind(user_id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(backend)?;
-        }
+            .map_err(backend)?
+        } else {
+            Vec::new()
+        };
         tx.commit().await.map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        Ok(Some(revoked))
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
@@ -425,17 +435,16 @@ impl Store for SqliteStore {
         user_id: &str,
         reason: RevocationReason,
         now: i64,
-    ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL",
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(reason.as_str())
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
+        .map_err(backend)
     }
 
     async fn refresh_token(

@@ -370,7 +370,20 @@ pub async fn disabling_a_user_revokes_their_sessions(store: Arc<dyn Store>) {
     session(store.as_ref(), &alice, "ses_a1", hash(1), NOW, 10).await;
     session(store.as_ref(), &alice, "ses_a2", hash(2), NOW, 10).await;
     session(store.as_ref(), &bob, "ses_b", hash(3), NOW, 10).await;
-    assert!(store.set_disabled(&alice.id, true, NOW + 1).await.unwrap());
+    let mut revoked = store
+        .set_disabled(&alice.id, true, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    revoked.sort();
+    assert_eq!(revoked, ["ses_a1", "ses_a2"]);
+    assert!(
+        store
+            .set_disabled("usr_nobody", true, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(is_revoked(store.as_ref(), "ses_a1").await);
     assert!(is_revoked(store.as_ref(), "ses_a2").await);
     assert!(!is_revoked(store.as_ref(), "ses_b").await);
@@ -425,7 +438,7 @@ pub async fn live_sessions_and_revoking_ones_own(store: Arc<dyn Store>) {
             .revoke_user_sessions(&alice.id, RevocationReason::LogoutEverywhere, NOW)
             .await
             .unwrap(),
-        1
+        ["ses_a2"]
     );
     assert!(
         store

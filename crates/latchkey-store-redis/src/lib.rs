@@ -1,0 +1,158 @@
+//! Redis for Latchkey: what several instances share beyond the database.
+//!
+//! * failed-login counters: `INCR` with a window opened by `EXPIRE … NX`;
+//! * the access-token deny-list: `SET {prefix}revoked:{sid} 1 EX ttl`, where
+//!   the ttl covers the session's last access token;
+//! * revocation fan-out: `PUBLISH {prefix}revocations sid`, which every
+//!   instance subscribes to, so none has to ask the database about each
+//!   access token.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use latchkey_core::coordination::Coordinator;
+//! let redis = latchkey_store_redis::RedisCoordinator::connect("redis://127.0.0.1", "latchkey:").await?;
+//! redis.announce_revoked("ses_123", 630).await?;
+//! # Ok(()) }
+//! ```
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use latchkey_core::coordination::{Coordinator, OnRevoked};
+use latchkey_core::store::{StoreError, StoreResult};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+/// A [`Coordinator`] on one Redis server.
+#[derive(Clone)]
+pub struct RedisCoordinator {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCoordinator")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl RedisCoordinator {
+    /// Connects to `url` (`redis://…`); every key and the channel start with `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let mut conn = ConnectionManager::new(client.clone())
+            .await
+            .map_err(backend)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn failure_key(&self, key: &str) -> String {
+        format!("{}fail:{key}", self.prefix)
+    }
+
+    fn revoked_key(&self, sid: &str) -> String {
+        format!("{}revoked:{sid}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
+    async fn failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
+        let key = self.failure_key(key);
+        let (count, ttl): (Option<u32>, i64) = redis::pipe()
+            .get(&key)
+            .ttl(&key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(count.map(|c| (c, ttl.max(1))))
+    }
+
+    async fn count_failure(&self, key: &str, window: i64) -> StoreResult<()> {
+        let key = self.failure_key(key);
+        // The first failure opens the window; later ones do not extend it.
+        let _: (u32, i64) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window)
+            .arg("NX")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        let _: i64 = self
+            .conn
+            .clone()
+            .del(self.failure_key(key))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn announce_revoked(&self, sid: &str, ttl: i64) -> StoreResult<()> {
+        let ttl = u64::try_from(ttl.max(1)).unwrap_or(1);
+        let _: ((), i64) = redis::pipe()
+            .set_ex(self.revoked_key(sid), 1, ttl)
+            .publish(self.channel(), sid)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revoked_sessions(&self) -> StoreResult<Vec<String>> {
+        let pattern = format!("{}revoked:*", self.prefix);
+        let mut conn = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut iter: redis::AsyncIter<'_, String> =
+            conn.scan_match(&pattern).await.map_err(backend)?;
+        while let Some(item) = iter.next_item().await {
+            keys.push(item.map_err(backend)?);
+        }
+        let strip = format!("{}revoked:", self.prefix);
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&strip).map(str::to_owned))
+            .collect())
+    }
+
+    async fn listen(
+        &self,
+        on_connected: &(dyn Fn() + Send + Sync),
+        on_revoked: &OnRevoked,
+    ) -> StoreResult<()> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
+        pubsub.subscribe(self.channel()).await.map_err(backend)?;
+        on_connected();
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            if let Ok(sid) = message.get_payload::<String>() {
+                on_revoked(sid);
+            }
+        }
+        Err(StoreError::Backend("the Redis subscription ended".into()))
+    }
+}

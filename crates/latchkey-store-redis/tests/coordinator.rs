@@ -1,0 +1,71 @@
+//! The Redis coordinator against a real Redis.
+
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchkey_core::coordination::Coordinator;
+use latchkey_store_redis::RedisCoordinator;
+
+/// A coordinator under a fresh prefix, or `None` (skip) without Redis outside CI.
+async fn fresh() -> Option<RedisCoordinator> {
+    let url = std::env::var("LATCHKEY_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    match RedisCoordinator::connect(&url, &format!("test:{nanos}:")).await {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: Redis not reachable at {url} ({e}); run scripts/services.sh");
+            None
+        }
+        Err(e) => panic!("Redis is required under CI but {url} is not reachable: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn failures_count_within_one_window() {
+    let Some(redis) = fresh().await else { return };
+    assert_eq!(redis.failures("alice").await.unwrap(), None);
+    for _ in 0..3 {
+        redis.count_failure("alice", 60).await.unwrap();
+    }
+    let (count, left) = redis.failures("alice").await.unwrap().unwrap();
+    assert_eq!(count, 3);
+    assert!((1..=60).contains(&left));
+    redis.clear_failures("alice").await.unwrap();
+    assert_eq!(redis.failures("alice").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_listeners_and_the_deny_list() {
+    let Some(redis) = fresh().await else { return };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let listener = redis.clone();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let connected = move || {
+            let _ = tx.send(());
+        };
+        let on_revoked: latchkey_core::coordination::OnRevoked =
+            Box::new(move |sid| sink.lock().unwrap().push(sid));
+        let _ = listener.listen(&connected, &on_revoked).await;
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    redis.announce_revoked("ses_1", 60).await.unwrap();
+    redis.announce_revoked("ses_2", 60).await.unwrap();
+    for _ in 0..50 {
+        if seen.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), ["ses_1", "ses_2"]);
+    let mut listed = redis.revoked_sessions().await.unwrap();
+    listed.sort();
+    assert_eq!(listed, ["ses_1", "ses_2"]);
+}
