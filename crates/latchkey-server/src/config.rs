@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "throttle_ip",
     "gc_interval",
     "keys_refresh_interval",
+    "redis_prefix",
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -94,6 +95,9 @@ pub struct Config {
     /// `LATCHKEY_KEYS_REFRESH_INTERVAL`: how often a running server re-reads
     /// the signing keys (to notice `latchkey keys rotate`). Default `30s`.
     pub keys_refresh_interval: i64,
+    /// `LATCHKEY_REDIS_PREFIX`: prefix of every Redis key and channel, so that
+    /// several deployments can share one Redis. Default `latchkey:`.
+    pub redis_prefix: String,
 }
 
 /// At most `max` events per `window` seconds.
@@ -490,6 +494,7 @@ impl Config {
             throttle_ip,
             gc_interval,
             keys_refresh_interval,
+            redis_prefix: get("redis_prefix", "latchkey:").0,
         })
     }
 }

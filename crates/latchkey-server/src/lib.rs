@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn latchkey_core::store::Store>) -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_server::{AppState, Config, app};
-//! let state = AppState::new(Config::defaults(), store).await?;
+//! let state = AppState::new(Config::defaults(), store, None).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
 //! axum::serve(listener, service).await?;
@@ -20,6 +20,7 @@ mod http;
 pub mod keyring;
 pub mod maintenance;
 pub mod metrics;
+pub mod revocation;
 pub mod state;
 pub mod throttle;
 

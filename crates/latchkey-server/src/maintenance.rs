@@ -21,6 +21,9 @@ pub fn spawn(state: AppState) {
             collect(&gc_state).await;
         }
     });
+    if state.coordinator().is_some() {
+        tokio::spawn(listen(state.clone()));
+    }
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(keys);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,4 +56,46 @@ pub async fn collect(state: &AppState) {
 
 fn jwt_leeway() -> i64 {
     latchkey_core::jwt::LEEWAY_SECS
+}
+
+/// Follows revocations announced through Redis, resubscribing after a break.
+/// While unsubscribed, access tokens are checked against the database.
+async fn listen(state: AppState) {
+    let Some(redis) = state.coordinator().cloned() else {
+        return;
+    };
+    loop {
+        let on_connected = {
+            let state = state.clone();
+            let redis = redis.clone();
+            move || {
+                // Announcements made while unsubscribed are on the deny-list.
+                let state = state.clone();
+                let redis = redis.clone();
+                tokio::spawn(async move {
+                    match redis.revoked_sessions().await {
+                        Ok(revoked) => {
+                            let until = now() + state.deny_ttl();
+                            state.revocations().connected(revoked, until);
+                            tracing::info!("following revocations through Redis");
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot read the Redis deny-list"),
+                    }
+                });
+            }
+        };
+        let on_revoked: latchkey_core::coordination::OnRevoked = {
+            let state = state.clone();
+            Box::new(move |sid| {
+                let now = now();
+                state.revocations().revoke(sid, now + state.deny_ttl(), now);
+            })
+        };
+        let result = redis.listen(&on_connected, &on_revoked).await;
+        state.revocations().disconnected();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Redis subscription lost; checking sessions in the database until it is back");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -38,6 +38,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Requests refused with 429.",
     ),
     (
+        "latchkey_session_lookups_total",
+        "counter",
+        "Sessions read from the database to check an access token.",
+    ),
+    (
         "latchkey_http_request_duration_seconds",
         "histogram",
         "HTTP request latency, by route.",

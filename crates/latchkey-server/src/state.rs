@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::coordination::Coordinator;
 use latchkey_core::id::random_id;
 use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
 use latchkey_core::password::PasswordHasher;
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
 use crate::metrics::Metrics;
+use crate::revocation::RevocationCache;
 use crate::throttle::Throttle;
 
 /// What the server shares between requests. Cheap to clone.
@@ -38,6 +40,9 @@ struct Inner {
     metrics: Metrics,
     throttle_account: Throttle,
     throttle_ip: Throttle,
+    /// Redis, when configured: shared counters and revocation fan-out.
+    coordinator: Option<Arc<dyn Coordinator>>,
+    revocations: RevocationCache,
 }
 
 /// Who is asking, as far as the transport tells.
@@ -97,6 +102,7 @@ impl AppState {
     pub async fn new(
         config: Config,
         store: Arc<dyn Store>,
+        coordinator: Option<Arc<dyn Coordinator>>,
     ) -> Result<Self, crate::keyring::KeyError> {
         let rng = SystemRandom::new();
         let refresh_keys =
@@ -110,6 +116,8 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::default(),
+                coordinator,
+                revocations: RevocationCache::default(),
                 throttle_account: Throttle::new(config.throttle_account),
                 throttle_ip: Throttle::new(config.throttle_ip),
                 config: Arc::new(config),
@@ -253,6 +261,92 @@ impl AppState {
         Ok(jwt::sign(self.keyring().signing(now), &claims)?)
     }
 
+    /// Seconds to wait when the account or the IP used up its failed logins.
+    /// With Redis the counts are shared by every instance; if Redis fails,
+    /// logins are let through (and the failure logged) rather than refused.
+    async fn throttled(&self, account: &str, ip: &str, now: i64) -> Option<i64> {
+        let Some(redis) = &self.inner.coordinator else {
+            return self
+                .inner
+                .throttle_account
+                .retry_after(account, now)
+                .or_else(|| self.inner.throttle_ip.retry_after(ip, now));
+        };
+        let config = self.config();
+        for (key, limit) in [
+            (format!("acct:{account}"), config.throttle_account),
+            (format!("ip:{ip}"), config.throttle_ip),
+        ] {
+            match redis.failures(&key).await {
+                Ok(Some((count, left))) if count >= limit.max => return Some(left),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "Redis failure counters unavailable"),
+            }
+        }
+        None
+    }
+
+    async fn count_failure(&self, account: &str, ip: &str, now: i64) {
+        let Some(redis) = &self.inner.coordinator else {
+            self.inner.throttle_account.record_failure(account, now);
+            self.inner.throttle_ip.record_failure(ip, now);
+            return;
+        };
+        let config = self.config();
+        for (key, limit) in [
+            (format!("acct:{account}"), config.throttle_account),
+            (format!("ip:{ip}"), config.throttle_ip),
+        ] {
+            if let Err(e) = redis.count_failure(&key, limit.window).await {
+                tracing::error!(error = %e, "Redis failure counters unavailable");
+            }
+        }
+    }
+
+    async fn clear_failures(&self, account: &str) {
+        match &self.inner.coordinator {
+            None => self.inner.throttle_account.clear(account),
+            Some(redis) => {
+                if let Err(e) = redis.clear_failures(&format!("acct:{account}")).await {
+                    tracing::error!(error = %e, "Redis failure counters unavailable");
+                }
+            }
+        }
+    }
+
+    /// How long a revoked session stays on the deny-list: until its last
+    /// access token has expired.
+    pub fn deny_ttl(&self) -> i64 {
+        self.config().access_ttl + jwt::LEEWAY_SECS
+    }
+
+    /// Tells every instance (through Redis, when configured) that these
+    /// sessions were revoked; the database already says so.
+    pub async fn announce_revoked(&self, sids: &[String]) {
+        let Some(redis) = &self.inner.coordinator else {
+            return;
+        };
+        let now = now();
+        for sid in sids {
+            self.inner
+                .revocations
+                .revoke(sid.clone(), now + self.deny_ttl(), now);
+            if let Err(e) = redis.announce_revoked(sid, self.deny_ttl()).await {
+                tracing::error!(error = %e, session_id = %sid, "revocation could not be announced through Redis");
+            }
+        }
+    }
+
+    /// The Redis coordinator, when configured.
+    pub fn coordinator(&self) -> Option<&Arc<dyn Coordinator>> {
+        self.inner.coordinator.as_ref()
+    }
+
+    /// The local view of announced revocations.
+    pub fn revocations(&self) -> &RevocationCache {
+        &self.inner.revocations
+    }
+
     /// Counts a revoked session by reason.
     pub fn count_revocation(&self, reason: RevocationReason) {
         self.metrics().inc(
@@ -272,6 +366,7 @@ impl AppState {
     ) -> Result<bool, ApiError> {
         let revoked = self.store().revoke_session(sid, reason, now()).await?;
         if revoked {
+            self.announce_revoked(&[sid.to_owned()]).await;
             self.count_revocation(reason);
             self.audit(
                 "session_revoked",
@@ -302,12 +397,7 @@ impl AppState {
         // Throttled before any hashing, so a flood costs no Argon2id work.
         let account_key = username.to_lowercase();
         let started = now();
-        let blocked = self
-            .inner
-            .throttle_account
-            .retry_after(&account_key, started)
-            .or_else(|| self.inner.throttle_ip.retry_after(&ctx.ip, started));
-        if let Some(retry_after) = blocked {
+        if let Some(retry_after) = self.throttled(&account_key, &ctx.ip, started).await {
             self.metrics().inc("latchkey_throttled_total", &[]);
             let detail = "failed-login limit reached";
             self.audit("throttled", None, None, client_id, ctx, detail)
@@ -334,17 +424,14 @@ impl AppState {
                     Some(u) if u.disabled && ok => "user disabled",
                     Some(_) => "wrong password",
                 };
-                self.inner
-                    .throttle_account
-                    .record_failure(&account_key, started);
-                self.inner.throttle_ip.record_failure(&ctx.ip, started);
+                self.count_failure(&account_key, &ctx.ip, started).await;
                 self.metrics().inc("latchkey_login_failures_total", &[]);
                 self.audit("login_failed", id, None, client_id, ctx, why)
                     .await;
                 return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
             }
         };
-        self.inner.throttle_account.clear(&account_key);
+        self.clear_failures(&account_key).await;
 
         let now = now();
         let config = self.config();
@@ -391,6 +478,7 @@ impl AppState {
             "",
         )
         .await;
+        self.announce_revoked(&evicted).await;
         for old in &evicted {
             self.count_revocation(RevocationReason::SessionCap);
             self.audit(
@@ -502,6 +590,8 @@ impl AppState {
                 (session, scope)
             }
             Outcome::Revoked { session, reason } => {
+                self.announce_revoked(std::slice::from_ref(&session.id))
+                    .await;
                 let kind = match reason {
                     RevocationReason::Reuse => "reuse_detected",
                     _ => "session_revoked",
@@ -652,13 +742,37 @@ impl AppState {
         let Some(sid) = claims.sid.as_deref() else {
             return Ok(Principal { claims, user: None });
         };
+        let now = now();
+        let live = |session: &Session, user: &User| {
+            session.revoked_at.is_none()
+                && session.user_id == claims.sub
+                && session.expires_at > now
+                && !user.disabled
+        };
+        // With a live Redis subscription, announced revocations are all this
+        // instance needs to know: sessions are looked up once, then cached.
+        let cache = &self.inner.revocations;
+        let trusted = self.inner.coordinator.is_some() && cache.is_trusted();
+        if trusted {
+            if cache.is_revoked(sid) {
+                return Err(ApiError::invalid_token("the session has been revoked"));
+            }
+            if let Some((session, user)) = cache.session(sid) {
+                if live(&session, &user) {
+                    return Ok(Principal {
+                        claims,
+                        user: Some(user),
+                    });
+                }
+                return Err(ApiError::invalid_token("the session has been revoked"));
+            }
+        }
+        self.metrics().inc("latchkey_session_lookups_total", &[]);
         match self.store().session_with_user(sid).await? {
-            Some((session, user))
-                if session.revoked_at.is_none()
-                    && session.user_id == claims.sub
-                    && session.expires_at > now()
-                    && !user.disabled =>
-            {
+            Some((session, user)) if live(&session, &user) => {
+                if trusted {
+                    cache.remember(session, user.clone());
+                }
                 Ok(Principal {
                     claims,
                     user: Some(user),

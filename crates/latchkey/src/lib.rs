@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use aws_lc_rs::rand::SystemRandom;
 use clap::{Parser, Subcommand};
+use latchkey_core::coordination::Coordinator;
 use latchkey_core::id::random_id;
 use latchkey_core::password::{PasswordHasher, check_new_password};
 use latchkey_core::rotation::RevocationReason;
@@ -21,6 +22,7 @@ use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
 use latchkey_store_postgres::PgStore;
+use latchkey_store_redis::RedisCoordinator;
 use latchkey_store_sqlite::SqliteStore;
 
 /// Latchkey: access tokens and rotating refresh tokens.
@@ -232,15 +234,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     Ok(loaded.config)
 }
 
-/// Opens the configured backend.
+/// Opens the configured database: the one place a backend is chosen.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    if config.redis_url.is_some() {
-        return Err(ConfigError {
-            setting: "LATCHKEY_REDIS_URL".into(),
-            message: "Redis is not supported by this version yet; unset it".into(),
-        }
-        .into());
-    }
     let url = &config.database_url;
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(
@@ -256,6 +251,29 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
         )
     };
     Ok(store)
+}
+
+/// Connects to Redis when `LATCHKEY_REDIS_URL` is set.
+async fn open_coordinator(config: &Config) -> Result<Option<Arc<dyn Coordinator>>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let redis = RedisCoordinator::connect(url, &config.redis_prefix)
+        .await
+        .with_context(|| format!("LATCHKEY_REDIS_URL: cannot connect to {}", redacted(url)))?;
+    Ok(Some(Arc::new(redis)))
+}
+
+/// Puts sessions the command line revoked on the Redis deny-list, so that
+/// running servers learn of them at once.
+async fn announce(config: &Config, sids: &[String]) -> Result<()> {
+    if let Some(redis) = open_coordinator(config).await? {
+        let ttl = config.access_ttl + latchkey_core::jwt::LEEWAY_SECS;
+        for sid in sids {
+            redis.announce_revoked(sid, ttl).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A database URL without its password, for logs.
@@ -275,13 +293,13 @@ async fn run(cli: Cli) -> Result<()> {
     let store = open_store(&config).await?;
     match cli.command {
         Command::Serve => serve(config, store).await,
-        Command::User(command) => user(command, store.as_ref()).await,
+        Command::User(command) => user(command, &config, store.as_ref()).await,
         Command::Client(command) => client(command, &config, store.as_ref()).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
             keys_rotate(&config, store.as_ref(), activate_in).await
         }
-        Command::Sessions(command) => sessions(command, store.as_ref()).await,
+        Command::Sessions(command) => sessions(command, &config, store.as_ref()).await,
         Command::Audit {
             user,
             kind,
@@ -294,7 +312,8 @@ async fn run(cli: Cli) -> Result<()> {
 async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let listen = config.listen;
     let database = redacted(&config.database_url);
-    let state = AppState::new(config, store)
+    let coordinator = open_coordinator(&config).await?;
+    let state = AppState::new(config, store, coordinator)
         .await
         .context("cannot load the signing keys")?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -383,7 +402,7 @@ async fn find_user(store: &dyn Store, name: &str) -> Result<User> {
         .with_context(|| format!("no user named {name:?}"))
 }
 
-async fn user(command: UserCommand, store: &dyn Store) -> Result<()> {
+async fn user(command: UserCommand, config: &Config, store: &dyn Store) -> Result<()> {
     match command {
         UserCommand::Add {
             name,
@@ -421,7 +440,11 @@ async fn user(command: UserCommand, store: &dyn Store) -> Result<()> {
         }
         UserCommand::Disable { name } => {
             let user = find_user(store, &name).await?;
-            store.set_disabled(&user.id, true, now()).await?;
+            let revoked = store
+                .set_disabled(&user.id, true, now())
+                .await?
+                .unwrap_or_default();
+            announce(config, &revoked).await?;
             cli_audit(
                 store,
                 "user_disabled",
@@ -619,7 +642,7 @@ async fn cli_audit(
     }
 }
 
-async fn sessions(command: SessionsCommand, store: &dyn Store) -> Result<()> {
+async fn sessions(command: SessionsCommand, config: &Config, store: &dyn Store) -> Result<()> {
     match command {
         SessionsCommand::List { user, json } => {
             let user = find_user(store, &user).await?;
@@ -662,6 +685,7 @@ async fn sessions(command: SessionsCommand, store: &dyn Store) -> Result<()> {
                 .revoke_session(&id, RevocationReason::Admin, now())
                 .await?
             {
+                announce(config, std::slice::from_ref(&id)).await?;
                 cli_audit(
                     store,
                     "session_revoked",
@@ -678,9 +702,11 @@ async fn sessions(command: SessionsCommand, store: &dyn Store) -> Result<()> {
         SessionsCommand::Revoke { id: None, user } => {
             let name = user.context("give a session id or --user NAME")?;
             let user = find_user(store, &name).await?;
-            let count = store
+            let revoked = store
                 .revoke_user_sessions(&user.id, RevocationReason::Admin, now())
                 .await?;
+            announce(config, &revoked).await?;
+            let count = revoked.len();
             cli_audit(
                 store,
                 "session_revoked",

@@ -228,3 +228,111 @@ async fn signing_keys_are_sealed_in_the_shared_database() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
 }
+
+async fn lookups(http: &reqwest::Client, server: &Server) -> u64 {
+    let text = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("latchkey_session_lookups_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn until_refused(http: &reqwest::Client, server: &Server, token: &str) {
+    for _ in 0..100 {
+        if me(http, server, token).await == 401 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the revoked token is still accepted");
+}
+
+#[tokio::test]
+async fn with_redis_revocations_reach_every_instance_without_asking_the_database() {
+    let Some(env) = Env::postgres(&[]).await else {
+        return;
+    };
+    let Some(env) = env.with_redis().await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pair = login(&http, &a).await;
+    let token = s(&pair, "access_token");
+    for _ in 0..20 {
+        assert_eq!(me(&http, &b, token).await, 200);
+    }
+    let looked_up = lookups(&http, &b).await;
+    assert!(looked_up <= 1, "B read the session {looked_up} times");
+
+    // Logout on A: B refuses the token, having learned it from Redis.
+    let response = http
+        .post(a.url("/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    until_refused(&http, &b, token).await;
+    assert_eq!(lookups(&http, &b).await, looked_up);
+
+    // The command line announces too.
+    let second = login(&http, &a).await;
+    assert_eq!(me(&http, &b, s(&second, "access_token")).await, 200);
+    let before = lookups(&http, &b).await;
+    env.ok(&["sessions", "revoke", "--user", "alice"], None);
+    until_refused(&http, &b, s(&second, "access_token")).await;
+    assert_eq!(lookups(&http, &b).await, before);
+}
+
+#[tokio::test]
+async fn with_redis_failed_logins_are_counted_across_instances() {
+    let Some(env) = Env::postgres(&[("LATCHKEY_THROTTLE_ACCOUNT", "3/1m")]).await else {
+        return;
+    };
+    let Some(env) = env.with_redis().await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let attempt = |server: &Server, password: &str| {
+        http.post(server.url("/auth/login"))
+            .form(&[("username", "alice"), ("password", password)])
+            .send()
+    };
+    assert_eq!(attempt(&a, "wrong password!").await.unwrap().status(), 400);
+    assert_eq!(attempt(&b, "wrong password!").await.unwrap().status(), 400);
+    assert_eq!(attempt(&a, "wrong password!").await.unwrap().status(), 400);
+    let response = attempt(&b, PASSWORD).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn without_redis_each_instance_asks_the_database() {
+    let Some(env) = Env::postgres(&[]).await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let pair = login(&http, &a).await;
+    assert_eq!(me(&http, &b, s(&pair, "access_token")).await, 200);
+    env.ok(&["sessions", "revoke", "--user", "alice"], None);
+    assert_eq!(me(&http, &b, s(&pair, "access_token")).await, 401);
+    assert_eq!(me(&http, &a, s(&pair, "access_token")).await, 401);
+}

@@ -78,6 +78,7 @@ async fn revoke_one(
     {
         return Err(ApiError::not_found("no such session"));
     }
+    state.announce_revoked(std::slice::from_ref(&id)).await;
     state.count_revocation(reason);
     state
         .audit(
@@ -100,14 +101,15 @@ async fn revoke_all(
 ) -> Result<Response, ApiError> {
     let (user_id, _) = user_of(&principal)?;
     let reason = RevocationReason::LogoutEverywhere;
-    let count = state
+    let revoked = state
         .store()
         .revoke_user_sessions(user_id, reason, now())
         .await?;
-    for _ in 0..count {
+    state.announce_revoked(&revoked).await;
+    for _ in &revoked {
         state.count_revocation(reason);
     }
-    let detail = format!("{} ({count} sessions)", reason.as_str());
+    let detail = format!("{} ({} sessions)", reason.as_str(), revoked.len());
     state
         .audit("session_revoked", Some(user_id), None, None, &ctx, &detail)
         .await;

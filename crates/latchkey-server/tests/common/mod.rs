@@ -56,7 +56,7 @@ impl TestApp {
             Backend::Sqlite => Arc::new(SqliteStore::open(&database_url).await.expect("store")),
             Backend::Postgres => Arc::new(PgStore::open(&database_url).await.expect("store")),
         };
-        let state = AppState::new(config, store).await.expect("state");
+        let state = AppState::new(config, store, None).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -38,6 +38,27 @@ impl Env {
         Some(env)
     }
 
+    /// Adds Redis under a fresh key prefix; `None` (skip) without a
+    /// reachable Redis outside CI.
+    pub async fn with_redis(mut self) -> Option<Self> {
+        let url = std::env::var("LATCHKEY_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        if let Err(e) = latchkey_store_redis::RedisCoordinator::connect(&url, "probe:").await {
+            if std::env::var_os("CI").is_some() {
+                panic!("Redis is required under CI but {url} is not reachable: {e}");
+            }
+            eprintln!("skipping: Redis not reachable at {url} ({e}); run scripts/services.sh");
+            return None;
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        self.set("LATCHKEY_REDIS_URL", &url);
+        self.set("LATCHKEY_REDIS_PREFIX", &format!("test:{nanos}:"));
+        Some(self)
+    }
+
     pub fn database_url(&self) -> String {
         self.vars
             .iter()
