@@ -258,6 +258,9 @@ pub trait Store: Send + Sync + 'static {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<Vec<String>>;
+    /// Sessions revoked at or after `since`: their ids and revocation
+    /// times, oldest first (the revocation feed).
+    async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>>;
     /// A refresh token and its session.
     async fn refresh_token(
         &self,

@@ -447,6 +447,24 @@ impl Store for SqliteStore {
         .map_err(backend)
     }
 
+    async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= ? ORDER BY revoked_at, id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(backend)?,
+                    r.try_get("revoked_at").map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn refresh_token(
         &self,
         hash: &TokenHash,

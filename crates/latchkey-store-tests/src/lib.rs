@@ -84,6 +84,7 @@ macro_rules! suite {
             audit_events_filter_newest_first,
             garbage_collection_keeps_what_detects_reuse,
             adding_a_key_retires_the_active_ones,
+            the_revocation_feed_lists_recent_revocations,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -604,4 +605,33 @@ pub async fn adding_a_key_retires_the_active_ones(store: Arc<dyn Store>) {
     assert_eq!(keys[0].retires_at, Some(NOW + 700));
     assert_eq!(keys[1].retires_at, None);
     assert_eq!(keys[2].retires_at, None);
+}
+
+/// The feed lists sessions revoked since a time, oldest first.
+pub async fn the_revocation_feed_lists_recent_revocations(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    for (i, id) in ["ses_1", "ses_2", "ses_3"].iter().enumerate() {
+        session(store.as_ref(), &alice, id, hash(i as u8 + 1), NOW, 10).await;
+    }
+    store
+        .revoke_session("ses_2", RevocationReason::Logout, NOW + 10)
+        .await
+        .unwrap();
+    store
+        .revoke_session("ses_1", RevocationReason::Logout, NOW + 20)
+        .await
+        .unwrap();
+    let all = store.revoked_since(NOW).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            ("ses_2".to_string(), NOW + 10),
+            ("ses_1".to_string(), NOW + 20)
+        ]
+    );
+    assert_eq!(
+        store.revoked_since(NOW + 20).await.unwrap(),
+        [("ses_1".to_string(), NOW + 20)]
+    );
+    assert!(store.revoked_since(NOW + 21).await.unwrap().is_empty());
 }

@@ -35,6 +35,7 @@ async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "login_endpoint": format!("{issuer}/auth/login"),
+        "revocation_feed_endpoint": format!("{issuer}/oauth/revocations"),
     });
     if let Some(scopes) = &config.scopes {
         doc["scopes_supported"] = json!(scopes.to_string().split(' ').collect::<Vec<_>>());

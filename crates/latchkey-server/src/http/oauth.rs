@@ -22,6 +22,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revocations", axum::routing::get(revocation_feed))
 }
 
 /// RFC 6749 §5.1.
@@ -256,4 +257,48 @@ async fn introspect(
         }
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    since: Option<i64>,
+}
+
+/// The revocation feed (§3.6), for authenticated confidential clients:
+/// sessions revoked since `since` (Unix seconds, inclusive) whose access
+/// tokens may still be live, each with the time after which none can be.
+/// Poll again with `since` set to the answer's `next_since`; an item may
+/// come twice, never not at all.
+async fn revocation_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(_caller) = extract::client(&state, &headers, &Params::default())
+        .await?
+        .map(|c| c.client)
+        .filter(|c| c.secret_hash.is_some())
+    else {
+        return Err(ApiError::invalid_client(
+            "the revocation feed needs client authentication",
+        ));
+    };
+    let axum::extract::Query(query) =
+        query.map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?;
+    let now = now();
+    let window = state.deny_ttl();
+    let since = query.since.unwrap_or(0).max(now - window);
+    let revoked: Vec<serde_json::Value> = state
+        .store()
+        .revoked_since(since)
+        .await?
+        .into_iter()
+        .map(|(sid, revoked_at)| json!({"sid": sid, "revoked_at": revoked_at, "exp": revoked_at + window}))
+        .collect();
+    let body = json!({
+        "revoked": revoked,
+        "next_since": now,
+        "window": window,
+    });
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }

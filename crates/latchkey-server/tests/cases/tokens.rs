@@ -866,3 +866,42 @@ async fn every_jti_is_unique() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_revocation_feed_lists_revoked_sessions_for_clients() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let (rs, secret) = app.add_client("lkc_feed", "", true).await;
+    let secret = secret.unwrap();
+    let doc: Value = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["revocation_feed_endpoint"].as_str().unwrap().ends_with("/oauth/revocations"));
+
+    let feed = |since: Option<i64>| {
+        let url = match since {
+            Some(s) => app.url(&format!("/oauth/revocations?since={s}")),
+            None => app.url("/oauth/revocations"),
+        };
+        let request = app.http.get(url).basic_auth(&rs, Some(&secret));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(app.http.get(app.url("/oauth/revocations")).send().await.unwrap().status(), 401);
+    let empty = feed(None).await;
+    assert_eq!(empty["revoked"], json!([]));
+    let cursor = empty["next_since"].as_i64().unwrap();
+
+    let pair = app.login("alice").await;
+    let sid = decode_part(field(&pair, "access_token"), 1)["sid"].clone();
+    app.http.post(app.url("/auth/logout")).bearer_auth(field(&pair, "access_token")).send().await.unwrap();
+    let after = feed(Some(cursor)).await;
+    let items = after["revoked"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["sid"], sid);
+    let exp = items[0]["exp"].as_i64().unwrap();
+    let access_exp = decode_part(field(&pair, "access_token"), 1)["exp"].as_i64().unwrap();
+    assert!(exp >= access_exp, "the feed must cover the last access token");
+    // Later polls from a later cursor do not repeat it.
+    let later = feed(Some(after["next_since"].as_i64().unwrap() + 1)).await;
+    assert_eq!(later["revoked"], json!([]));
+    let (status, code) = error_code(app.http.get(app.url("/oauth/revocations?since=soon")).basic_auth(&rs, Some(&secret)).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_request"));
+}
