@@ -1,0 +1,246 @@
+//! A client for APIs protected by Latchkey access tokens.
+//!
+//! [`TokenClient`] holds a token pair in a [`TokenStore`] (memory by default),
+//! refreshes it shortly before the access token expires, lets exactly one
+//! refresh run when many requests need one at the same moment
+//! (single-flight), and retries a request once after a 401.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use latchkey_client::TokenClient;
+//! let client = TokenClient::login("http://127.0.0.1:8080", "alice", "correct horse battery staple").await?;
+//! let me = client.send(|http| http.get("http://127.0.0.1:8080/api/me")).await?;
+//! println!("{}", me.text().await?);
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The HTTP exchange failed.
+    #[error("HTTP request failed")]
+    Http(#[from] reqwest::Error),
+    /// The server refused a login or refresh (`error` code of RFC 6749).
+    #[error("the token endpoint answered {status}: {code}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field.
+        code: String,
+    },
+    /// There is no token pair to use.
+    #[error("not logged in")]
+    NoTokens,
+}
+
+/// An access token and the refresh token issued beside it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    /// The bearer token.
+    pub access_token: String,
+    /// The refresh token (`lk_rt_…`).
+    pub refresh_token: String,
+    /// When the access token expires, Unix seconds.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the pair lives between uses (a keychain, a file…).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The current pair.
+    async fn load(&self) -> Option<TokenPair>;
+    /// Replaces the pair.
+    async fn save(&self, pair: TokenPair);
+}
+
+/// Keeps the pair in memory (the default).
+#[derive(Default)]
+pub struct MemoryStore(tokio::sync::RwLock<Option<TokenPair>>);
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn load(&self) -> Option<TokenPair> {
+        self.0.read().await.clone()
+    }
+
+    async fn save(&self, pair: TokenPair) {
+        *self.0.write().await = Some(pair);
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in: i64,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A token pair and the endpoint that refreshes it.
+pub struct TokenClient {
+    http: reqwest::Client,
+    token_endpoint: String,
+    client_id: Option<String>,
+    store: Arc<dyn TokenStore>,
+    /// Held by the one task that refreshes; the others wait, then reuse its result.
+    refreshing: tokio::sync::Mutex<()>,
+    refresh_before: Duration,
+    refreshes: AtomicU64,
+}
+
+impl TokenClient {
+    /// A client for the server at `base` (`http://host:port`) whose pair is in `store`.
+    pub fn new(base: &str, store: Arc<dyn TokenStore>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token_endpoint: format!("{}/oauth/token", base.trim_end_matches('/')),
+            client_id: None,
+            store,
+            refreshing: tokio::sync::Mutex::new(()),
+            refresh_before: Duration::from_secs(30),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends this public client's `client_id` on refresh (needed when the
+    /// pair was issued to a client).
+    pub fn with_client_id(mut self, client_id: &str) -> Self {
+        self.client_id = Some(client_id.to_owned());
+        self
+    }
+
+    /// Refreshes when the access token has less than this left (default 30 s).
+    pub fn with_refresh_before(mut self, margin: Duration) -> Self {
+        self.refresh_before = margin;
+        self
+    }
+
+    /// Logs in at `{base}/auth/login` and keeps the pair in memory.
+    pub async fn login(base: &str, username: &str, password: &str) -> Result<Self, Error> {
+        let client = Self::new(base, Arc::new(MemoryStore::default()));
+        let url = format!("{}/auth/login", base.trim_end_matches('/'));
+        let response = client
+            .http
+            .post(url)
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await?;
+        let pair = Self::pair_from(response, None).await?;
+        client.store.save(pair).await;
+        Ok(client)
+    }
+
+    async fn pair_from(
+        response: reqwest::Response,
+        previous_refresh: Option<&str>,
+    ) -> Result<TokenPair, Error> {
+        let status = response.status();
+        if !status.is_success() {
+            let code = response
+                .json::<ErrorResponse>()
+                .await
+                .map(|e| e.error)
+                .unwrap_or_else(|_| "unknown".into());
+            return Err(Error::Refused {
+                status: status.as_u16(),
+                code,
+            });
+        }
+        let body: TokenResponse = response.json().await?;
+        let refresh_token = match (body.refresh_token, previous_refresh) {
+            (Some(token), _) => token,
+            (None, Some(previous)) => previous.to_owned(),
+            (None, None) => return Err(Error::NoTokens),
+        };
+        Ok(TokenPair {
+            access_token: body.access_token,
+            refresh_token,
+            expires_at: now() + body.expires_in,
+        })
+    }
+
+    /// How many refreshes this client has made.
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// A usable access token, refreshed first if it expires soon.
+    pub async fn access_token(&self) -> Result<String, Error> {
+        let pair = self.store.load().await.ok_or(Error::NoTokens)?;
+        let margin = i64::try_from(self.refresh_before.as_secs()).unwrap_or(30);
+        if pair.expires_at - margin > now() {
+            return Ok(pair.access_token);
+        }
+        self.refresh(&pair.access_token).await
+    }
+
+    /// Refreshes unless another task already replaced `stale`; exactly one
+    /// refresh runs at a time, and the tasks that waited for it use its result.
+    pub async fn refresh(&self, stale: &str) -> Result<String, Error> {
+        let _turn = self.refreshing.lock().await;
+        let pair = self.store.load().await.ok_or(Error::NoTokens)?;
+        if pair.access_token != stale {
+            return Ok(pair.access_token);
+        }
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", pair.refresh_token.as_str()),
+        ];
+        if let Some(id) = &self.client_id {
+            form.push(("client_id", id));
+        }
+        let response = self
+            .http
+            .post(&self.token_endpoint)
+            .form(&form)
+            .send()
+            .await?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let fresh = Self::pair_from(response, Some(&pair.refresh_token)).await?;
+        let token = fresh.access_token.clone();
+        self.store.save(fresh).await;
+        Ok(token)
+    }
+
+    /// Sends the request `build` makes, with the access token; after a 401,
+    /// refreshes and sends it once more.
+    pub async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let token = self.access_token().await?;
+        let response = build(&self.http).bearer_auth(&token).send().await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let token = self.refresh(&token).await?;
+        Ok(build(&self.http).bearer_auth(&token).send().await?)
+    }
+}

@@ -1,0 +1,493 @@
+//! Verify Latchkey access tokens in your own service, offline: no call to
+//! the issuer per request.
+//!
+//! * [`RemoteVerifier::discover`] reads the issuer's RFC 8414 metadata, fetches
+//!   its JWKS and caches it; a token naming an unknown `kid` triggers one
+//!   refetch, at most once per interval (so invented `kid`s cannot make it
+//!   hammer the issuer);
+//! * each key verifies only with its own algorithm; `typ` (`at+jwt`), `iss`,
+//!   `aud`, `exp`, `nbf` are checked (the checks of `latchkey-core`);
+//! * [`RemoteVerifier::layer`] is a tower layer that answers RFC 6750
+//!   challenges and requires scopes; the verified [`AccessClaims`] land in the
+//!   request's extensions, and [`Claims`] extracts them in axum;
+//! * [`RemoteVerifier::follow_revocations`] polls the issuer's revocation feed,
+//!   so a revoked session's access tokens are refused within one poll
+//!   interval instead of at their `exp`.
+//!
+//! A protected axum service:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use latchkey_verify::{Claims, RemoteVerifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = RemoteVerifier::discover("http://127.0.0.1:8080", "latchkey").await?;
+//! let app = Router::new()
+//!     .route("/hello", get(|Claims(claims): Claims| async move { format!("hello {}", claims.sub) }))
+//!     .layer(verifier.layer().require_scope("profile"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Tokens are fetched over whatever URL the issuer publishes; this crate is
+//! built without TLS, so put the issuer on a trusted network or in front of
+//! a TLS-terminating proxy on the same host.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+pub use latchkey_core::jwt::AccessClaims;
+use latchkey_core::jwt::{Expiry, Verifier, VerifyError};
+use latchkey_core::keys::PublicJwk;
+use serde::Deserialize;
+
+/// Why a verifier could not be set up or refreshed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The issuer could not be reached or answered an error.
+    #[error("cannot fetch {url}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The metadata names another issuer than the one asked for (RFC 8414 §3.3).
+    #[error("the metadata at {0} names another issuer")]
+    IssuerMismatch(String),
+    /// A published key could not be used.
+    #[error("unusable key in the JWKS")]
+    Key(#[from] latchkey_core::Error),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    Missing,
+    /// The token does not verify, or names an unknown key.
+    #[error("invalid token: {0}")]
+    Invalid(VerifyError),
+    /// The token's session was revoked (revocation feed).
+    #[error("the session has been revoked")]
+    Revoked,
+    /// The token lacks a required scope.
+    #[error("insufficient scope")]
+    InsufficientScope,
+}
+
+impl Rejection {
+    /// The RFC 6750 response for this rejection.
+    pub fn into_response<B: From<String>>(self, required: &[String]) -> Response<B> {
+        let (status, challenge, code) = match self {
+            Self::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer".to_owned(),
+                "unauthorized",
+            ),
+            Self::Invalid(_) | Self::Revoked => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer error=\"invalid_token\", error_description=\"{self}\""),
+                "invalid_token",
+            ),
+            Self::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                    required.join(" ")
+                ),
+                "insufficient_scope",
+            ),
+        };
+        let body =
+            serde_json::json!({ "error": code, "error_description": self.to_string() }).to_string();
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: String,
+    #[serde(default)]
+    revocation_feed_endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<serde_json::Value>,
+}
+
+struct Inner {
+    issuer: String,
+    audience: String,
+    jwks_uri: String,
+    feed_uri: Option<String>,
+    http: reqwest::Client,
+    keys: RwLock<Verifier>,
+    last_fetch: Mutex<Instant>,
+    refetch_interval: Duration,
+    /// Revoked sessions from the feed, with the time after which none of
+    /// their access tokens can be live.
+    revoked: RwLock<HashMap<String, i64>>,
+}
+
+/// Verifies access tokens against the issuer's published keys. Cheap to clone.
+#[derive(Clone)]
+pub struct RemoteVerifier {
+    inner: Arc<Inner>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, Error> {
+    let fail = |source| Error::Fetch {
+        url: url.to_owned(),
+        source,
+    };
+    http.get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(fail)?
+        .json()
+        .await
+        .map_err(fail)
+}
+
+impl RemoteVerifier {
+    /// Reads `{issuer}/.well-known/oauth-authorization-server`, checks that it
+    /// names `issuer`, and fetches the JWKS. Tokens must carry `aud: audience`.
+    /// An unknown `kid` refetches the JWKS at most every 30 s.
+    pub async fn discover(issuer: &str, audience: &str) -> Result<Self, Error> {
+        Self::discover_with(issuer, audience, Duration::from_secs(30)).await
+    }
+
+    /// [`discover`](Self::discover), refetching at most every `refetch_interval`.
+    pub async fn discover_with(
+        issuer: &str,
+        audience: &str,
+        refetch_interval: Duration,
+    ) -> Result<Self, Error> {
+        let issuer = issuer.trim_end_matches('/');
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|source| Error::Fetch {
+                url: issuer.to_owned(),
+                source,
+            })?;
+        let url = format!("{issuer}/.well-known/oauth-authorization-server");
+        let metadata: Metadata = get_json(&http, &url).await?;
+        if metadata.issuer.trim_end_matches('/') != issuer {
+            return Err(Error::IssuerMismatch(url));
+        }
+        let verifier = Self {
+            inner: Arc::new(Inner {
+                issuer: issuer.to_owned(),
+                audience: audience.to_owned(),
+                jwks_uri: metadata.jwks_uri,
+                feed_uri: metadata.revocation_feed_endpoint,
+                http,
+                keys: RwLock::new(Verifier::new(issuer, audience)),
+                last_fetch: Mutex::new(Instant::now()),
+                refetch_interval,
+                revoked: RwLock::new(HashMap::new()),
+            }),
+        };
+        verifier.fetch_keys().await?;
+        Ok(verifier)
+    }
+
+    /// Fetches the JWKS now and trusts exactly its keys.
+    pub async fn fetch_keys(&self) -> Result<(), Error> {
+        let jwks: Jwks = get_json(&self.inner.http, &self.inner.jwks_uri).await?;
+        let mut fresh = Verifier::new(self.inner.issuer.clone(), self.inner.audience.clone());
+        for key in jwks.keys {
+            // Keys of other kinds or algorithms are skipped, not trusted.
+            if let Ok(jwk) = serde_json::from_value::<PublicJwk>(key) {
+                fresh.insert(&jwk)?;
+            }
+        }
+        *write(&self.inner.keys) = fresh;
+        Ok(())
+    }
+
+    fn may_refetch(&self) -> bool {
+        let mut last = match self.inner.last_fetch.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.elapsed() >= self.inner.refetch_interval {
+            *last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Verifies a token: signature and claims, then the revocation feed.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
+        let now = now();
+        let first = read(&self.inner.keys).verify(token, now, Expiry::Enforce);
+        let claims = match first {
+            Err(VerifyError::UnknownKey) if self.may_refetch() => {
+                if let Err(e) = self.fetch_keys().await {
+                    tracing::warn!(error = %e, "JWKS refetch failed");
+                }
+                read(&self.inner.keys).verify(token, now, Expiry::Enforce)
+            }
+            other => other,
+        }
+        .map_err(Rejection::Invalid)?;
+        if let Some(sid) = &claims.sid
+            && read(&self.inner.revoked)
+                .get(sid)
+                .is_some_and(|until| *until >= now)
+        {
+            return Err(Rejection::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Polls the issuer's revocation feed every `interval` with the given
+    /// confidential client's credentials, until the runtime stops.
+    pub fn follow_revocations(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let verifier = self.clone();
+        let (client_id, client_secret) = (client_id.to_owned(), client_secret.to_owned());
+        tokio::spawn(async move {
+            let Some(feed) = verifier.inner.feed_uri.clone() else {
+                tracing::error!("the issuer publishes no revocation feed");
+                return;
+            };
+            let mut since: Option<i64> = None;
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                match verifier
+                    .poll_feed(&feed, &client_id, &client_secret, since)
+                    .await
+                {
+                    Ok(next) => since = Some(next),
+                    Err(e) => tracing::warn!(error = %e, "revocation feed poll failed"),
+                }
+            }
+        })
+    }
+
+    async fn poll_feed(
+        &self,
+        feed: &str,
+        id: &str,
+        secret: &str,
+        since: Option<i64>,
+    ) -> Result<i64, Error> {
+        #[derive(Deserialize)]
+        struct Item {
+            sid: String,
+            exp: i64,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            revoked: Vec<Item>,
+            next_since: i64,
+        }
+        let url = match since {
+            Some(s) => format!("{feed}?since={s}"),
+            None => feed.to_owned(),
+        };
+        let fail = |source| Error::Fetch {
+            url: url.clone(),
+            source,
+        };
+        let page: Page = self
+            .inner
+            .http
+            .get(&url)
+            .basic_auth(id, Some(secret))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)?;
+        let now = now();
+        let mut revoked = write(&self.inner.revoked);
+        revoked.retain(|_, until| *until >= now);
+        for item in page.revoked {
+            revoked.insert(item.sid, item.exp);
+        }
+        Ok(page.next_since)
+    }
+
+    /// A tower layer that lets through only requests with a valid token.
+    pub fn layer(&self) -> RequireToken {
+        RequireToken {
+            verifier: self.clone(),
+            scopes: Arc::new(Vec::new()),
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    match lock.write() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The layer from [`RemoteVerifier::layer`].
+#[derive(Clone)]
+pub struct RequireToken {
+    verifier: RemoteVerifier,
+    scopes: Arc<Vec<String>>,
+}
+
+impl RequireToken {
+    /// Also requires `scope` in the token's `scope` claim (403 otherwise).
+    pub fn require_scope(mut self, scope: &str) -> Self {
+        Arc::make_mut(&mut self.scopes).push(scope.to_owned());
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for RequireToken {
+    type Service = RequireTokenService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireTokenService {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+/// The service of [`RequireToken`].
+#[derive(Clone)]
+pub struct RequireTokenService<S> {
+    inner: S,
+    config: RequireToken,
+}
+
+/// The bearer token of a request; tokens in query strings are never read.
+fn bearer<B>(request: &Request<B>) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RequireTokenService<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone that was readied serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            let token = bearer(&request).map(str::to_owned);
+            let verdict = match token {
+                None => Err(Rejection::Missing),
+                Some(token) => config.verifier.verify(&token).await,
+            };
+            let verdict = verdict.and_then(|claims| {
+                let granted: Vec<&str> = claims.scope.split(' ').collect();
+                if config.scopes.iter().all(|s| granted.contains(&s.as_str())) {
+                    Ok(claims)
+                } else {
+                    Err(Rejection::InsufficientScope)
+                }
+            });
+            match verdict {
+                Ok(claims) => {
+                    request.extensions_mut().insert(claims);
+                    inner.call(request).await
+                }
+                Err(rejection) => Ok(rejection.into_response(&config.scopes)),
+            }
+        })
+    }
+}
+
+/// The verified claims, in an axum handler behind [`RequireToken`].
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub struct Claims(pub AccessClaims);
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Claims {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AccessClaims>()
+            .cloned()
+            .map(Claims)
+            .ok_or((
+                StatusCode::UNAUTHORIZED,
+                "no verified token: add RemoteVerifier::layer()",
+            ))
+    }
+}

@@ -1,0 +1,33 @@
+//! An API protected by Latchkey access tokens, verified offline.
+//!
+//! `ISSUER=http://127.0.0.1:8080 LISTEN=127.0.0.1:3000 cargo run --example resource_server`
+//! With `FEED_CLIENT_ID` and `FEED_CLIENT_SECRET` (a confidential client from
+//! `latchkey client add`), it follows the revocation feed every `FEED_INTERVAL_MS`.
+
+use axum::{Router, routing::get};
+use latchkey_verify::{Claims, RemoteVerifier};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let env =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let verifier =
+        RemoteVerifier::discover(&env("ISSUER", "http://127.0.0.1:8080"), "latchkey").await?;
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("FEED_CLIENT_ID"),
+        std::env::var("FEED_CLIENT_SECRET"),
+    ) {
+        let every = std::time::Duration::from_millis(env("FEED_INTERVAL_MS", "5000").parse()?);
+        verifier.follow_revocations(&id, &secret, every);
+    }
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|Claims(c): Claims| async move { format!("hello {}", c.sub) }),
+        )
+        .layer(verifier.layer().require_scope("profile"));
+    let listener = tokio::net::TcpListener::bind(env("LISTEN", "127.0.0.1:3000")).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The examples, run against a real Latchkey process.
+
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Env, PASSWORD, Server};
+use latchkey_client::{MemoryStore, TokenClient, TokenPair, TokenStore};
+use serde_json::Value;
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Latchkey on a known port, so that its issuer is its real address.
+fn latchkey() -> (Env, Server) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let env = Env::new(&[("LATCHKEY_LISTEN", &listen), ("LATCHKEY_ISSUER", &issuer)]);
+    env.add_user("alice");
+    let server = env.serve();
+    (env, server)
+}
+
+fn resource_server(issuer: &str, feed: Option<(&str, &str)>) -> (Running, String) {
+    let mut command = Command::new(example("resource_server"));
+    command
+        .env("ISSUER", issuer)
+        .env("LISTEN", "127.0.0.1:0")
+        .env("FEED_INTERVAL_MS", "300");
+    if let Some((id, secret)) = feed {
+        command
+            .env("FEED_CLIENT_ID", id)
+            .env("FEED_CLIENT_SECRET", secret);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the example (built by cargo test)");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the example's first line")
+        .to_owned();
+    (Running(child), base)
+}
+
+#[tokio::test]
+async fn the_resource_server_example_accepts_tokens_and_follows_revocations() {
+    let (env, server) = latchkey();
+    let out = env.ok(&["client", "add", "resource-server"], None);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap()
+        .to_owned();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    let (_rs, api) = resource_server(&server.base, Some((&id, &secret)));
+    let http = reqwest::Client::new();
+
+    let pair: Value = http
+        .post(server.url("/auth/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let hello = http
+        .get(format!("{api}/hello"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hello.status(), 200);
+    assert!(hello.text().await.unwrap().starts_with("hello usr_"));
+
+    let anonymous = http.get(format!("{api}/hello")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(
+        http.get(format!("{api}/hello"))
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // Logout at the issuer: the resource server, which never calls it per
+    // request, refuses the token once the feed has told it.
+    let logged_out = Instant::now();
+    http.post(server.url("/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{api}/hello"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 401
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the revoked token is still accepted");
+    eprintln!(
+        "revocation reached the resource server after {:?}",
+        logged_out.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_the_required_scope_is_forbidden() {
+    let (_env, server) = latchkey();
+    let (_rs, api) = resource_server(&server.base, None);
+    let http = reqwest::Client::new();
+    let pair: Value = http
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("scope", "email"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .get(format!("{api}/hello"))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+}
+
+#[tokio::test]
+async fn the_client_example_calls_the_resource_server() {
+    let (_env, server) = latchkey();
+    let (_rs, api) = resource_server(&server.base, None);
+    let output = Command::new(example("client"))
+        .env("ISSUER", &server.base)
+        .env("API", format!("{api}/hello"))
+        .env("USERNAME", "alice")
+        .env("PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with("200 hello usr_"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_requests_on_an_expired_token_cause_one_refresh() {
+    let (_env, server) = latchkey();
+    let (_rs, api) = resource_server(&server.base, None);
+    let client = TokenClient::login(&server.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+    // Make the client see its access token as expired.
+    let store = Arc::new(MemoryStore::default());
+    let pair = {
+        let token = client.access_token().await.unwrap();
+        let http = reqwest::Client::new();
+        let fresh: Value = http
+            .post(server.url("/auth/login"))
+            .form(&[("username", "alice"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let _ = token;
+        TokenPair {
+            access_token: fresh["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
+            expires_at: 0,
+        }
+    };
+    store.save(pair.clone()).await;
+    let client = Arc::new(TokenClient::new(&server.base, store.clone()));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = client.clone();
+        let url = format!("{api}/hello");
+        tasks.push(tokio::spawn(async move {
+            client
+                .send(|http| http.get(&url))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(client.refresh_count(), 1);
+    // The server saw one rotation, not a hundred (and no reuse).
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("latchkey_refreshes_total{outcome=\"rotated\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("latchkey_reuse_detected_total 0"),
+        "{metrics}"
+    );
+    assert_ne!(
+        store.load().await.unwrap().refresh_token,
+        pair.refresh_token
+    );
+}
+
+#[tokio::test]
+async fn the_client_retries_once_after_a_401() {
+    let (_env, server) = latchkey();
+    let (_rs, api) = resource_server(&server.base, None);
+    let client = TokenClient::login(&server.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let good = client.access_token().await.unwrap();
+    let store = Arc::new(MemoryStore::default());
+    // A token the client believes valid, but the API refuses.
+    let http = reqwest::Client::new();
+    let fresh: Value = http
+        .post(server.url("/auth/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = good;
+    store
+        .save(TokenPair {
+            access_token: "not-a-valid-token".into(),
+            refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
+            expires_at: i64::MAX / 2,
+        })
+        .await;
+    let client = TokenClient::new(&server.base, store);
+    let response = client
+        .send(|http| http.get(format!("{api}/hello")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(client.refresh_count(), 1);
+}
