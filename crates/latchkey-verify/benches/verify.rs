@@ -1,0 +1,83 @@
+//! Access-token verification in process against the raw Ed25519 verify of
+//! the crypto backend on the same bytes (SPEC §9: at least 90 %), plus
+//! signing and refresh-token hashing.
+//!
+//! `cargo bench -p latchkey-verify --bench verify`
+
+use std::hint::black_box;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
+use latchkey_core::jwt::{AccessClaims, Expiry, Verifier, sign};
+use latchkey_core::keys::{SigningAlg, SigningKey};
+use latchkey_core::refresh::{RefreshKeys, RefreshToken};
+
+const NOW: i64 = 1_800_000_000;
+
+fn claims() -> AccessClaims {
+    AccessClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "usr_P7dqnVeNE4Qr4LxSKihBDQ".into(),
+        aud: "latchkey".into(),
+        exp: NOW + 600,
+        iat: NOW,
+        nbf: None,
+        jti: "W9DozUfibln222lJIuysbA".into(),
+        client_id: "first-party".into(),
+        scope: "profile".into(),
+        sid: Some("ses_BHyLMR3aj5P_vQXBOtb6ug".into()),
+        auth_time: Some(NOW),
+        cnf: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rng = SystemRandom::new();
+    let (key, _) = SigningKey::generate(SigningAlg::EdDSA, &rng).expect("key");
+    let mut verifier = Verifier::new("http://127.0.0.1:8080", "latchkey");
+    verifier.insert(&key.jwk).expect("jwk");
+    let token = sign(&key, &claims()).expect("sign");
+
+    // The raw backend rate: one Ed25519 verify of the same signing input.
+    let (message, signature) = token.rsplit_once('.').expect("jws");
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("b64");
+    let public = URL_SAFE_NO_PAD
+        .decode(key.jwk.x.as_deref().expect("x"))
+        .expect("b64");
+    let raw_key = UnparsedPublicKey::new(&ED25519, public);
+
+    let mut group = c.benchmark_group("access_token");
+    group.bench_function("raw_ed25519_verify", |b| {
+        b.iter(|| {
+            raw_key
+                .verify(black_box(message.as_bytes()), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&token), NOW, Expiry::Enforce)
+                .expect("valid")
+        })
+    });
+    group.bench_function("sign", |b| {
+        b.iter(|| sign(&key, black_box(&claims())).expect("sign"))
+    });
+    group.finish();
+
+    let keys = RefreshKeys::from_secret(&[7; 32]);
+    let refresh = RefreshToken::generate(&rng).expect("token");
+    let mut group = c.benchmark_group("refresh_token");
+    group.bench_function("keyed_hash", |b| b.iter(|| keys.hash(black_box(&refresh))));
+    group.bench_function("derive_successor", |b| {
+        b.iter(|| keys.successor(black_box(&refresh)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
