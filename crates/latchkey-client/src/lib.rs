@@ -70,6 +70,17 @@ pub trait TokenStore: Send + Sync {
 }
 
 /// Keeps the pair in memory (the default).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use latchkey_client::{MemoryStore, TokenPair, TokenStore};
+/// let store = MemoryStore::default();
+/// assert!(store.load().await.is_none());
+/// let pair = TokenPair { access_token: "eyJ…".into(), refresh_token: "lk_rt_…".into(), expires_at: 0 };
+/// store.save(pair.clone()).await;
+/// assert_eq!(store.load().await, Some(pair));
+/// # });
+/// ```
 #[derive(Default)]
 pub struct MemoryStore(tokio::sync::RwLock<Option<TokenPair>>);
 

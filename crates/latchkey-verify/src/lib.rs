@@ -88,6 +88,18 @@ pub enum Rejection {
 
 impl Rejection {
     /// The RFC 6750 response for this rejection.
+    ///
+    /// ```
+    /// use latchkey_verify::Rejection;
+    /// let response = Rejection::InsufficientScope.into_response::<String>(&["admin".into()]);
+    /// assert_eq!(response.status(), 403);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     "Bearer error=\"insufficient_scope\", scope=\"admin\""
+    /// );
+    /// let missing = Rejection::Missing.into_response::<String>(&[]);
+    /// assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    /// ```
     pub fn into_response<B: From<String>>(self, required: &[String]) -> Response<B> {
         let (status, challenge, code) = match self {
             Self::Missing => (
