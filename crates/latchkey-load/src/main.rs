@@ -1,0 +1,233 @@
+//! `latchkey-load`: drives a Latchkey server over loopback with many
+//! concurrent clients and reports requests per second, latency percentiles
+//! and errors. It refuses any target that is not a loopback address.
+//!
+//! ```text
+//! latchkey-load --target http://127.0.0.1:8080 --scenario refresh --concurrency 64 --seconds 10 \
+//!     --username load --password 'load password'
+//! ```
+//!
+//! Scenarios: `login` (password logins), `refresh` (each client rotates its
+//! own chain: every request uses the refresh token the previous response
+//! gave it), `me` (`GET /api/me` with a valid access token). Each client logs
+//! in once first, so run the server with `LATCHKEY_MAX_SESSIONS_PER_USER` at
+//! least the concurrency.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    Login,
+    Refresh,
+    Me,
+}
+
+/// Load generator for a Latchkey server on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey-load")]
+struct Args {
+    /// Base URL of the server; only loopback addresses are accepted.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// What to send.
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long to send, after set-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Login name of an existing user.
+    #[arg(long, default_value = "load")]
+    username: String,
+    /// That user's password.
+    #[arg(long, default_value = "load test password")]
+    password: String,
+}
+
+/// Accepts `http://HOST[:PORT]` where HOST is loopback; anything else is refused.
+fn check_loopback(target: &str) -> Result<()> {
+    let rest = target
+        .strip_prefix("http://")
+        .context("the target must be http://HOST:PORT")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("refusing {target}: latchkey-load only sends to loopback addresses");
+    }
+    Ok(())
+}
+
+struct Worker {
+    latencies: Vec<u32>,
+    errors: u64,
+}
+
+async fn login(http: &reqwest::Client, args: &Args) -> Result<Value> {
+    let response = http
+        .post(format!("{}/auth/login", args.target))
+        .form(&[
+            ("username", args.username.as_str()),
+            ("password", args.password.as_str()),
+        ])
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "login failed with {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    Ok(response.json().await?)
+}
+
+async fn run_worker(
+    http: reqwest::Client,
+    args: std::sync::Arc<Args>,
+    until: Instant,
+    start: Instant,
+) -> Result<Worker> {
+    let pair = match args.scenario {
+        Scenario::Login => Value::Null,
+        _ => login(&http, &args).await?,
+    };
+    let mut refresh_token = pair["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let access_token = pair["access_token"].as_str().unwrap_or_default().to_owned();
+    let mut worker = Worker {
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    tokio::time::sleep_until(start.into()).await;
+    while Instant::now() < until {
+        let sent = Instant::now();
+        let ok = match args.scenario {
+            Scenario::Login => login(&http, &args).await.is_ok(),
+            Scenario::Me => http
+                .get(format!("{}/api/me", args.target))
+                .bearer_auth(&access_token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
+            Scenario::Refresh => {
+                let response = http
+                    .post(format!("{}/oauth/token", args.target))
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", refresh_token.as_str()),
+                    ])
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let body: Value = r.json().await.unwrap_or_default();
+                        match body["refresh_token"].as_str() {
+                            Some(next) => {
+                                refresh_token = next.to_owned();
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    _ => false,
+                }
+            }
+        };
+        worker
+            .latencies
+            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        if !ok {
+            worker.errors += 1;
+            if matches!(args.scenario, Scenario::Refresh) {
+                // A broken chain cannot continue; start a new one.
+                let pair = login(&http, &args).await?;
+                refresh_token = pair["refresh_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+    }
+    Ok(worker)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    check_loopback(&args.target)?;
+    let args = std::sync::Arc::new(args);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    // Clients log in first; the measured window starts after a short set-up.
+    let start = Instant::now() + Duration::from_millis(500 + 20 * args.concurrency as u64);
+    let until = start + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        tasks.push(tokio::spawn(run_worker(
+            http.clone(),
+            args.clone(),
+            until,
+            start,
+        )));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let worker = task.await??;
+        latencies.extend(worker.latencies);
+        errors += worker.errors;
+    }
+    let elapsed = Instant::now()
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(0.001);
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(index).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    println!(
+        "scenario={:?} concurrency={} requests={} errors={} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        args.scenario,
+        args.concurrency,
+        latencies.len(),
+        errors,
+        latencies.len() as f64 / elapsed,
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(check_loopback("http://127.0.0.2:8080").is_ok());
+        assert!(check_loopback("http://localhost:8080").is_ok());
+        assert!(check_loopback("http://[::1]:8080").is_ok());
+        assert!(check_loopback("http://10.0.0.1:8080").is_err());
+        assert!(check_loopback("http://192.168.1.1").is_err());
+        assert!(check_loopback("http://example.com").is_err());
+        assert!(check_loopback("https://127.0.0.1").is_err());
+    }
+}
