@@ -35,6 +35,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// on the async runtime, instead of in SQLite's busy handler, which
+    /// sleeps and retries; other processes (the CLI) still meet the
+    /// busy timeout.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -78,7 +83,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -194,6 +202,7 @@ async fn revoke(
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         sqlx::query("INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&user.id)
             .bind(&user.username)
@@ -236,6 +245,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
         let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
             .bind(user_id)
@@ -251,6 +261,7 @@ impl Store for SqliteStore {
         disabled: bool,
         now: i64,
     ) -> StoreResult<Option<Vec<String>>> {
+        let _writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -283,6 +294,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -324,6 +336,7 @@ impl Store for SqliteStore {
         token: &RefreshRecord,
         max_sessions: u32,
     ) -> StoreResult<Vec<String>> {
+        let _writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -389,6 +402,7 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         revoke(&mut conn, id, reason, now).await
     }
@@ -416,6 +430,7 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
              WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
@@ -436,6 +451,7 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<Vec<String>> {
+        let _writer = self.writer.lock().await;
         sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
         )
@@ -482,6 +498,7 @@ impl Store for SqliteStore {
     }
 
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
+        let _writer = self.writer.lock().await;
         // IMMEDIATE takes the write lock first: the decision below is made on
         // data no other writer can change before this commits.
         let mut tx = self
@@ -596,6 +613,7 @@ impl Store for SqliteStore {
         key: &StoredKey,
         retire_others_at: Option<i64>,
     ) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -630,6 +648,7 @@ impl Store for SqliteStore {
     }
 
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         )
@@ -646,6 +665,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -697,6 +717,7 @@ impl Store for SqliteStore {
         revoked_before: i64,
         idle_before: i64,
     ) -> StoreResult<Collected> {
+        let _writer = self.writer.lock().await;
         // Refresh tokens go with their session (ON DELETE CASCADE).
         let done = sqlx::query(
             "DELETE FROM sessions WHERE expires_at <= ?1 \

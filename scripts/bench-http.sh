@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# HTTP benchmarks on this machine: a release `latchkey serve` and the
+# `latchkey-load` generator, both on loopback.
+#
+#   scripts/bench-http.sh sqlite            # a fresh SQLite file
+#   scripts/bench-http.sh postgres          # a fresh schema on the local PostgreSQL (scripts/services.sh)
+#
+# CONCURRENCY (default 64) and SECONDS (default 10) tune the runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+backend=${1:-sqlite}
+concurrency=${CONCURRENCY:-64}
+seconds=${SECONDS_PER_RUN:-10}
+port=${PORT:-18080}
+
+cargo build --release -q -p latchkey -p latchkey-load
+bin=target/release/latchkey
+load=target/release/latchkey-load
+
+work=$(mktemp -d)
+trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+case "$backend" in
+  sqlite) export LATCHKEY_DATABASE_URL="sqlite://$work/latchkey.db" ;;
+  postgres)
+    base=${LATCHKEY_TEST_POSTGRES_URL:-postgres://latchkey:latchkey@127.0.0.1:5432/latchkey}
+    schema="bench_$(date +%s)"
+    psql "$base" -qc "CREATE SCHEMA $schema"
+    export LATCHKEY_DATABASE_URL="$base?options=-c%20search_path%3D$schema" ;;
+  *) echo "usage: $0 sqlite|postgres" >&2; exit 2 ;;
+esac
+export LATCHKEY_LISTEN="127.0.0.1:$port"
+export LATCHKEY_MAX_SESSIONS_PER_USER=1000000
+export LATCHKEY_THROTTLE_ACCOUNT=1000000/1m
+export LATCHKEY_LOG=warn
+
+echo 'load test password' | "$bin" user add load --password-stdin >/dev/null
+"$bin" serve &
+server=$!
+for _ in $(seq 1 50); do
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.2
+done
+
+ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+hz=$(getconf CLK_TCK)
+run() {
+  local scenario=$1 clients=$2 before after line requests
+  before=$(ticks)
+  line=$("$load" --target "http://127.0.0.1:$port" --scenario "$scenario" --concurrency "$clients" --seconds "$seconds")
+  after=$(ticks)
+  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
+  echo "$line server_cpu_us_per_request=$(( (after - before) * 1000000 / hz / (requests > 0 ? requests : 1) ))"
+}
+
+echo "backend=$backend cores=$(nproc) date=$(date -u +%F)"
+run me "$concurrency"
+run refresh "$concurrency"
+run login 8
+echo "server_rss_kib=$(ps -o rss= -p "$server" | tr -d ' ')"
