@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod error;
+mod hashing;
 mod http;
 pub mod keyring;
 pub mod maintenance;

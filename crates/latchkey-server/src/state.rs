@@ -36,6 +36,7 @@ struct Inner {
     passwords: PasswordHasher,
     /// Argon2id is CPU- and memory-bound: at most one hash per core at once.
     hash_permits: Semaphore,
+    hash_pool: crate::hashing::HashPool,
     rng: SystemRandom,
     metrics: Metrics,
     throttle_account: Throttle,
@@ -126,6 +127,7 @@ impl AppState {
                 refresh_keys,
                 passwords,
                 hash_permits: Semaphore::new(cores),
+                hash_pool: crate::hashing::HashPool::new(cores),
                 rng,
             }),
         })
@@ -201,11 +203,11 @@ impl AppState {
             .await
             .map_err(ApiError::internal)?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            state.inner.passwords.verify(&password, stored.as_deref())
-        })
-        .await
-        .map_err(ApiError::internal)
+        self.inner
+            .hash_pool
+            .run(move || state.inner.passwords.verify(&password, stored.as_deref()))
+            .await
+            .ok_or_else(|| ApiError::internal("the hashing pool stopped"))
     }
 
     /// Hashes a new password off the async runtime.
@@ -217,9 +219,11 @@ impl AppState {
             .await
             .map_err(ApiError::internal)?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.inner.passwords.hash(&password, &state.inner.rng))
+        self.inner
+            .hash_pool
+            .run(move || state.inner.passwords.hash(&password, &state.inner.rng))
             .await
-            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal("the hashing pool stopped"))?
             .map_err(ApiError::internal)
     }
 
