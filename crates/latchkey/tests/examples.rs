@@ -314,3 +314,94 @@ async fn the_client_retries_once_after_a_401() {
     assert_eq!(response.status(), 200);
     assert_eq!(client.refresh_count(), 1);
 }
+
+async fn jwks_fetches(server: &Server) -> u64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("latchkey_http_request_duration_seconds_count{method=\"GET\",route=\"/.well-known/jwks.json\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn access_token(server: &Server) -> String {
+    let pair: Value = reqwest::Client::new()
+        .post(server.url("/auth/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn invented_kids_cannot_make_the_verifier_hammer_the_issuer() {
+    let (_env, server) = latchkey();
+    let verifier = latchkey_verify::RemoteVerifier::discover(&server.base, "latchkey")
+        .await
+        .unwrap();
+    let token = access_token(&server).await;
+    assert!(verifier.verify(&token).await.is_ok());
+    let before = jwks_fetches(&server).await;
+    // The same token with kids nobody published (and so an invalid signature).
+    let rest = token.split_once('.').unwrap().1;
+    for i in 0..20 {
+        let forged_header =
+            format!("{{\"typ\":\"at+jwt\",\"alg\":\"EdDSA\",\"kid\":\"invented-{i}\"}}");
+        use base64::Engine;
+        let forged = format!(
+            "{}.{rest}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged_header)
+        );
+        assert!(verifier.verify(&forged).await.is_err());
+    }
+    assert!(jwks_fetches(&server).await - before <= 1);
+}
+
+#[tokio::test]
+async fn a_verifier_started_before_a_key_rotation_learns_the_new_key() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let env = Env::new(&[
+        ("LATCHKEY_LISTEN", &listen),
+        ("LATCHKEY_ISSUER", &issuer),
+        ("LATCHKEY_KEYS_REFRESH_INTERVAL", "1s"),
+    ]);
+    env.add_user("alice");
+    let server = env.serve();
+    let verifier = latchkey_verify::RemoteVerifier::discover_with(
+        &server.base,
+        "latchkey",
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let old = access_token(&server).await;
+    env.ok(&["keys", "rotate", "--activate-in", "2s"], None);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let new = access_token(&server).await;
+    assert_ne!(
+        jsonwebtoken::decode_header(&old).unwrap().kid,
+        jsonwebtoken::decode_header(&new).unwrap().kid
+    );
+    assert!(
+        verifier.verify(&new).await.is_ok(),
+        "the new key was not fetched"
+    );
+    assert!(
+        verifier.verify(&old).await.is_ok(),
+        "the old key must stay trusted until its tokens expire"
+    );
+}
