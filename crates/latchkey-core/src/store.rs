@@ -267,6 +267,7 @@ pub trait Store: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> StoreResult<Option<(RefreshRecord, Session)>>;
     /// Applies [`crate::rotation::decide`] to the presented token atomically.
+    /// A rotation records its `refresh` audit event in the same transaction.
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome>;
 
     /// Every signing key, oldest first.

@@ -568,15 +568,9 @@ impl AppState {
                 }
                 self.metrics()
                     .inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
-                self.audit(
-                    "refresh",
-                    Some(&session.user_id),
-                    Some(&session.id),
-                    client_id,
-                    ctx,
-                    "",
-                )
-                .await;
+                // The store wrote the audit row inside the rotation; log it too.
+                tracing::info!(target: "latchkey::audit", kind = "refresh", user_id = %session.user_id,
+                    session_id = %session.id, client_id, ip = %ctx.ip, "audit");
                 (session, scope)
             }
             Outcome::Replayed { session, scope } => {

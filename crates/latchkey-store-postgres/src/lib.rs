@@ -549,6 +549,20 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
+                // The `refresh` audit event commits with the rotation it records.
+                sqlx::query(
+                    "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+                     VALUES ($1, 'refresh', $2, $3, $4, $5, $6, '')",
+                )
+                .bind(req.now)
+                .bind(&session.user_id)
+                .bind(&session.id)
+                .bind(&req.client_id)
+                .bind(&req.ip)
+                .bind(&req.user_agent)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
                 Outcome::Rotated {
                     session,
                     scope,

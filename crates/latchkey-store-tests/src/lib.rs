@@ -221,6 +221,16 @@ pub async fn rotation_consumes_once_and_links_successor(store: Arc<dyn Store>) {
     assert_eq!(new.used_at, None);
     assert_eq!(new.session_id, "ses_1");
     assert_eq!(session.last_used_at, NOW + 5);
+    let audit = AuditFilter {
+        kind: Some("refresh".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let events = store.audit_events(&audit).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].session_id.as_deref(), Some("ses_1"));
+    assert_eq!(events[0].user_id.as_deref(), Some("usr_alice"));
+    assert_eq!(events[0].at, NOW + 5);
     let unknown = store
         .rotate(&policy(0), &request(hash(9), hash(10), NOW))
         .await
