@@ -2,11 +2,19 @@
 //! (19 MiB of memory, 2 iterations, 1 lane).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::rand::SecureRandom;
+use subtle::ConstantTimeEq;
 
 use crate::id::random_bytes;
 use crate::{Error, Result};
+
+thread_local! {
+    /// Argon2id's 19 MiB of working memory, allocated once per thread and
+    /// reused: allocating it per hash left every allocator arena holding its
+    /// high-water mark (hundreds of MB after a burst of logins).
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Shortest password accepted (NIST SP 800-63B).
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -77,8 +85,42 @@ impl PasswordHasher {
             return false;
         };
         let bounded = &password.as_bytes()[..password.len().min(MAX_PASSWORD_LEN)];
-        let matches = self.argon2.verify_password(bounded, &parsed).is_ok();
+        let matches = match self.verify_with_own_memory(bounded, &parsed) {
+            Some(matches) => matches,
+            // Hashes with other parameters (older ones) take the allocating path.
+            None => self.argon2.verify_password(bounded, &parsed).is_ok(),
+        };
         matches && stored.is_some() && password.len() <= MAX_PASSWORD_LEN
+    }
+}
+
+impl PasswordHasher {
+    /// Verifies a hash made with this hasher's parameters on the thread's
+    /// reused working memory; `None` for a hash of other parameters.
+    fn verify_with_own_memory(&self, password: &[u8], parsed: &PasswordHash<'_>) -> Option<bool> {
+        let ours = self.argon2.params();
+        let theirs = Params::try_from(parsed).ok()?;
+        let same = parsed.algorithm == Algorithm::Argon2id.ident()
+            && parsed.version == Some(Version::V0x13.into())
+            && (theirs.m_cost(), theirs.t_cost(), theirs.p_cost())
+                == (ours.m_cost(), ours.t_cost(), ours.p_cost());
+        if !same {
+            return None;
+        }
+        let expected = parsed.hash?;
+        let mut salt_buf = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+        let mut out = vec![0u8; expected.len()];
+        let computed = BLOCKS.with(|cell| {
+            let mut blocks = cell.borrow_mut();
+            if blocks.len() != ours.block_count() {
+                *blocks = vec![Block::default(); ours.block_count()];
+            }
+            self.argon2
+                .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..])
+                .is_ok()
+        });
+        Some(computed && bool::from(out.as_slice().ct_eq(expected.as_bytes())))
     }
 }
 
@@ -96,6 +138,34 @@ mod tests {
         assert!(hasher.verify("correct horse", Some(&phc)));
         assert!(!hasher.verify("wrong horse", Some(&phc)));
         assert!(!hasher.verify("latchkey dummy password", None));
+    }
+
+    #[test]
+    fn other_parameters_still_verify() {
+        let rng = SystemRandom::new();
+        let hasher = PasswordHasher::new(&rng).unwrap();
+        let light = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();
+        let phc = light
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(hasher.verify("correct horse", Some(&phc)));
+        assert!(!hasher.verify("wrong horse", Some(&phc)));
+        let own = hasher.hash("correct horse", &rng).unwrap();
+        let parsed = PasswordHash::new(&own).unwrap();
+        assert_eq!(
+            hasher.verify_with_own_memory(b"correct horse", &parsed),
+            Some(true)
+        );
+        assert_eq!(
+            hasher.verify_with_own_memory(b"wrong horse", &parsed),
+            Some(false)
+        );
     }
 
     #[test]

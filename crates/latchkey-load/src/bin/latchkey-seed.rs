@@ -1,0 +1,93 @@
+//! `latchkey-seed`: fills a Latchkey database with live sessions, fast, for
+//! the memory benchmark: each session gets one unused refresh token (random
+//! 32-byte hash) and belongs to an existing user.
+//!
+//! ```text
+//! latchkey user add seed --password-stdin <<< 'seed password'
+//! latchkey-seed --database-url sqlite://latchkey.db --username seed --sessions 1000000
+//! ```
+//!
+//! The rows are generated inside the database (a recursive CTE on SQLite,
+//! `generate_series` on PostgreSQL), in one transaction.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use sqlx::Connection;
+
+/// Fills a Latchkey database with live sessions.
+#[derive(Debug, Parser)]
+struct Args {
+    /// `sqlite://PATH` or `postgres://…` of a database `latchkey` has migrated.
+    #[arg(long)]
+    database_url: String,
+    /// The user who owns the sessions (must exist).
+    #[arg(long, default_value = "seed")]
+    username: String,
+    /// How many sessions.
+    #[arg(long, default_value_t = 1_000_000)]
+    sessions: i64,
+}
+
+const SQLITE: [&str; 2] = [
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+     INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, revoked_at, revoked_reason, ip, user_agent) \
+     SELECT 'ses_seed_' || i, (SELECT id FROM users WHERE username = ?2), NULL, 'profile', ?3, ?3 + 2592000, ?3, NULL, NULL, '127.0.0.1', 'latchkey-seed' FROM n",
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+     INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, expires_at, used_at, access_jti, ip, user_agent) \
+     SELECT randomblob(32), 'ses_seed_' || i, NULL, 'profile', ?3, ?3 + 1209600, NULL, 'seed' || i, '127.0.0.1', 'latchkey-seed' FROM n WHERE ?2 IS NOT NULL",
+];
+
+const POSTGRES: [&str; 2] = [
+    "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, revoked_at, revoked_reason, ip, user_agent) \
+     SELECT 'ses_seed_' || i, (SELECT id FROM users WHERE username = $2), NULL, 'profile', $3, $3 + 2592000, $3, NULL, NULL, '127.0.0.1', 'latchkey-seed' \
+     FROM generate_series(1, $1) AS i",
+    "INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, expires_at, used_at, access_jti, ip, user_agent) \
+     SELECT decode(md5(random()::text) || md5(random()::text), 'hex'), 'ses_seed_' || i, NULL, 'profile', $3, $3 + 1209600, NULL, 'seed' || i, '127.0.0.1', 'latchkey-seed' \
+     FROM generate_series(1, $1) AS i WHERE $2::text IS NOT NULL",
+];
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let started = Instant::now();
+    if args.database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(&args.database_url)
+            .await
+            .context("open the database")?;
+        let mut tx = db.begin().await?;
+        for sql in SQLITE {
+            sqlx::query(sql)
+                .bind(args.sessions)
+                .bind(&args.username)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    } else if args.database_url.starts_with("postgres") {
+        let mut db = sqlx::PgConnection::connect(&args.database_url)
+            .await
+            .context("open the database")?;
+        let mut tx = db.begin().await?;
+        for sql in POSTGRES {
+            sqlx::query(sql)
+                .bind(args.sessions)
+                .bind(&args.username)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    } else {
+        bail!("--database-url must be sqlite://… or postgres://…");
+    }
+    println!(
+        "seeded {} sessions in {:.1} s",
+        args.sessions,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
