@@ -214,30 +214,14 @@ async fn the_client_example_calls_the_resource_server() {
 async fn a_hundred_requests_on_an_expired_token_cause_one_refresh() {
     let (_env, server) = latchkey();
     let (_rs, api) = resource_server(&server.base, None);
-    let client = TokenClient::login(&server.base, "alice", PASSWORD)
-        .await
-        .unwrap();
-    // Make the client see its access token as expired.
-    let store = Arc::new(MemoryStore::default());
-    let pair = {
-        let token = client.access_token().await.unwrap();
-        let http = reqwest::Client::new();
-        let fresh: Value = http
-            .post(server.url("/auth/login"))
-            .form(&[("username", "alice"), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let _ = token;
-        TokenPair {
-            access_token: fresh["access_token"].as_str().unwrap().to_owned(),
-            refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
-            expires_at: 0,
-        }
+    // A fresh pair that the client believes expired.
+    let fresh = login_pair(&server).await;
+    let pair = TokenPair {
+        access_token: fresh["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
+        expires_at: 0,
     };
+    let store = Arc::new(MemoryStore::default());
     store.save(pair.clone()).await;
     let client = Arc::new(TokenClient::new(&server.base, store.clone()));
     let mut tasks = Vec::new();
@@ -282,23 +266,9 @@ async fn a_hundred_requests_on_an_expired_token_cause_one_refresh() {
 async fn the_client_retries_once_after_a_401() {
     let (_env, server) = latchkey();
     let (_rs, api) = resource_server(&server.base, None);
-    let client = TokenClient::login(&server.base, "alice", PASSWORD)
-        .await
-        .unwrap();
-    let good = client.access_token().await.unwrap();
     let store = Arc::new(MemoryStore::default());
     // A token the client believes valid, but the API refuses.
-    let http = reqwest::Client::new();
-    let fresh: Value = http
-        .post(server.url("/auth/login"))
-        .form(&[("username", "alice"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let _ = good;
+    let fresh = login_pair(&server).await;
     store
         .save(TokenPair {
             access_token: "not-a-valid-token".into(),
@@ -328,8 +298,8 @@ async fn jwks_fetches(server: &Server) -> u64 {
         .unwrap_or(0)
 }
 
-async fn access_token(server: &Server) -> String {
-    let pair: Value = reqwest::Client::new()
+async fn login_pair(server: &Server) -> Value {
+    reqwest::Client::new()
         .post(server.url("/auth/login"))
         .form(&[("username", "alice"), ("password", PASSWORD)])
         .send()
@@ -337,8 +307,14 @@ async fn access_token(server: &Server) -> String {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    pair["access_token"].as_str().unwrap().to_owned()
+        .unwrap()
+}
+
+async fn access_token(server: &Server) -> String {
+    login_pair(server).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
