@@ -40,7 +40,7 @@ pub fn spawn(state: AppState) {
 /// revocation feed); used refresh tokens stay while their session lives.
 pub async fn collect(state: &AppState) {
     let now = now();
-    let keep = state.config().access_ttl + jwt_leeway();
+    let keep = state.deny_ttl();
     match state
         .store()
         .collect_garbage(now, now - keep, now - keep)
@@ -52,10 +52,6 @@ pub async fn collect(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "garbage collection failed"),
     }
-}
-
-fn jwt_leeway() -> i64 {
-    latchkey_core::jwt::LEEWAY_SECS
 }
 
 /// Follows revocations announced through Redis, resubscribing after a break.
