@@ -3,6 +3,13 @@
 //! read-decide-write of [`latchkey_core::rotation::decide`] is serialised
 //! against every other writer of the file, in this process or another.
 //!
+//! SQLite is a library, not a server: a statement costs microseconds, far
+//! less than handing it to another thread and waking the caller again. So
+//! statements run on the calling task, through `rusqlite`, on one writer
+//! connection (writers of this process queue for it on the async runtime)
+//! and a few read-only connections. Work that could run long (garbage
+//! collection) goes in bounded batches.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_core::store::Store;
@@ -11,7 +18,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::str::FromStr;
+mod migrate;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,28 +33,38 @@ use latchkey_core::store::{
     AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
     StoreResult, StoredKey, User,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Read-only connections kept open. Reads never wait on a statement, so a
+/// few cover every runtime thread that could be reading at once.
+const READERS: usize = 4;
+
+/// Sessions deleted per garbage-collection transaction: bounds how long one
+/// collection holds the writer.
+const GC_BATCH: i64 = 500;
 
 /// A Latchkey store on one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    /// SQLite has one writer at a time. Writers of this process queue here,
-    /// on the async runtime, instead of in SQLite's busy handler, which
-    /// sleeps and retries; other processes (the CLI) still meet the
-    /// busy timeout.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    inner: Arc<Inner>,
 }
 
-fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
+#[derive(Debug)]
+struct Inner {
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// on the async runtime, instead of in SQLite's busy handler, which
+    /// sleeps and retries; other processes (the CLI) still meet the busy
+    /// timeout.
+    writer: tokio::sync::Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, _) = &e
+        && matches!(
+            failure.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
     {
         return StoreError::Conflict;
     }
@@ -60,199 +80,405 @@ const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
      t.ip AS t_ip, t.user_agent AS t_user_agent";
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at";
+
+/// The file named by `sqlite://PATH` (or `sqlite:PATH`); query parameters
+/// are not supported and refused rather than ignored.
+fn path_of(url: &str) -> StoreResult<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Corrupt(format!("not a sqlite:// URL: {url}")))?;
+    if path.is_empty() || path.contains('?') || path == ":memory:" {
+        return Err(StoreError::Backend(
+            format!("expected sqlite://PATH to a file, got {url}").into(),
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // NORMAL is durable across process crashes in WAL mode; only a power
+    // loss can drop the last commits.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://PATH`).
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(backend)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL is durable across process crashes in WAL mode; only a
-            // power loss can drop the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
+        let path = path_of(url)?;
+        let mut writer = Connection::open(&path).map_err(backend)?;
+        configure(&writer).map_err(backend)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(backend)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(
+                format!("{} cannot use WAL mode (got {mode})", path.display()).into(),
+            ));
+        }
+        migrate::run(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)?;
         Ok(Self {
-            pool,
-            writer: std::sync::Arc::default(),
+            inner: Arc::new(Inner {
+                writer: tokio::sync::Mutex::new(writer),
+                readers,
+            }),
         })
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Checkpoints the WAL into the main file. Connections close when the
+    /// last clone of the store is dropped.
     pub async fn close(&self) {
-        self.pool.close().await;
+        let conn = self.inner.writer.lock().await;
+        // A failed checkpoint only leaves the WAL longer; the next one retries.
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "SQLite checkpoint on close failed");
+        }
+    }
+
+    /// Runs `f` on a free read-only connection. Nothing holding one awaits,
+    /// so when all are busy the wait is one statement long.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let readers = &self.inner.readers;
+        let conn = readers
+            .iter()
+            .find_map(|m| m.try_lock().ok())
+            .unwrap_or_else(|| relock(&readers[0]));
+        f(&conn).map_err(backend)
+    }
+
+    /// Runs `f` on the writer connection, after this process's earlier
+    /// writers.
+    async fn write<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.inner.writer.lock().await;
+        f(&mut conn)
     }
 }
 
-fn hash_of(row: &SqliteRow, column: &str) -> StoreResult<TokenHash> {
-    let bytes: Vec<u8> = row.try_get(column).map_err(backend)?;
-    TokenHash::from_slice(&bytes)
-        .ok_or_else(|| StoreError::Corrupt(format!("{column} is not 32 bytes")))
+/// A reader poisoned by a panic still holds a usable connection: it never
+/// leaves a transaction open.
+fn relock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn user_from(row: &SqliteRow) -> StoreResult<User> {
+fn hash_of(row: &Row<'_>, column: &str) -> rusqlite::Result<TokenHash> {
+    let bytes: Vec<u8> = row.get(column)?;
+    TokenHash::from_slice(&bytes).ok_or_else(|| corrupt(format!("{column} is not 32 bytes")))
+}
+
+fn corrupt(what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Blob,
+        Box::new(StoreError::Corrupt(what)),
+    )
+}
+
+fn user_from(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
-        id: row.try_get("u_id").map_err(backend)?,
-        username: row.try_get("username").map_err(backend)?,
-        password_hash: row.try_get("password_hash").map_err(backend)?,
-        disabled: row.try_get("disabled").map_err(backend)?,
-        created_at: row.try_get("u_created_at").map_err(backend)?,
+        id: row.get("u_id")?,
+        username: row.get("username")?,
+        password_hash: row.get("password_hash")?,
+        disabled: row.get("disabled")?,
+        created_at: row.get("u_created_at")?,
     })
 }
 
-fn client_from(row: &SqliteRow) -> StoreResult<Client> {
-    let secret: Option<Vec<u8>> = row.try_get("secret_hash").map_err(backend)?;
+fn client_from(row: &Row<'_>) -> rusqlite::Result<Client> {
+    let secret: Option<Vec<u8>> = row.get("secret_hash")?;
     Ok(Client {
-        id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
+        id: row.get("id")?,
+        name: row.get("name")?,
         secret_hash: match secret {
             Some(bytes) => Some(
                 TokenHash::from_slice(&bytes)
-                    .ok_or_else(|| StoreError::Corrupt("client secret hash".into()))?,
+                    .ok_or_else(|| corrupt("client secret hash".into()))?,
             ),
             None => None,
         },
-        scope: row.try_get("scope").map_err(backend)?,
-        created_at: row.try_get("created_at").map_err(backend)?,
+        scope: row.get("scope")?,
+        created_at: row.get("created_at")?,
     })
 }
 
-fn session_from(row: &SqliteRow) -> StoreResult<Session> {
+fn session_from(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
-        id: row.try_get("id").map_err(backend)?,
-        user_id: row.try_get("user_id").map_err(backend)?,
-        client_id: row.try_get("client_id").map_err(backend)?,
-        scope: row.try_get("scope").map_err(backend)?,
-        created_at: row.try_get("created_at").map_err(backend)?,
-        expires_at: row.try_get("expires_at").map_err(backend)?,
-        last_used_at: row.try_get("last_used_at").map_err(backend)?,
-        revoked_at: row.try_get("revoked_at").map_err(backend)?,
-        revoked_reason: row.try_get("revoked_reason").map_err(backend)?,
-        ip: row.try_get("ip").map_err(backend)?,
-        user_agent: row.try_get("user_agent").map_err(backend)?,
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        client_id: row.get("client_id")?,
+        scope: row.get("scope")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        last_used_at: row.get("last_used_at")?,
+        revoked_at: row.get("revoked_at")?,
+        revoked_reason: row.get("revoked_reason")?,
+        ip: row.get("ip")?,
+        user_agent: row.get("user_agent")?,
     })
 }
 
-fn token_from(row: &SqliteRow) -> StoreResult<RefreshRecord> {
-    let parent: Option<Vec<u8>> = row.try_get("t_parent_hash").map_err(backend)?;
+fn token_from(row: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
+    let parent: Option<Vec<u8>> = row.get("t_parent_hash")?;
     Ok(RefreshRecord {
         hash: hash_of(row, "t_hash")?,
-        session_id: row.try_get("t_session_id").map_err(backend)?,
+        session_id: row.get("t_session_id")?,
         parent: parent.as_deref().and_then(TokenHash::from_slice),
-        scope: row.try_get("t_scope").map_err(backend)?,
-        issued_at: row.try_get("t_issued_at").map_err(backend)?,
-        expires_at: row.try_get("t_expires_at").map_err(backend)?,
-        used_at: row.try_get("t_used_at").map_err(backend)?,
-        access_jti: row.try_get("t_access_jti").map_err(backend)?,
-        ip: row.try_get("t_ip").map_err(backend)?,
-        user_agent: row.try_get("t_user_agent").map_err(backend)?,
+        scope: row.get("t_scope")?,
+        issued_at: row.get("t_issued_at")?,
+        expires_at: row.get("t_expires_at")?,
+        used_at: row.get("t_used_at")?,
+        access_jti: row.get("t_access_jti")?,
+        ip: row.get("t_ip")?,
+        user_agent: row.get("t_user_agent")?,
     })
 }
 
-async fn insert_token(conn: &mut SqliteConnection, t: &RefreshRecord) -> StoreResult<()> {
-    sqlx::query(
+fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        at: row.get("at")?,
+        kind: row.get("kind")?,
+        user_id: row.get("user_id")?,
+        session_id: row.get("session_id")?,
+        client_id: row.get("client_id")?,
+        ip: row.get("ip")?,
+        user_agent: row.get("user_agent")?,
+        detail: row.get("detail")?,
+    })
+}
+
+fn key_from(row: &Row<'_>) -> rusqlite::Result<StoredKey> {
+    Ok(StoredKey {
+        kid: row.get("kid")?,
+        alg: row.get("alg")?,
+        private_blob: row.get("private_blob")?,
+        public_jwk: row.get("public_jwk")?,
+        created_at: row.get("created_at")?,
+        activates_at: row.get("activates_at")?,
+        retires_at: row.get("retires_at")?,
+    })
+}
+
+/// The stored token `hash` with its session.
+fn token_with_session(
+    conn: &Connection,
+    hash: &TokenHash,
+) -> rusqlite::Result<Option<(RefreshRecord, Session)>> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([&hash.0[..]], |r| Ok((token_from(r)?, session_from(r)?)))
+        .optional()
+}
+
+fn insert_token(conn: &Connection, t: &RefreshRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, expires_at, \
          used_at, access_jti, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&t.hash.0[..])
-    .bind(&t.session_id)
-    .bind(t.parent.as_ref().map(|p| p.0.to_vec()))
-    .bind(&t.scope)
-    .bind(t.issued_at)
-    .bind(t.expires_at)
-    .bind(t.used_at)
-    .bind(&t.access_jti)
-    .bind(&t.ip)
-    .bind(&t.user_agent)
-    .execute(conn)
-    .await
-    .map_err(backend)?;
+    )?
+    .execute(params![
+        &t.hash.0[..],
+        t.session_id,
+        t.parent.as_ref().map(|p| &p.0[..]),
+        t.scope,
+        t.issued_at,
+        t.expires_at,
+        t.used_at,
+        t.access_jti,
+        t.ip,
+        t.user_agent,
+    ])?;
     Ok(())
 }
 
-async fn revoke(
-    conn: &mut SqliteConnection,
+fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        e.at,
+        e.kind,
+        e.user_id,
+        e.session_id,
+        e.client_id,
+        e.ip,
+        e.user_agent,
+        e.detail,
+    ])?;
+    Ok(())
+}
+
+fn revoke(
+    conn: &Connection,
     id: &str,
     reason: RevocationReason,
     now: i64,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason.as_str())
-    .bind(id)
-    .execute(conn)
-    .await
-    .map_err(backend)?;
-    Ok(done.rows_affected() == 1)
+) -> rusqlite::Result<bool> {
+    let done = conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
+        )?
+        .execute(params![now, reason.as_str(), id])?;
+    Ok(done == 1)
+}
+
+/// Revokes every live session of `user_id`; returns their ids.
+fn revoke_all(
+    conn: &Connection,
+    user_id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
+    )?
+    .query_map(params![now, reason.as_str(), user_id], |r| r.get(0))?
+    .collect()
+}
+
+/// The read-decide-write of one rotation, inside the caller's `IMMEDIATE`
+/// transaction.
+fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
+    let Some((token, session)) = token_with_session(conn, &req.presented).map_err(backend)? else {
+        return Ok(Outcome::Rejected(Rejection::Unknown));
+    };
+    Ok(match rotation::decide(policy, &token, &session, req) {
+        Decision::Reject(why) => Outcome::Rejected(why),
+        Decision::Replay => {
+            let scope: Option<String> = conn
+                .prepare_cached("SELECT scope FROM refresh_tokens WHERE hash = ?")
+                .and_then(|mut s| s.query_row([&req.successor.0[..]], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            match scope {
+                Some(scope) => Outcome::Replayed { session, scope },
+                None => Outcome::Rejected(Rejection::Unknown),
+            }
+        }
+        Decision::Revoke(reason) => {
+            revoke(conn, &session.id, reason, req.now).map_err(backend)?;
+            Outcome::Revoked { session, reason }
+        }
+        Decision::Rotate {
+            scope,
+            expires_at,
+            binding_mismatch,
+        } => {
+            let consumed = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![req.now, &req.presented.0[..]]))
+                .map_err(backend)?;
+            if consumed != 1 {
+                return Err(StoreError::Corrupt("rotation lost its write lock".into()));
+            }
+            insert_token(
+                conn,
+                &RefreshRecord {
+                    hash: req.successor,
+                    session_id: session.id.clone(),
+                    parent: Some(req.presented),
+                    scope: scope.clone(),
+                    issued_at: req.now,
+                    expires_at,
+                    used_at: None,
+                    access_jti: req.access_jti.clone(),
+                    ip: req.ip.clone(),
+                    user_agent: req.user_agent.clone(),
+                },
+            )
+            .map_err(backend)?;
+            conn.prepare_cached("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+                .and_then(|mut s| s.execute(params![req.now, session.id]))
+                .map_err(backend)?;
+            // The `refresh` audit event commits with the rotation it records.
+            insert_audit(
+                conn,
+                &AuditEvent {
+                    at: req.now,
+                    kind: "refresh".into(),
+                    user_id: Some(session.user_id.clone()),
+                    session_id: Some(session.id.clone()),
+                    client_id: req.client_id.clone(),
+                    ip: Some(req.ip.clone()),
+                    user_agent: Some(req.user_agent.clone()),
+                    detail: String::new(),
+                },
+            )
+            .map_err(backend)?;
+            Outcome::Rotated {
+                session,
+                scope,
+                binding_mismatch,
+            }
+        }
+    })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
-        let _writer = self.writer.lock().await;
-        sqlx::query("INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&user.id)
-            .bind(&user.username)
-            .bind(&user.password_hash)
-            .bind(user.disabled)
-            .bind(user.created_at)
-            .execute(&self.pool)
-            .await
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)",
+                params![user.id, user.username, user.password_hash, user.disabled, user.created_at],
+            )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?");
-        let row = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from).transpose()
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([username], user_from)
+                .optional()
+        })
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from).transpose()
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([id], user_from)
+                .optional()
+        })
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.username");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(user_from).collect()
+        self.read(|conn| conn.prepare(&sql)?.query_map([], user_from)?.collect())
     }
 
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
-        let _writer = self.writer.lock().await;
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        self.write(|conn| {
+            let done = conn
+                .execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?",
+                    params![password_hash, user_id],
+                )
+                .map_err(backend)?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     async fn set_disabled(
@@ -261,73 +487,60 @@ impl Store for SqliteStore {
         disabled: bool,
         now: i64,
     ) -> StoreResult<Option<Vec<String>>> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let done = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
-            .bind(disabled)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let revoked = if disabled {
-            sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(now)
-            .bind(RevocationReason::UserDisabled.as_str())
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?
-        } else {
-            Vec::new()
-        };
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(revoked))
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let done = tx
+                .execute(
+                    "UPDATE users SET disabled = ? WHERE id = ?",
+                    params![disabled, user_id],
+                )
+                .map_err(backend)?;
+            if done != 1 {
+                return Ok(None);
+            }
+            let revoked = if disabled {
+                revoke_all(&tx, user_id, RevocationReason::UserDisabled, now).map_err(backend)?
+            } else {
+                Vec::new()
+            };
+            tx.commit().map_err(backend)?;
+            Ok(Some(revoked))
+        })
+        .await
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&client.id)
-        .bind(&client.name)
-        .bind(client.secret_hash.map(|h| h.0.to_vec()))
-        .bind(&client.scope)
-        .bind(client.created_at)
-        .execute(&self.pool)
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES (?, ?, ?, ?, ?)",
+                params![
+                    client.id,
+                    client.name,
+                    client.secret_hash.as_ref().map(|h| &h.0[..]),
+                    client.scope,
+                    client.created_at,
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at FROM clients WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(client_from).transpose()
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?");
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([id], client_from)
+                .optional()
+        })
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at FROM clients ORDER BY name, id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(client_from).collect()
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id");
+        self.read(|conn| conn.prepare(&sql)?.query_map([], client_from)?.collect())
     }
 
     async fn create_session(
@@ -336,64 +549,62 @@ impl Store for SqliteStore {
         token: &RefreshRecord,
         max_sessions: u32,
     ) -> StoreResult<Vec<String>> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
-             revoked_at, revoked_reason, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
-        )
-        .bind(&session.id)
-        .bind(&session.user_id)
-        .bind(&session.client_id)
-        .bind(&session.scope)
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .bind(session.last_used_at)
-        .bind(&session.ip)
-        .bind(&session.user_agent)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        insert_token(&mut tx, token).await?;
-        // Live sessions beyond the cap, oldest first.
-        let evicted: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
-             ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
-        )
-        .bind(&session.user_id)
-        .bind(session.created_at)
-        .bind(i64::from(max_sessions))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        for id in &evicted {
-            revoke(
-                &mut tx,
-                id,
-                RevocationReason::SessionCap,
-                session.created_at,
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
+                 revoked_at, revoked_reason, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
             )
-            .await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(evicted)
+            .and_then(|mut s| {
+                s.execute(params![
+                    session.id,
+                    session.user_id,
+                    session.client_id,
+                    session.scope,
+                    session.created_at,
+                    session.expires_at,
+                    session.last_used_at,
+                    session.ip,
+                    session.user_agent,
+                ])
+            })
+            .map_err(backend)?;
+            insert_token(&tx, token).map_err(backend)?;
+            // Live sessions beyond the cap, oldest first.
+            let evicted: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![session.user_id, session.created_at, i64::from(max_sessions)],
+                        |r| r.get(0),
+                    )?
+                    .collect()
+                })
+                .map_err(backend)?;
+            for id in &evicted {
+                revoke(&tx, id, RevocationReason::SessionCap, session.created_at)
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(evicted)
+        })
+        .await
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
         );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| Ok((session_from(&r)?, user_from(&r)?)))
-            .transpose()
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_row([id], |r| Ok((session_from(r)?, user_from(r)?)))
+                .optional()
+        })
     }
 
     async fn revoke_session(
@@ -402,25 +613,21 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool> {
-        let _writer = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        revoke(&mut conn, id, reason, now).await
+        self.write(|conn| revoke(conn, id, reason, now).map_err(backend))
+            .await
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL \
-             AND s.expires_at > ? AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
-             AND t.used_at IS NULL AND t.expires_at > ?) ORDER BY s.created_at DESC, s.id"
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ?1 AND s.revoked_at IS NULL \
+             AND s.expires_at > ?2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at > ?2) ORDER BY s.created_at DESC, s.id"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .bind(now)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(session_from).collect()
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_map(params![user_id, now], session_from)?
+                .collect()
+        })
     }
 
     async fn revoke_own_session(
@@ -430,19 +637,17 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<bool> {
-        let _writer = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-             WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(session_id)
-        .bind(user_id)
-        .execute(&self.pool)
+        self.write(|conn| {
+            let done = conn
+                .execute(
+                    "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
+                     WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+                    params![now, reason.as_str(), session_id, user_id],
+                )
+                .map_err(backend)?;
+            Ok(done == 1)
+        })
         .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_user_sessions(
@@ -451,175 +656,52 @@ impl Store for SqliteStore {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<Vec<String>> {
-        let _writer = self.writer.lock().await;
-        sqlx::query_scalar(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        self.write(|conn| revoke_all(conn, user_id, reason, now).map_err(backend))
+            .await
     }
 
     async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= ? ORDER BY revoked_at, id",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id").map_err(backend)?,
-                    r.try_get("revoked_at").map_err(backend)?,
-                ))
-            })
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, revoked_at FROM sessions WHERE revoked_at >= ? ORDER BY revoked_at, id",
+            )?
+            .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
+        })
     }
 
     async fn refresh_token(
         &self,
         hash: &TokenHash,
     ) -> StoreResult<Option<(RefreshRecord, Session)>> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| Ok((token_from(&r)?, session_from(&r)?)))
-            .transpose()
+        self.read(|conn| token_with_session(conn, hash))
     }
 
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
-        let _writer = self.writer.lock().await;
-        // IMMEDIATE takes the write lock first: the decision below is made on
-        // data no other writer can change before this commits.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?"
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(&req.presented.0[..])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-        else {
-            return Ok(Outcome::Rejected(Rejection::Unknown));
-        };
-        let (token, session) = (token_from(&row)?, session_from(&row)?);
-        let outcome = match rotation::decide(policy, &token, &session, req) {
-            Decision::Reject(why) => return Ok(Outcome::Rejected(why)),
-            Decision::Replay => {
-                let scope: Option<String> =
-                    sqlx::query_scalar("SELECT scope FROM refresh_tokens WHERE hash = ?")
-                        .bind(&req.successor.0[..])
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                match scope {
-                    Some(scope) => Outcome::Replayed { session, scope },
-                    None => return Ok(Outcome::Rejected(Rejection::Unknown)),
-                }
-            }
-            Decision::Revoke(reason) => {
-                revoke(&mut tx, &session.id, reason, req.now).await?;
-                Outcome::Revoked { session, reason }
-            }
-            Decision::Rotate {
-                scope,
-                expires_at,
-                binding_mismatch,
-            } => {
-                let consumed = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
-                )
-                .bind(req.now)
-                .bind(&req.presented.0[..])
-                .execute(&mut *tx)
-                .await
+        self.write(|conn| {
+            // IMMEDIATE takes the write lock first: the decision is made on
+            // data no other writer can change before this commits.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-                if consumed.rows_affected() != 1 {
-                    return Err(StoreError::Corrupt("rotation lost its write lock".into()));
-                }
-                insert_token(
-                    &mut tx,
-                    &RefreshRecord {
-                        hash: req.successor,
-                        session_id: session.id.clone(),
-                        parent: Some(req.presented),
-                        scope: scope.clone(),
-                        issued_at: req.now,
-                        expires_at,
-                        used_at: None,
-                        access_jti: req.access_jti.clone(),
-                        ip: req.ip.clone(),
-                        user_agent: req.user_agent.clone(),
-                    },
-                )
-                .await?;
-                sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
-                    .bind(req.now)
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                // The `refresh` audit event commits with the rotation it records.
-                sqlx::query(
-                    "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-                     VALUES (?, 'refresh', ?, ?, ?, ?, ?, '')",
-                )
-                .bind(req.now)
-                .bind(&session.user_id)
-                .bind(&session.id)
-                .bind(&req.client_id)
-                .bind(&req.ip)
-                .bind(&req.user_agent)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                Outcome::Rotated {
-                    session,
-                    scope,
-                    binding_mismatch,
-                }
+            let outcome = rotate_in(&tx, policy, req)?;
+            if !matches!(outcome, Outcome::Rejected(_)) {
+                tx.commit().map_err(backend)?;
             }
-        };
-        tx.commit().await.map_err(backend)?;
-        Ok(outcome)
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, private_blob, public_jwk, created_at, activates_at, retires_at \
-             FROM signing_keys ORDER BY activates_at, created_at, kid",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredKey {
-                    kid: r.try_get("kid").map_err(backend)?,
-                    alg: r.try_get("alg").map_err(backend)?,
-                    private_blob: r.try_get("private_blob").map_err(backend)?,
-                    public_jwk: r.try_get("public_jwk").map_err(backend)?,
-                    created_at: r.try_get("created_at").map_err(backend)?,
-                    activates_at: r.try_get("activates_at").map_err(backend)?,
-                    retires_at: r.try_get("retires_at").map_err(backend)?,
-                })
-            })
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT kid, alg, private_blob, public_jwk, created_at, activates_at, retires_at \
+                 FROM signing_keys ORDER BY activates_at, created_at, kid",
+            )?
+            .query_map([], key_from)?
             .collect()
+        })
     }
 
     async fn add_signing_key(
@@ -627,102 +709,68 @@ impl Store for SqliteStore {
         key: &StoredKey,
         retire_others_at: Option<i64>,
     ) -> StoreResult<()> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        if let Some(at) = retire_others_at {
-            sqlx::query(
-                "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND activates_at <= ?",
-            )
-            .bind(at)
-            .bind(key.activates_at)
-                .execute(&mut *tx)
-                .await
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-        }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_blob, public_jwk, created_at, activates_at, retires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_blob)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retires_at)
-        .execute(&mut *tx)
+            if let Some(at) = retire_others_at {
+                tx.execute(
+                    "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND activates_at <= ?",
+                    params![at, key.activates_at],
+                )
+                .map_err(backend)?;
+            }
+            tx.execute(
+                "INSERT INTO signing_keys (kid, alg, private_blob, public_jwk, created_at, activates_at, retires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    key.kid,
+                    key.alg,
+                    key.private_blob,
+                    key.public_jwk,
+                    key.created_at,
+                    key.activates_at,
+                    key.retires_at,
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
         .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(())
     }
 
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(candidate)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )
+            .map_err(backend)?;
+            conn.query_row("SELECT value FROM secrets WHERE name = ?", [name], |r| {
+                r.get(0)
+            })
             .map_err(backend)
+        })
+        .await
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.user_id)
-        .bind(&e.session_id)
-        .bind(&e.client_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        self.write(|conn| insert_audit(conn, e).map_err(backend))
+            .await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
-             WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(&filter.user_id)
-        .bind(&filter.kind)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: r.try_get("at").map_err(backend)?,
-                    kind: r.try_get("kind").map_err(backend)?,
-                    user_id: r.try_get("user_id").map_err(backend)?,
-                    session_id: r.try_get("session_id").map_err(backend)?,
-                    client_id: r.try_get("client_id").map_err(backend)?,
-                    ip: r.try_get("ip").map_err(backend)?,
-                    user_agent: r.try_get("user_agent").map_err(backend)?,
-                    detail: r.try_get("detail").map_err(backend)?,
-                })
-            })
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
+                 WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT ?3",
+            )?
+            .query_map(
+                params![filter.user_id, filter.kind, i64::from(filter.limit)],
+                audit_from,
+            )?
             .collect()
+        })
     }
 
     async fn collect_garbage(
@@ -731,23 +779,28 @@ impl Store for SqliteStore {
         revoked_before: i64,
         idle_before: i64,
     ) -> StoreResult<Collected> {
-        let _writer = self.writer.lock().await;
-        // Refresh tokens go with their session (ON DELETE CASCADE).
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at <= ?1 \
-             OR (revoked_at IS NOT NULL AND revoked_at <= ?2) \
-             OR (revoked_at IS NULL AND last_used_at <= ?3 AND NOT EXISTS ( \
-                 SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
-                 AND t.used_at IS NULL AND t.expires_at > ?1))",
-        )
-        .bind(now)
-        .bind(revoked_before)
-        .bind(idle_before)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(Collected {
-            sessions: done.rows_affected(),
-        })
+        let mut collected = Collected::default();
+        loop {
+            // Refresh tokens go with their session (ON DELETE CASCADE).
+            let deleted = self
+                .write(|conn| {
+                    conn.prepare_cached(
+                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 \
+                         OR (revoked_at IS NOT NULL AND revoked_at <= ?2) \
+                         OR (revoked_at IS NULL AND last_used_at <= ?3 AND NOT EXISTS ( \
+                             SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
+                             AND t.used_at IS NULL AND t.expires_at > ?1)) LIMIT ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![now, revoked_before, idle_before, GC_BATCH]))
+                    .map_err(backend)
+                })
+                .await?;
+            collected.sessions += deleted as u64;
+            if (deleted as i64) < GC_BATCH {
+                return Ok(collected);
+            }
+            // Let this process's other writers in between batches.
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -54,19 +54,16 @@ async fn main() -> Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let started = Instant::now();
     if args.database_url.starts_with("sqlite:") {
-        let mut db = sqlx::SqliteConnection::connect(&args.database_url)
-            .await
-            .context("open the database")?;
-        let mut tx = db.begin().await?;
+        let path = args
+            .database_url
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//");
+        let mut db = rusqlite::Connection::open(path).context("open the database")?;
+        let tx = db.transaction()?;
         for sql in SQLITE {
-            sqlx::query(sql)
-                .bind(args.sessions)
-                .bind(&args.username)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            tx.execute(sql, rusqlite::params![args.sessions, args.username, now])?;
         }
-        tx.commit().await?;
+        tx.commit()?;
     } else if args.database_url.starts_with("postgres") {
         let mut db = sqlx::PgConnection::connect(&args.database_url)
             .await

@@ -1,0 +1,114 @@
+//! Schema migrations: the files of `migrations/`, applied in order, each
+//! once. `PRAGMA user_version` records how many have been applied; it lives
+//! in the database header and commits with the migration that sets it.
+
+use latchkey_core::store::{StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::backend;
+
+/// Never edit an applied migration: add a new one.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_session_queries.sql"),
+    include_str!("../migrations/0003_key_rotation.sql"),
+];
+
+/// Brings the schema up to date, in one `IMMEDIATE` transaction, so two
+/// processes opening a new file at once migrate it once.
+pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let mut applied: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if applied == 0 {
+        applied = recorded_by_earlier_versions(&tx)?;
+    }
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::Corrupt(format!(
+            "the database has {applied} migrations applied, this version knows {known}: \
+             it was written by a newer Latchkey"
+        )));
+    }
+    for sql in &MIGRATIONS[applied as usize..] {
+        tx.execute_batch(sql).map_err(backend)?;
+    }
+    // PRAGMA takes no bound parameters; `known` is a constant of this file.
+    tx.execute_batch(&format!("PRAGMA user_version = {known}"))
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+/// Databases made before `user_version` was used recorded their migrations
+/// in a `_sqlx_migrations` table.
+fn recorded_by_earlier_versions(conn: &Connection) -> StoreResult<i64> {
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn migrations_apply_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        run(&mut conn).unwrap();
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+        // A second run finds nothing to do (re-running 0001 would fail:
+        // its tables exist).
+        run(&mut conn).unwrap();
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn migrations_recorded_by_earlier_versions_are_not_reapplied() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, success BOOLEAN NOT NULL); \
+             INSERT INTO _sqlx_migrations VALUES (1, TRUE);",
+        )
+        .unwrap();
+        run(&mut conn).unwrap();
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+        // 0003 ran: its column exists.
+        conn.query_row("SELECT COUNT(activates_at) FROM signing_keys", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        assert!(matches!(run(&mut conn), Err(StoreError::Corrupt(_))));
+    }
+}
