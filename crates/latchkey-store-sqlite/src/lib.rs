@@ -10,6 +10,11 @@
 //! and a few read-only connections. Work that could run long (garbage
 //! collection) goes in bounded batches.
 //!
+//! Rotations commit in groups: a commit writes every page the transaction
+//! touched to the WAL, so rotations waiting for the writer join the
+//! transaction of the one holding it, each under its own savepoint, and all
+//! get their answer after the one commit that makes them durable.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_core::store::Store;
@@ -57,6 +62,16 @@ struct Inner {
     /// timeout.
     writer: tokio::sync::Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    /// Rotations waiting for the writer; whoever holds it runs them all.
+    rotations: Mutex<Vec<RotationJob>>,
+}
+
+/// A rotation waiting for the writer, and where its outcome goes.
+#[derive(Debug)]
+struct RotationJob {
+    policy: Policy,
+    request: RotationRequest,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Outcome>>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -137,6 +152,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: tokio::sync::Mutex::new(writer),
                 readers,
+                rotations: Mutex::default(),
             }),
         })
     }
@@ -431,6 +447,55 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
     })
 }
 
+fn group_lost() -> StoreError {
+    StoreError::Backend("the rotation's group ended without an answer".into())
+}
+
+/// Runs `jobs` in one `IMMEDIATE` transaction, each under a savepoint so a
+/// failed or refused rotation leaves no trace, and answers them after the
+/// commit (or with its error).
+fn rotate_group(conn: &mut Connection, jobs: Vec<RotationJob>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = e.to_string();
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Backend(e.clone().into())));
+            }
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let outcome = match tx.savepoint() {
+            Ok(sp) => match rotate_in(&sp, &job.policy, &job.request) {
+                Ok(outcome @ Outcome::Rejected(_)) => Ok(outcome), // dropped: rolled back
+                Ok(outcome) => sp.commit().map(|()| outcome).map_err(backend),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(backend(e)),
+        };
+        answers.push((job.reply, outcome));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, outcome) in answers {
+                // A caller that went away (client disconnected) needs no answer.
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Backend(e.clone().into())));
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -678,19 +743,28 @@ impl Store for SqliteStore {
     }
 
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
-        self.write(|conn| {
-            // IMMEDIATE takes the write lock first: the decision is made on
-            // data no other writer can change before this commits.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let outcome = rotate_in(&tx, policy, req)?;
-            if !matches!(outcome, Outcome::Rejected(_)) {
-                tx.commit().map_err(backend)?;
+        let (reply, mut outcome) = tokio::sync::oneshot::channel();
+        self.inner
+            .rotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(RotationJob {
+                policy: *policy,
+                request: req.clone(),
+                reply,
+            });
+        tokio::select! {
+            // An earlier holder of the writer ran this rotation in its group.
+            done = &mut outcome => done.unwrap_or_else(|_| Err(group_lost())),
+            mut conn = self.inner.writer.lock() => {
+                let jobs = std::mem::take(
+                    &mut *self.inner.rotations.lock().unwrap_or_else(PoisonError::into_inner),
+                );
+                rotate_group(&mut conn, jobs);
+                drop(conn);
+                outcome.await.unwrap_or_else(|_| Err(group_lost()))
             }
-            Ok(outcome)
-        })
-        .await
+        }
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {

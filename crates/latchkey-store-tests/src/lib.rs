@@ -85,6 +85,7 @@ macro_rules! suite {
             garbage_collection_keeps_what_detects_reuse,
             adding_a_key_retires_the_active_ones,
             the_revocation_feed_lists_recent_revocations,
+            simultaneous_rotations_of_many_sessions_all_commit,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -262,6 +263,54 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(rotated, 1);
+}
+
+/// Simultaneous rotations of different sessions all succeed and are all
+/// stored, whatever refusals run beside them (an unknown token, a reused
+/// one): one refusal never undoes another's rotation.
+pub async fn simultaneous_rotations_of_many_sessions_all_commit(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    for n in 1..=40u8 {
+        session(
+            store.as_ref(),
+            &alice,
+            &format!("ses_{n}"),
+            hash(n),
+            NOW,
+            100,
+        )
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for n in 1..=40u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let rotated = store
+                .rotate(&policy(0), &request(hash(n), hash(100 + n), NOW + 1))
+                .await
+                .unwrap();
+            let unknown = store
+                .rotate(&policy(0), &request(hash(250), hash(251), NOW + 1))
+                .await
+                .unwrap();
+            (n, rotated, unknown)
+        }));
+    }
+    for task in tasks {
+        let (n, rotated, unknown) = task.await.unwrap();
+        assert!(
+            matches!(rotated, Outcome::Rotated { .. }),
+            "{n}: {rotated:?}"
+        );
+        assert_eq!(unknown, Outcome::Rejected(Rejection::Unknown));
+        let (old, _) = store.refresh_token(&hash(n)).await.unwrap().unwrap();
+        assert_eq!(old.used_at, Some(NOW + 1));
+        let (new, session) = store.refresh_token(&hash(100 + n)).await.unwrap().unwrap();
+        assert_eq!(new.parent, Some(hash(n)));
+        assert_eq!(session.id, format!("ses_{n}"));
+        assert_eq!(session.revoked_at, None);
+    }
+    assert!(store.refresh_token(&hash(251)).await.unwrap().is_none());
 }
 
 /// Presenting a rotated token revokes the session: the successor dies too.
