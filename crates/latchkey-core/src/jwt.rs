@@ -2,6 +2,7 @@
 //! checked strictly by [`Verifier`].
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -107,27 +108,89 @@ pub enum Expiry {
 }
 
 /// Verifies access tokens against a fixed set of keys, issuer and audience.
-#[derive(Clone)]
+///
+/// A verifier remembers the tokens whose signature, type, key, issuer and
+/// audience it has checked (keyed by the whole token, so a hit means these
+/// exact bytes passed before) and re-checks only their times: a resource
+/// server sees the same token on every request of its lifetime. The memory
+/// is bounded ([`Verifier::CACHED_TOKENS`]), holds only tokens that verified,
+/// and starts empty with every new verifier, so replacing the verifier when
+/// keys change forgets tokens of a key that is gone.
 pub struct Verifier {
     issuer: String,
     audience: String,
-    keys: HashMap<String, (SigningAlg, DecodingKey)>,
+    keys: HashMap<String, TrustedKey>,
+    verified: Mutex<HashMap<Box<str>, AccessClaims>>,
+}
+
+/// A key, its algorithm, and the library validation for it, built once.
+struct TrustedKey {
+    alg: SigningAlg,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Clone for Verifier {
+    /// A clone trusts the same keys and starts with no remembered tokens.
+    fn clone(&self) -> Self {
+        let mut clone = Self::new(self.issuer.clone(), self.audience.clone());
+        for (kid, trusted) in &self.keys {
+            clone.keys.insert(
+                kid.clone(),
+                TrustedKey {
+                    alg: trusted.alg,
+                    key: trusted.key.clone(),
+                    validation: trusted.validation.clone(),
+                },
+            );
+        }
+        clone
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
+    /// How many verified tokens a verifier remembers at most. When full, it
+    /// forgets expired ones, then all.
+    pub const CACHED_TOKENS: usize = 8192;
+
     /// A verifier with no keys yet.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: HashMap::new(),
+            verified: Mutex::default(),
         }
     }
 
     /// Trusts `jwk` for its own algorithm only.
     pub fn insert(&mut self, jwk: &PublicJwk) -> Result<()> {
-        self.keys
-            .insert(jwk.kid.clone(), (jwk.alg, jwk.decoding_key()?));
+        // The library checks the signature, the algorithm again, iss and
+        // aud; time is checked by `verify` against the caller's clock.
+        let mut validation = Validation::new(jwk.alg.jwt_algorithm());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        self.keys.insert(
+            jwk.kid.clone(),
+            TrustedKey {
+                alg: jwk.alg,
+                key: jwk.decoding_key()?,
+                validation,
+            },
+        );
         Ok(())
     }
 
@@ -146,6 +209,26 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::TooLarge);
         }
+        let remembered = self.remembered().get(token).cloned();
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_untimed(token)?;
+                self.remember(token, &claims, now);
+                claims
+            }
+        };
+        if expiry == Expiry::Enforce && claims.exp + LEEWAY_SECS <= now {
+            return Err(VerifyError::Expired);
+        }
+        if claims.nbf.unwrap_or(claims.iat) - LEEWAY_SECS > now {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    /// Everything but the times: header, key, signature, issuer, audience.
+    fn verify_untimed(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if !header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
@@ -161,39 +244,40 @@ impl Verifier {
             return Err(VerifyError::EmbeddedKey);
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let (alg, key) = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
-        if header.alg != alg.jwt_algorithm() {
+        let trusted = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != trusted.alg.jwt_algorithm() {
             return Err(VerifyError::AlgorithmMismatch);
         }
-        // The library checks the signature, the algorithm again, iss and aud;
-        // time is checked below against the caller's clock.
-        let mut validation = Validation::new(alg.jwt_algorithm());
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        let claims = match jsonwebtoken::decode::<AccessClaims>(token, key, &validation) {
-            Ok(data) => data.claims,
+        match jsonwebtoken::decode::<AccessClaims>(token, &trusted.key, &trusted.validation) {
+            Ok(data) => Ok(data.claims),
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind;
-                return Err(match e.kind() {
+                Err(match e.kind() {
                     ErrorKind::InvalidSignature => VerifyError::BadSignature,
                     ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmMismatch,
                     ErrorKind::InvalidIssuer
                     | ErrorKind::InvalidAudience
                     | ErrorKind::MissingRequiredClaim(_) => VerifyError::WrongIssuerOrAudience,
                     _ => VerifyError::Malformed,
-                });
+                })
             }
-        };
-        if expiry == Expiry::Enforce && claims.exp + LEEWAY_SECS <= now {
-            return Err(VerifyError::Expired);
         }
-        if claims.nbf.unwrap_or(claims.iat) - LEEWAY_SECS > now {
-            return Err(VerifyError::NotYetValid);
+    }
+
+    fn remembered(&self) -> MutexGuard<'_, HashMap<Box<str>, AccessClaims>> {
+        // The map is never left half-updated: a poisoned one is still sound.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember(&self, token: &str, claims: &AccessClaims, now: i64) {
+        let mut verified = self.remembered();
+        if verified.len() >= Self::CACHED_TOKENS {
+            verified.retain(|_, c| c.exp + LEEWAY_SECS > now);
+            if verified.len() >= Self::CACHED_TOKENS {
+                verified.clear();
+            }
         }
-        Ok(claims)
+        verified.insert(token.into(), claims.clone());
     }
 }
 
@@ -363,5 +447,61 @@ mod tests {
             verifier.verify("lk_rt_abc", NOW, Expiry::Enforce),
             Err(VerifyError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_its_forgeries_still_fail() {
+        let (key, verifier) = setup(SigningAlg::EdDSA);
+        let t = sign(&key, &claims()).unwrap();
+        assert_eq!(verifier.verify(&t, NOW, Expiry::Enforce), Ok(claims()));
+        // Remembered, yet its times are checked at every use.
+        let late = NOW + 600 + LEEWAY_SECS;
+        assert_eq!(
+            verifier.verify(&t, late, Expiry::Enforce),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(verifier.verify(&t, late, Expiry::Ignore), Ok(claims()));
+        // Other claims under the remembered signature are other bytes.
+        let (_, rest) = t.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let mut changed = claims();
+        changed.sub = "usr_2".into();
+        let header = t.split('.').next().unwrap();
+        let forged = format!(
+            "{header}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_string(&changed).unwrap())
+        );
+        assert_eq!(
+            verifier.verify(&forged, NOW, Expiry::Enforce),
+            Err(VerifyError::BadSignature)
+        );
+        // A new verifier (what a key change builds) remembers nothing.
+        let (_, stranger) = setup(SigningAlg::EdDSA);
+        assert_eq!(
+            stranger.verify(&t, NOW, Expiry::Enforce),
+            Err(VerifyError::UnknownKey)
+        );
+        assert_eq!(
+            verifier.clone().verified.lock().unwrap().len(),
+            0,
+            "a clone starts with no remembered tokens"
+        );
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let verifier = Verifier::new("https://issuer.test", "api");
+        let mut expired = claims();
+        expired.exp = NOW - 3600;
+        for n in 0..Verifier::CACHED_TOKENS {
+            verifier.remember(&format!("old{n}"), &expired, NOW);
+        }
+        verifier.remember("fresh", &claims(), NOW);
+        // Full: the expired ones went first.
+        assert_eq!(verifier.verified.lock().unwrap().len(), 1);
+        for n in 0..Verifier::CACHED_TOKENS * 2 {
+            verifier.remember(&format!("live{n}"), &claims(), NOW);
+        }
+        assert!(verifier.verified.lock().unwrap().len() <= Verifier::CACHED_TOKENS);
     }
 }
