@@ -12,6 +12,11 @@
 //! gave it), `me` (`GET /api/me` with a valid access token). Each client logs
 //! in once first, so run the server with `LATCHKEY_MAX_SESSIONS_PER_USER` at
 //! least the concurrency.
+//!
+//! `--api simplejwt` speaks the same scenarios to a Django REST framework
+//! server with djangorestframework-simplejwt (`POST /api/token/`,
+//! `POST /api/token/refresh/`, `GET /api/me/`), for the side-by-side
+//! comparison of `scripts/compare-django.sh`.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -27,6 +32,60 @@ enum Scenario {
     Me,
 }
 
+/// The HTTP interface spoken.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Api {
+    /// Latchkey's: `/auth/login`, `/oauth/token`, `/api/me`.
+    Latchkey,
+    /// djangorestframework-simplejwt's: `/api/token/`, `/api/token/refresh/`,
+    /// and a `/api/me/` view behind `IsAuthenticated`.
+    Simplejwt,
+}
+
+impl Api {
+    fn login_path(self) -> &'static str {
+        match self {
+            Api::Latchkey => "/auth/login",
+            Api::Simplejwt => "/api/token/",
+        }
+    }
+
+    fn refresh_path(self) -> &'static str {
+        match self {
+            Api::Latchkey => "/oauth/token",
+            Api::Simplejwt => "/api/token/refresh/",
+        }
+    }
+
+    fn me_path(self) -> &'static str {
+        match self {
+            Api::Latchkey => "/api/me",
+            Api::Simplejwt => "/api/me/",
+        }
+    }
+
+    fn refresh_form(self, token: &str) -> Vec<(&'static str, &str)> {
+        match self {
+            Api::Latchkey => vec![("grant_type", "refresh_token"), ("refresh_token", token)],
+            Api::Simplejwt => vec![("refresh", token)],
+        }
+    }
+
+    fn access_field(self) -> &'static str {
+        match self {
+            Api::Latchkey => "access_token",
+            Api::Simplejwt => "access",
+        }
+    }
+
+    fn refresh_field(self) -> &'static str {
+        match self {
+            Api::Latchkey => "refresh_token",
+            Api::Simplejwt => "refresh",
+        }
+    }
+}
+
 /// Load generator for a Latchkey server on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "latchkey-load")]
@@ -37,6 +96,9 @@ struct Args {
     /// What to send.
     #[arg(long, value_enum)]
     scenario: Scenario,
+    /// Which server's interface to speak.
+    #[arg(long, value_enum, default_value = "latchkey")]
+    api: Api,
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -76,7 +138,7 @@ struct Worker {
 
 async fn login(http: &reqwest::Client, args: &Args) -> Result<Value> {
     let response = http
-        .post(format!("{}/auth/login", args.target))
+        .post(format!("{}{}", args.target, args.api.login_path()))
         .form(&[
             ("username", args.username.as_str()),
             ("password", args.password.as_str()),
@@ -103,11 +165,15 @@ async fn run_worker(
         Scenario::Login => Value::Null,
         _ => login(&http, &args).await?,
     };
-    let mut refresh_token = pair["refresh_token"]
+    let api = args.api;
+    let mut refresh_token = pair[api.refresh_field()]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let access_token = pair["access_token"].as_str().unwrap_or_default().to_owned();
+    let access_token = pair[api.access_field()]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let mut worker = Worker {
         latencies: Vec::new(),
         errors: 0,
@@ -118,24 +184,21 @@ async fn run_worker(
         let ok = match args.scenario {
             Scenario::Login => login(&http, &args).await.is_ok(),
             Scenario::Me => http
-                .get(format!("{}/api/me", args.target))
+                .get(format!("{}{}", args.target, api.me_path()))
                 .bearer_auth(&access_token)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success()),
             Scenario::Refresh => {
                 let response = http
-                    .post(format!("{}/oauth/token", args.target))
-                    .form(&[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", refresh_token.as_str()),
-                    ])
+                    .post(format!("{}{}", args.target, api.refresh_path()))
+                    .form(&api.refresh_form(&refresh_token))
                     .send()
                     .await;
                 match response {
                     Ok(r) if r.status().is_success() => {
                         let body: Value = r.json().await.unwrap_or_default();
-                        match body["refresh_token"].as_str() {
+                        match body[api.refresh_field()].as_str() {
                             Some(next) => {
                                 refresh_token = next.to_owned();
                                 true
@@ -155,7 +218,7 @@ async fn run_worker(
             if matches!(args.scenario, Scenario::Refresh) {
                 // A broken chain cannot continue; start a new one.
                 let pair = login(&http, &args).await?;
-                refresh_token = pair["refresh_token"]
+                refresh_token = pair[api.refresh_field()]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
