@@ -43,15 +43,9 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
-hz=$(getconf CLK_TCK)
 run() {
-  local scenario=$1 clients=$2 before after line requests
-  before=$(ticks)
-  line=$("$load" --target "http://127.0.0.1:$port" --scenario "$scenario" --concurrency "$clients" --seconds "$seconds")
-  after=$(ticks)
-  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
-  echo "$line server_cpu_us_per_request=$(( (after - before) * 1000000 / hz / (requests > 0 ? requests : 1) ))"
+  "$load" --target "http://127.0.0.1:$port" --scenario "$1" --concurrency "$2" \
+    --seconds "$seconds" --server-pids "$server"
 }
 
 echo "backend=$backend cores=$(nproc) date=$(date -u +%F)"

@@ -108,18 +108,13 @@ EOF
     "from django.contrib.auth.models import User; User.objects.create_user('load', password='load test password')"
 )
 
-ticks() { awk '{s += $14 + $15} END {print s + 0}' "$@"; }
-hz=$(getconf CLK_TCK)
-# run NAME PIDS... -- LOAD ARGS: one scenario, with the server processes' CPU.
+# run NAME PID LOAD-ARGS...: one scenario; the server's CPU (the process and
+# its children: gunicorn's workers) is counted over the measured window.
 run() {
-  local name=$1 pids=$2 before after line requests stats
+  local name=$1 pids
+  pids=$(echo "$2" $(pgrep -P "$2") | tr ' ' ',')
   shift 2
-  stats() { for p in $pids $(pgrep -P "${pids%% *}" 2>/dev/null); do echo "/proc/$p/stat"; done; }
-  before=$(ticks $(stats))
-  line=$("$load" "$@" --concurrency "$concurrency" --seconds "$seconds")
-  after=$(ticks $(stats))
-  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
-  echo "$name $line server_cpu_us_per_request=$(((after - before) * 1000000 / hz / (requests > 0 ? requests : 1)))"
+  echo "$name $("$load" "$@" --concurrency "$concurrency" --seconds "$seconds" --server-pids "$pids")"
 }
 
 echo "cores=$(nproc) date=$(date -u +%F) concurrency=$concurrency seconds=$seconds"

@@ -111,6 +111,41 @@ struct Args {
     /// That user's password.
     #[arg(long, default_value = "load test password")]
     password: String,
+    /// Server processes (comma-separated pids) whose CPU time over the
+    /// measured window is reported per request (Linux `/proc`).
+    #[arg(long, value_delimiter = ',')]
+    server_pids: Vec<u32>,
+}
+
+/// User + system CPU seconds the processes have used so far.
+fn cpu_seconds(pids: &[u32], ticks_per_second: f64) -> Result<f64> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("read /proc/{pid}/stat"))?;
+        // Fields after the command name, which may itself hold spaces:
+        // state is the first, utime the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for index in [11, 12] {
+            ticks += fields
+                .get(index)
+                .and_then(|f| f.parse::<u64>().ok())
+                .context("unexpected /proc stat format")?;
+        }
+    }
+    Ok(ticks as f64 / ticks_per_second)
+}
+
+fn clock_ticks_per_second() -> Result<f64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .context("run getconf CLK_TCK")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("parse CLK_TCK")
 }
 
 /// Accepts `http://HOST[:PORT]` where HOST is loopback; anything else is refused.
@@ -158,12 +193,19 @@ async fn login(http: &reqwest::Client, args: &Args) -> Result<Value> {
 async fn run_worker(
     http: reqwest::Client,
     args: std::sync::Arc<Args>,
-    until: Instant,
-    start: Instant,
+    ready: std::sync::Arc<tokio::sync::Barrier>,
+    window: std::sync::Arc<tokio::sync::OnceCell<Instant>>,
 ) -> Result<Worker> {
     let pair = match args.scenario {
         Scenario::Login => Value::Null,
-        _ => login(&http, &args).await?,
+        _ => match login(&http, &args).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Still arrive at the barrier, or the others wait forever.
+                ready.wait().await;
+                return Err(e);
+            }
+        },
     };
     let api = args.api;
     let mut refresh_token = pair[api.refresh_field()]
@@ -178,7 +220,10 @@ async fn run_worker(
         latencies: Vec::new(),
         errors: 0,
     };
-    tokio::time::sleep_until(start.into()).await;
+    // The window opens when every client has logged in.
+    ready.wait().await;
+    let start = *window.get_or_init(|| async { Instant::now() }).await;
+    let until = start + Duration::from_secs(args.seconds);
     while Instant::now() < until {
         let sent = Instant::now();
         let ok = match args.scenario {
@@ -236,18 +281,22 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    // Clients log in first; the measured window starts after a short set-up.
-    let start = Instant::now() + Duration::from_millis(500 + 20 * args.concurrency as u64);
-    let until = start + Duration::from_secs(args.seconds);
+    // Clients log in first; the measured window opens when all have.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
+    let window = std::sync::Arc::new(tokio::sync::OnceCell::new());
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         tasks.push(tokio::spawn(run_worker(
             http.clone(),
             args.clone(),
-            until,
-            start,
+            ready.clone(),
+            window.clone(),
         )));
     }
+    let hz = clock_ticks_per_second()?;
+    ready.wait().await;
+    let start = *window.get_or_init(|| async { Instant::now() }).await;
+    let cpu_before = cpu_seconds(&args.server_pids, hz)?;
     let mut latencies = Vec::new();
     let mut errors = 0;
     for task in tasks {
@@ -259,12 +308,13 @@ async fn main() -> Result<()> {
         .saturating_duration_since(start)
         .as_secs_f64()
         .max(0.001);
+    let server_cpu = cpu_seconds(&args.server_pids, hz)? - cpu_before;
     latencies.sort_unstable();
     let pick = |q: f64| {
         let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies.get(index).copied().unwrap_or(0) as f64 / 1000.0
     };
-    println!(
+    print!(
         "scenario={:?} concurrency={} requests={} errors={} rps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
         args.scenario,
         args.concurrency,
@@ -275,6 +325,13 @@ async fn main() -> Result<()> {
         pick(0.99),
         pick(1.0)
     );
+    if !args.server_pids.is_empty() {
+        print!(
+            " server_cpu_us_per_request={:.0}",
+            server_cpu * 1e6 / (latencies.len().max(1) as f64)
+        );
+    }
+    println!();
     Ok(())
 }
 
