@@ -516,53 +516,39 @@ impl Store for PgStore {
                 expires_at,
                 binding_mismatch,
             } => {
-                let consumed = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL",
+                // One statement, one round trip: consume the token, store its
+                // successor, touch the session and append the `refresh` audit
+                // event, which commits with the rotation it records.
+                let written = sqlx::query(
+                    "WITH consumed AS ( \
+                         UPDATE refresh_tokens SET used_at = $1 \
+                         WHERE hash = $2 AND used_at IS NULL RETURNING session_id), \
+                     successor AS ( \
+                         INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
+                             expires_at, access_jti, ip, user_agent) \
+                         SELECT $3, session_id, $2, $4, $1, $5, $6, $7, $8 FROM consumed \
+                         RETURNING session_id), \
+                     touched AS ( \
+                         UPDATE sessions SET last_used_at = $1 \
+                         WHERE id IN (SELECT session_id FROM successor) RETURNING id, user_id) \
+                     INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+                     SELECT $1, 'refresh', user_id, id, $9, $7, $8, '' FROM touched",
                 )
                 .bind(req.now)
                 .bind(&req.presented.0[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if consumed.rows_affected() != 1 {
-                    return Err(StoreError::Corrupt("rotation lost its write lock".into()));
-                }
-                insert_token(
-                    &mut tx,
-                    &RefreshRecord {
-                        hash: req.successor,
-                        session_id: session.id.clone(),
-                        parent: Some(req.presented),
-                        scope: scope.clone(),
-                        issued_at: req.now,
-                        expires_at,
-                        used_at: None,
-                        access_jti: req.access_jti.clone(),
-                        ip: req.ip.clone(),
-                        user_agent: req.user_agent.clone(),
-                    },
-                )
-                .await?;
-                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
-                    .bind(req.now)
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                // The `refresh` audit event commits with the rotation it records.
-                sqlx::query(
-                    "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-                     VALUES ($1, 'refresh', $2, $3, $4, $5, $6, '')",
-                )
-                .bind(req.now)
-                .bind(&session.user_id)
-                .bind(&session.id)
-                .bind(&req.client_id)
+                .bind(&req.successor.0[..])
+                .bind(&scope)
+                .bind(expires_at)
+                .bind(&req.access_jti)
                 .bind(&req.ip)
                 .bind(&req.user_agent)
+                .bind(&req.client_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+                if written.rows_affected() != 1 {
+                    return Err(StoreError::Corrupt("rotation lost its row lock".into()));
+                }
                 Outcome::Rotated {
                     session,
                     scope,

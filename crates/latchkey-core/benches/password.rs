@@ -1,0 +1,27 @@
+//! One Argon2id password verification (m = 19 MiB, t = 2, p = 1), what every
+//! login costs the server; SPEC §9 sizes the login rate from it.
+//!
+//! ```text
+//! cargo bench -p latchkey-core --bench password
+//! ```
+
+use std::hint::black_box;
+
+use aws_lc_rs::rand::SystemRandom;
+use criterion::{Criterion, criterion_group, criterion_main};
+use latchkey_core::password::PasswordHasher;
+
+fn bench(c: &mut Criterion) {
+    let rng = SystemRandom::new();
+    let hasher = PasswordHasher::new(&rng).expect("hasher");
+    let stored = hasher.hash("load test password", &rng).expect("hash");
+    let mut group = c.benchmark_group("password");
+    group.sample_size(20);
+    group.bench_function("argon2id_verify", |b| {
+        b.iter(|| assert!(hasher.verify(black_box("load test password"), Some(&stored))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
