@@ -20,6 +20,26 @@ fn bench(c: &mut Criterion) {
     group.bench_function("argon2id_verify", |b| {
         b.iter(|| assert!(hasher.verify(black_box("load test password"), Some(&stored))))
     });
+    // Every core verifying at once, as under a login flood: the time per
+    // verification here is what bounds the login rate (÷ cores gives the
+    // machine's ceiling), since the hashes share caches and memory bandwidth.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    group.bench_function(format!("argon2id_verify_on_{cores}_cores_per_hash"), |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..cores {
+                    scope.spawn(|| {
+                        for _ in 0..iters {
+                            assert!(hasher.verify(black_box("load test password"), Some(&stored)));
+                        }
+                    });
+                }
+            });
+            // `cores` hashes per iteration: report the time of one.
+            start.elapsed() / cores as u32
+        })
+    });
     group.finish();
 }
 

@@ -2,11 +2,32 @@
 //! blocking pool (up to hundreds of threads) every thread's allocator keeps
 //! its own high-water mark, so the resident memory grows with the number of
 //! threads that ever hashed. One thread per core bounds it.
+//!
+//! Hashing threads run at a lower scheduling priority (nice 9 on Linux) than
+//! the request threads: on an idle machine they use every core, but under a
+//! login flood the refreshes and API requests waiting for a core go first,
+//! and logins, which are throttled and can wait, queue instead.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Lowers the calling thread's priority; a failure only costs latency under
+/// load, so it is logged, not fatal.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    // 25 of 0..=99 maps to niceness 9 for the normal (time-sharing) policy.
+    let result = ThreadPriorityValue::try_from(25u8)
+        .map_err(|e| e.to_string())
+        .and_then(|value| {
+            set_current_thread_priority(ThreadPriority::Crossplatform(value))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot lower the priority of a hashing thread");
+    }
+}
 
 /// Runs CPU-heavy jobs on a fixed set of threads.
 pub(crate) struct HashPool {
@@ -23,6 +44,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("latchkey-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         let job = match rx.lock() {
                             Ok(guard) => guard.recv(),

@@ -15,6 +15,11 @@
 //! transaction of the one holding it, each under its own savepoint, and all
 //! get their answer after the one commit that makes them durable.
 //!
+//! Checkpoints (copying the WAL back into the database file, with an
+//! `fsync`) run on a background thread of the store, not inside a writer's
+//! commit, so no request waits for one; the writer checkpoints itself only
+//! if the WAL grows past [`WAL_BACKSTOP_PAGES`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_core::store::Store;
@@ -44,6 +49,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 /// few cover every runtime thread that could be reading at once.
 const READERS: usize = 4;
 
+/// How often the background thread checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL pages after which a committing writer checkpoints by itself (SQLite's
+/// automatic checkpoint): only reached if the background thread falls behind.
+const WAL_BACKSTOP_PAGES: u32 = 20_000;
+
 /// Sessions deleted per garbage-collection transaction: bounds how long one
 /// collection holds the writer.
 const GC_BATCH: i64 = 500;
@@ -64,6 +76,8 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     /// Rotations waiting for the writer; whoever holds it runs them all.
     rotations: Mutex<Vec<RotationJob>>,
+    /// Dropped with the store: tells the checkpoint thread to stop.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 /// A rotation waiting for the writer, and where its outcome goes.
@@ -136,7 +150,11 @@ impl SqliteStore {
                 format!("{} cannot use WAL mode (got {mode})", path.display()).into(),
             ));
         }
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+            .map_err(backend)?;
         migrate::run(&mut writer)?;
+        let checkpointer = start_checkpointer(&path).map_err(backend)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -153,6 +171,7 @@ impl SqliteStore {
                 writer: tokio::sync::Mutex::new(writer),
                 readers,
                 rotations: Mutex::default(),
+                _checkpointer: checkpointer,
             }),
         })
     }
@@ -184,6 +203,37 @@ impl SqliteStore {
         let mut conn = self.inner.writer.lock().await;
         f(&mut conn)
     }
+}
+
+/// Starts the thread that checkpoints the WAL every [`CHECKPOINT_EVERY`]
+/// until the returned sender is dropped. `PASSIVE` never waits for writers
+/// or readers: it copies what it can.
+fn start_checkpointer(path: &std::path::Path) -> rusqlite::Result<std::sync::mpsc::Sender<()>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("latchkey-sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                let last = match stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => false,
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+                };
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; the writer's backstop remains");
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread, the writer's automatic checkpoint still runs.
+        tracing::warn!(error = %e, "cannot start the SQLite checkpoint thread");
+    }
+    Ok(stop)
 }
 
 /// A reader poisoned by a panic still holds a usable connection: it never
