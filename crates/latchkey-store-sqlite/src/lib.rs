@@ -111,13 +111,15 @@ const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at";
 
-/// The file named by `sqlite://PATH` (or `sqlite:PATH`); query parameters
-/// are not supported and refused rather than ignored.
+/// The file named by `sqlite://PATH` (or `sqlite:PATH`). The file is created
+/// when missing, so `?mode=rwc` is accepted as saying just that; any other
+/// query parameter is refused rather than ignored.
 fn path_of(url: &str) -> StoreResult<PathBuf> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| StoreError::Corrupt(format!("not a sqlite:// URL: {url}")))?;
+    let path = path.strip_suffix("?mode=rwc").unwrap_or(path);
     if path.is_empty() || path.contains('?') || path == ":memory:" {
         return Err(StoreError::Backend(
             format!("expected sqlite://PATH to a file, got {url}").into(),
@@ -925,6 +927,31 @@ impl Store for SqliteStore {
             }
             // Let this process's other writers in between batches.
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_name_a_file() {
+        let ok = |url: &str| path_of(url).map(|p| p.display().to_string()).ok();
+        assert_eq!(ok("sqlite://latchkey.db").as_deref(), Some("latchkey.db"));
+        assert_eq!(
+            ok("sqlite:///var/lib/l.db").as_deref(),
+            Some("/var/lib/l.db")
+        );
+        assert_eq!(ok("sqlite:l.db").as_deref(), Some("l.db"));
+        assert_eq!(ok("sqlite://l.db?mode=rwc").as_deref(), Some("l.db"));
+        for bad in [
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://l.db?mode=ro",
+            "postgres://x/y",
+        ] {
+            assert!(path_of(bad).is_err(), "{bad}");
         }
     }
 }
