@@ -187,6 +187,93 @@ async fn revoke(
     Ok(done.rows_affected() == 1)
 }
 
+/// The four writes of a rotation in one statement, one round trip: consume
+/// the token if it is unused and its session unrevoked, store its
+/// successor, touch the session, and append the `refresh` audit event, which
+/// commits with the rotation it records. Returns 1 when it rotated, 0 when
+/// the guard refused (nothing written).
+async fn write_rotation(
+    db: impl sqlx::PgExecutor<'_>,
+    req: &RotationRequest,
+    scope: &str,
+    expires_at: i64,
+) -> StoreResult<u64> {
+    let written = sqlx::query(
+        "WITH consumed AS ( \
+             UPDATE refresh_tokens SET used_at = $1 \
+             WHERE hash = $2 AND used_at IS NULL AND EXISTS ( \
+                 SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL) \
+             RETURNING session_id), \
+         successor AS ( \
+             INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
+                 expires_at, access_jti, ip, user_agent) \
+             SELECT $3, session_id, $2, $4, $1, $5, $6, $7, $8 FROM consumed \
+             RETURNING session_id), \
+         touched AS ( \
+             UPDATE sessions SET last_used_at = $1 \
+             WHERE id IN (SELECT session_id FROM successor) RETURNING id, user_id) \
+         INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+         SELECT $1, 'refresh', user_id, id, $9, $7, $8, '' FROM touched",
+    )
+    .bind(req.now)
+    .bind(&req.presented.0[..])
+    .bind(&req.successor.0[..])
+    .bind(scope)
+    .bind(expires_at)
+    .bind(&req.access_jti)
+    .bind(&req.ip)
+    .bind(&req.user_agent)
+    .bind(&req.client_id)
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    Ok(written.rows_affected())
+}
+
+impl PgStore {
+    /// The common case in two round trips and no explicit transaction: read
+    /// the token and its session, and when the rule says rotate, write it
+    /// with [`write_rotation`], whose guard (token still unused, session
+    /// still unrevoked) is evaluated under the token's row lock. Two such
+    /// rotations of one token cannot both pass it. `None` sends the request
+    /// to the locked path: anything but a rotation, or a guard that refused
+    /// because the token or session changed since the read.
+    async fn rotate_unlocked(
+        &self,
+        policy: &Policy,
+        req: &RotationRequest,
+    ) -> StoreResult<Option<Outcome>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(&req.presented.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let (token, session) = (token_from(&row)?, session_from(&row)?);
+        let Decision::Rotate {
+            scope,
+            expires_at,
+            binding_mismatch,
+        } = rotation::decide(policy, &token, &session, req)
+        else {
+            return Ok(None);
+        };
+        if write_rotation(&self.pool, req, &scope, expires_at).await? != 1 {
+            return Ok(None);
+        }
+        Ok(Some(Outcome::Rotated {
+            session,
+            scope,
+            binding_mismatch,
+        }))
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -476,6 +563,9 @@ impl Store for PgStore {
     }
 
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
+        if let Some(rotated) = self.rotate_unlocked(policy, req).await? {
+            return Ok(rotated);
+        }
         // FOR UPDATE locks the presented token: a concurrent rotation of it
         // waits, then sees it used. The decision below is made on data no
         // other instance can change before this commits.
@@ -516,38 +606,11 @@ impl Store for PgStore {
                 expires_at,
                 binding_mismatch,
             } => {
-                // One statement, one round trip: consume the token, store its
-                // successor, touch the session and append the `refresh` audit
-                // event, which commits with the rotation it records.
-                let written = sqlx::query(
-                    "WITH consumed AS ( \
-                         UPDATE refresh_tokens SET used_at = $1 \
-                         WHERE hash = $2 AND used_at IS NULL RETURNING session_id), \
-                     successor AS ( \
-                         INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
-                             expires_at, access_jti, ip, user_agent) \
-                         SELECT $3, session_id, $2, $4, $1, $5, $6, $7, $8 FROM consumed \
-                         RETURNING session_id), \
-                     touched AS ( \
-                         UPDATE sessions SET last_used_at = $1 \
-                         WHERE id IN (SELECT session_id FROM successor) RETURNING id, user_id) \
-                     INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-                     SELECT $1, 'refresh', user_id, id, $9, $7, $8, '' FROM touched",
-                )
-                .bind(req.now)
-                .bind(&req.presented.0[..])
-                .bind(&req.successor.0[..])
-                .bind(&scope)
-                .bind(expires_at)
-                .bind(&req.access_jti)
-                .bind(&req.ip)
-                .bind(&req.user_agent)
-                .bind(&req.client_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if written.rows_affected() != 1 {
-                    return Err(StoreError::Corrupt("rotation lost its row lock".into()));
+                let written = write_rotation(&mut *tx, req, &scope, expires_at).await?;
+                if written != 1 {
+                    // The token is locked, so only its session can have
+                    // changed: revoked since the read. Nothing was written.
+                    return Ok(Outcome::Rejected(Rejection::SessionRevoked));
                 }
                 Outcome::Rotated {
                     session,
