@@ -229,21 +229,20 @@ impl Verifier {
 
     /// Everything but the times: header, key, signature, issuer, audience.
     fn verify_untimed(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        if !header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-        }) {
-            return Err(VerifyError::WrongType);
-        }
-        if header.jwk.is_some()
-            || header.jku.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-            || header.crit.is_some()
+        // With one trusted key (the usual case) the header need not be read
+        // before the signature to pick the key: verify with it, then apply
+        // the same header checks to the header the library decoded. Any
+        // failure goes the long way, which names the precise error.
+        if self.keys.len() == 1
+            && let Some((kid, trusted)) = self.keys.iter().next()
+            && let Ok(data) =
+                jsonwebtoken::decode::<AccessClaims>(token, &trusted.key, &trusted.validation)
+            && check_header(&data.header)? == kid.as_str()
         {
-            return Err(VerifyError::EmbeddedKey);
+            return Ok(data.claims);
         }
-        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let kid = check_header(&header)?;
         let trusted = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
         if header.alg != trusted.alg.jwt_algorithm() {
             return Err(VerifyError::AlgorithmMismatch);
@@ -279,6 +278,25 @@ impl Verifier {
         }
         verified.insert(token.into(), claims.clone());
     }
+}
+
+/// The header rules of an access token: `typ` is `at+jwt`, no key or
+/// critical extension of its own, and a `kid`, which it returns.
+fn check_header(header: &Header) -> Result<&str, VerifyError> {
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
+        return Err(VerifyError::WrongType);
+    }
+    if header.jwk.is_some()
+        || header.jku.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+        || header.crit.is_some()
+    {
+        return Err(VerifyError::EmbeddedKey);
+    }
+    header.kid.as_deref().ok_or(VerifyError::UnknownKey)
 }
 
 #[cfg(test)]
