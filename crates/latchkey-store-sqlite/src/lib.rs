@@ -522,6 +522,12 @@ fn rotate_group(conn: &mut Connection, jobs: Vec<RotationJob>) {
     };
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // A caller that has gone (its request was cancelled while it queued)
+        // gets no rotation: its token must stay usable, as it would have if
+        // its own transaction had been cancelled.
+        if job.reply.is_closed() {
+            continue;
+        }
         let outcome = match tx.savepoint() {
             Ok(sp) => match rotate_in(&sp, &job.policy, &job.request) {
                 Ok(outcome @ Outcome::Rejected(_)) => Ok(outcome), // dropped: rolled back
@@ -933,7 +939,89 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use latchkey_core::rotation::BindingPolicy;
+
+    #[tokio::test]
+    async fn a_rotation_whose_caller_has_gone_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let user = User {
+            id: "usr_1".into(),
+            username: "alice".into(),
+            password_hash: "$argon2id$placeholder".into(),
+            disabled: false,
+            created_at: 100,
+        };
+        store.insert_user(&user).await.unwrap();
+        let session = Session {
+            id: "ses_1".into(),
+            user_id: user.id.clone(),
+            client_id: None,
+            scope: "profile".into(),
+            created_at: 100,
+            expires_at: 100_000,
+            last_used_at: 100,
+            revoked_at: None,
+            revoked_reason: None,
+            ip: "127.0.0.1".into(),
+            user_agent: "t".into(),
+        };
+        let first = RefreshRecord {
+            hash: TokenHash([1; 32]),
+            session_id: session.id.clone(),
+            parent: None,
+            scope: "profile".into(),
+            issued_at: 100,
+            expires_at: 50_000,
+            used_at: None,
+            access_jti: "jti".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "t".into(),
+        };
+        store.create_session(&session, &first, 10).await.unwrap();
+        let request = |hash: u8| RotationRequest {
+            presented: TokenHash([hash; 32]),
+            successor: TokenHash([hash + 1; 32]),
+            client_id: None,
+            expected_session: None,
+            scope: None,
+            access_jti: "jti2".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "t".into(),
+            now: 200,
+        };
+        let policy = Policy {
+            idle_ttl: 10_000,
+            absolute_ttl: 100_000,
+            reuse_grace: 0,
+            binding_ip: BindingPolicy::Off,
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        drop(answer);
+        let mut conn = store.inner.writer.lock().await;
+        rotate_group(
+            &mut conn,
+            vec![RotationJob {
+                policy,
+                request: request(1),
+                reply,
+            }],
+        );
+        drop(conn);
+        let (token, _) = store
+            .refresh_token(&TokenHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(token.used_at, None, "nobody was waiting: no rotation");
+        // The token still rotates for a caller who waits.
+        let outcome = store.rotate(&policy, &request(1)).await.unwrap();
+        assert!(matches!(outcome, Outcome::Rotated { .. }), "{outcome:?}");
+    }
 
     #[test]
     fn database_urls_name_a_file() {
