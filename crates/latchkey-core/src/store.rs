@@ -300,4 +300,11 @@ pub trait Store: Send + Sync + 'static {
         revoked_before: i64,
         idle_before: i64,
     ) -> StoreResult<Collected>;
+
+    /// The database's own feed of revoked sessions, when it can tell of
+    /// them as they commit, whoever made them (another instance, the
+    /// command line, or SQL by hand). `None` by default.
+    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn crate::coordination::RevocationFeed>> {
+        None
+    }
 }

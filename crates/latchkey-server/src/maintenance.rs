@@ -21,7 +21,7 @@ pub fn spawn(state: AppState) {
             collect(&gc_state).await;
         }
     });
-    if state.coordinator().is_some() {
+    if state.revocation_feed().is_some() {
         tokio::spawn(listen(state.clone()));
     }
     tokio::spawn(async move {
@@ -54,30 +54,20 @@ pub async fn collect(state: &AppState) {
     }
 }
 
-/// Follows revocations announced through Redis, resubscribing after a break.
-/// While unsubscribed, access tokens are checked against the database.
+/// Follows the revocation feed (Redis, or PostgreSQL's notifications),
+/// resubscribing after a break. While unsubscribed, access tokens are
+/// checked against the database.
 async fn listen(state: AppState) {
-    let Some(redis) = state.coordinator().cloned() else {
+    let Some(feed) = state.revocation_feed().cloned() else {
         return;
     };
     loop {
         let on_connected = {
             let state = state.clone();
-            let redis = redis.clone();
-            move || {
-                // Announcements made while unsubscribed are on the deny-list.
-                let state = state.clone();
-                let redis = redis.clone();
-                tokio::spawn(async move {
-                    match redis.revoked_sessions().await {
-                        Ok(revoked) => {
-                            let until = now() + state.deny_ttl();
-                            state.revocations().connected(revoked, until);
-                            tracing::info!("following revocations through Redis");
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot read the Redis deny-list"),
-                    }
-                });
+            move |revoked: Vec<String>| {
+                let until = now() + state.deny_ttl();
+                state.revocations().connected(revoked, until);
+                tracing::info!("following revocations: sessions are cached until revoked");
             }
         };
         let on_revoked: latchkey_core::coordination::OnRevoked = {
@@ -87,10 +77,10 @@ async fn listen(state: AppState) {
                 state.revocations().revoke(sid, now + state.deny_ttl(), now);
             })
         };
-        let result = redis.listen(&on_connected, &on_revoked).await;
+        let result = feed.listen(&on_connected, &on_revoked).await;
         state.revocations().disconnected();
         if let Err(e) = result {
-            tracing::warn!(error = %e, "Redis subscription lost; checking sessions in the database until it is back");
+            tracing::warn!(error = ?e, "revocation feed lost; checking sessions in the database until it is back");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
-use latchkey_core::coordination::Coordinator;
+use latchkey_core::coordination::{Coordinator, RevocationFeed};
 use latchkey_core::id::random_id;
 use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
 use latchkey_core::password::PasswordHasher;
@@ -43,6 +43,9 @@ struct Inner {
     throttle_ip: Throttle,
     /// Redis, when configured: shared counters and revocation fan-out.
     coordinator: Option<Arc<dyn Coordinator>>,
+    /// Where revocations are learnt as they happen: Redis when configured,
+    /// else the database when it can tell (PostgreSQL).
+    feed: Option<Arc<dyn RevocationFeed>>,
     revocations: RevocationCache,
 }
 
@@ -114,10 +117,15 @@ impl AppState {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let feed = match &coordinator {
+            Some(redis) => Some(redis.clone() as Arc<dyn RevocationFeed>),
+            None => store.revocation_feed(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::default(),
                 coordinator,
+                feed,
                 revocations: RevocationCache::default(),
                 throttle_account: Throttle::new(config.throttle_account),
                 throttle_ip: Throttle::new(config.throttle_ip),
@@ -325,20 +333,29 @@ impl AppState {
     }
 
     /// Tells every instance (through Redis, when configured) that these
-    /// sessions were revoked; the database already says so.
+    /// sessions were revoked; the database already says so. This instance
+    /// knows at once; through PostgreSQL's feed, the others learn it from
+    /// the database when the revocation commits.
     pub async fn announce_revoked(&self, sids: &[String]) {
-        let Some(redis) = &self.inner.coordinator else {
+        if self.inner.feed.is_none() {
             return;
-        };
+        }
         let now = now();
         for sid in sids {
             self.inner
                 .revocations
                 .revoke(sid.clone(), now + self.deny_ttl(), now);
-            if let Err(e) = redis.announce_revoked(sid, self.deny_ttl()).await {
+            if let Some(redis) = &self.inner.coordinator
+                && let Err(e) = redis.announce_revoked(sid, self.deny_ttl()).await
+            {
                 tracing::error!(error = %e, session_id = %sid, "revocation could not be announced through Redis");
             }
         }
+    }
+
+    /// The revocation feed this instance follows, if any.
+    pub fn revocation_feed(&self) -> Option<&Arc<dyn RevocationFeed>> {
+        self.inner.feed.as_ref()
     }
 
     /// The Redis coordinator, when configured.
@@ -747,11 +764,11 @@ impl AppState {
                 && session.expires_at > now
                 && !user.disabled
         };
-        // With a live Redis subscription, announced revocations are all this
+        // With a live revocation feed, announced revocations are all this
         // instance needs to know: sessions are looked up once, then cached.
         let cache = &self.inner.revocations;
-        let trusted = self.inner.coordinator.is_some() && cache.is_trusted();
-        if trusted {
+        let trusted = cache.trusted();
+        if trusted.is_some() {
             if cache.is_revoked(sid) {
                 return Err(ApiError::invalid_token("the session has been revoked"));
             }
@@ -768,8 +785,8 @@ impl AppState {
         self.metrics().inc("latchkey_session_lookups_total", &[]);
         match self.store().session_with_user(sid).await? {
             Some((session, user)) if live(&session, &user) => {
-                if trusted {
-                    cache.remember(session, user.clone());
+                if let Some(generation) = trusted {
+                    cache.remember(session, user.clone(), generation);
                 }
                 Ok(Principal {
                     claims,

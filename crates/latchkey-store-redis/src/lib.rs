@@ -17,7 +17,7 @@
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use latchkey_core::coordination::{Coordinator, OnRevoked};
+use latchkey_core::coordination::{Coordinator, OnConnected, OnRevoked, RevocationFeed};
 use latchkey_core::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -138,15 +138,16 @@ impl Coordinator for RedisCoordinator {
             .filter_map(|k| k.strip_prefix(&strip).map(str::to_owned))
             .collect())
     }
+}
 
-    async fn listen(
-        &self,
-        on_connected: &(dyn Fn() + Send + Sync),
-        on_revoked: &OnRevoked,
-    ) -> StoreResult<()> {
+#[async_trait]
+impl RevocationFeed for RedisCoordinator {
+    async fn listen(&self, on_connected: &OnConnected, on_revoked: &OnRevoked) -> StoreResult<()> {
         let mut pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
         pubsub.subscribe(self.channel()).await.map_err(backend)?;
-        on_connected();
+        // Subscribed first, then the deny-list: a revocation announced in
+        // between is in both, none is in neither.
+        on_connected(self.revoked_sessions().await?);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
             if let Ok(sid) = message.get_payload::<String>() {

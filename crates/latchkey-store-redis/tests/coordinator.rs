@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use latchkey_core::coordination::Coordinator;
+use latchkey_core::coordination::{Coordinator, RevocationFeed};
 use latchkey_store_redis::RedisCoordinator;
 
 /// A coordinator under a fresh prefix, or `None` (skip) without Redis outside CI.
@@ -43,19 +43,21 @@ async fn failures_count_within_one_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_listeners_and_the_deny_list() {
     let Some(redis) = fresh().await else { return };
+    redis.announce_revoked("ses_0", 60).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     let listener = redis.clone();
     let sink = seen.clone();
     tokio::spawn(async move {
-        let connected = move || {
-            let _ = tx.send(());
+        let connected = move |revoked: Vec<String>| {
+            let _ = tx.send(revoked);
         };
         let on_revoked: latchkey_core::coordination::OnRevoked =
             Box::new(move |sid| sink.lock().unwrap().push(sid));
         let _ = listener.listen(&connected, &on_revoked).await;
     });
-    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // Subscribing hands over the deny-list as it stands.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), ["ses_0"]);
     redis.announce_revoked("ses_1", 60).await.unwrap();
     redis.announce_revoked("ses_2", 60).await.unwrap();
     for _ in 0..50 {
@@ -67,5 +69,5 @@ async fn revocations_reach_listeners_and_the_deny_list() {
     assert_eq!(*seen.lock().unwrap(), ["ses_1", "ses_2"]);
     let mut listed = redis.revoked_sessions().await.unwrap();
     listed.sort();
-    assert_eq!(listed, ["ses_1", "ses_2"]);
+    assert_eq!(listed, ["ses_0", "ses_1", "ses_2"]);
 }

@@ -322,17 +322,66 @@ async fn with_redis_failed_logins_are_counted_across_instances() {
 }
 
 #[tokio::test]
-async fn without_redis_each_instance_asks_the_database() {
+async fn without_redis_instances_follow_revocations_through_postgresql() {
     let Some(env) = Env::postgres(&[]).await else {
         return;
     };
     env.add_user("alice");
+    env.add_user("bob");
     let a = env.serve();
     let b = env.serve();
     let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // B reads a session once, then keeps it until it is revoked.
     let pair = login(&http, &a).await;
-    assert_eq!(me(&http, &b, s(&pair, "access_token")).await, 200);
+    let token = s(&pair, "access_token");
+    for _ in 0..20 {
+        assert_eq!(me(&http, &b, token).await, 200);
+    }
+    let looked_up = lookups(&http, &b).await;
+    assert!(looked_up <= 1, "B read the session {looked_up} times");
+
+    // Logout on A: the database announces it, and B refuses the token
+    // without reading the session again.
+    let response = http
+        .post(a.url("/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    until_refused(&http, &b, token).await;
+    assert_eq!(lookups(&http, &b).await, looked_up);
+
+    // The command line, with no Redis to announce through.
+    let second = login(&http, &a).await;
+    let second = s(&second, "access_token");
+    assert_eq!(me(&http, &b, second).await, 200);
+    assert_eq!(me(&http, &a, second).await, 200);
     env.ok(&["sessions", "revoke", "--user", "alice"], None);
-    assert_eq!(me(&http, &b, s(&pair, "access_token")).await, 401);
-    assert_eq!(me(&http, &a, s(&pair, "access_token")).await, 401);
+    until_refused(&http, &b, second).await;
+    until_refused(&http, &a, second).await;
+
+    // SQL by hand: disabling a user in the database.
+    let form = [("username", "bob"), ("password", PASSWORD)];
+    let bobs: Value = http
+        .post(a.url("/auth/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bobs = s(&bobs, "access_token");
+    assert_eq!(me(&http, &b, bobs).await, 200);
+    let mut db = sqlx::PgConnection::connect(&env.database_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE username = 'bob'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    until_refused(&http, &b, bobs).await;
 }
