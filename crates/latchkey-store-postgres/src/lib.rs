@@ -27,6 +27,9 @@ use latchkey_core::store::{
 };
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+mod batch;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -34,9 +37,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The batch task's queue of rotations ([`batch`]).
+    rotations: mpsc::UnboundedSender<batch::Job>,
 }
 
-fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -45,10 +50,10 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
+pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
      s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent";
 // Token columns are aliased: they are always read joined with a session.
-const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
+pub(crate) const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
      t.parent_hash AS t_parent_hash, t.scope AS t_scope, t.issued_at AS t_issued_at, \
      t.expires_at AS t_expires_at, t.used_at AS t_used_at, t.access_jti AS t_access_jti, \
      t.ip AS t_ip, t.user_agent AS t_user_agent";
@@ -75,7 +80,8 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(Self { pool })
+        let rotations = batch::spawn(pool.clone());
+        Ok(Self { pool, rotations })
     }
 
     /// Closes the pool.
@@ -177,7 +183,7 @@ fn client_from(row: &PgRow) -> StoreResult<Client> {
     })
 }
 
-fn session_from(row: &PgRow) -> StoreResult<Session> {
+pub(crate) fn session_from(row: &PgRow) -> StoreResult<Session> {
     Ok(Session {
         id: row.try_get("id").map_err(backend)?,
         user_id: row.try_get("user_id").map_err(backend)?,
@@ -193,7 +199,7 @@ fn session_from(row: &PgRow) -> StoreResult<Session> {
     })
 }
 
-fn token_from(row: &PgRow) -> StoreResult<RefreshRecord> {
+pub(crate) fn token_from(row: &PgRow) -> StoreResult<RefreshRecord> {
     let parent: Option<Vec<u8>> = row.try_get("t_parent_hash").map_err(backend)?;
     Ok(RefreshRecord {
         hash: hash_of(row, "t_hash")?,
@@ -289,50 +295,6 @@ async fn write_rotation(
     .await
     .map_err(backend)?;
     Ok(written.rows_affected())
-}
-
-impl PgStore {
-    /// The common case in two round trips and no explicit transaction: read
-    /// the token and its session, and when the rule says rotate, write it
-    /// with [`write_rotation`], whose guard (token still unused, session
-    /// still unrevoked) is evaluated under the token's row lock. Two such
-    /// rotations of one token cannot both pass it. `None` sends the request
-    /// to the locked path: anything but a rotation, or a guard that refused
-    /// because the token or session changed since the read.
-    async fn rotate_unlocked(
-        &self,
-        policy: &Policy,
-        req: &RotationRequest,
-    ) -> StoreResult<Option<Outcome>> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1"
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(&req.presented.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-        else {
-            return Ok(None);
-        };
-        let (token, session) = (token_from(&row)?, session_from(&row)?);
-        let Decision::Rotate {
-            scope,
-            expires_at,
-            binding_mismatch,
-        } = rotation::decide(policy, &token, &session, req)
-        else {
-            return Ok(None);
-        };
-        if write_rotation(&self.pool, req, &scope, expires_at).await? != 1 {
-            return Ok(None);
-        }
-        Ok(Some(Outcome::Rotated {
-            session,
-            scope,
-            binding_mismatch,
-        }))
-    }
 }
 
 #[async_trait]
@@ -624,8 +586,20 @@ impl Store for PgStore {
     }
 
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
-        if let Some(rotated) = self.rotate_unlocked(policy, req).await? {
-            return Ok(rotated);
+        // The common case: a plain rotation, made in a batch with others.
+        let (reply, answer) = oneshot::channel();
+        let job = batch::Job {
+            policy: *policy,
+            req: req.clone(),
+            reply,
+        };
+        if self.rotations.send(job).is_ok() {
+            match answer.await {
+                Ok(Ok(Some(rotated))) => return Ok(rotated),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(StoreError::Backend("the rotation task stopped".into())),
+            }
         }
         // FOR UPDATE locks the presented token: a concurrent rotation of it
         // waits, then sees it used. The decision below is made on data no

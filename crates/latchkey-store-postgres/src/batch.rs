@@ -1,0 +1,256 @@
+//! Rotations in batches: one task per store takes every rotation waiting,
+//! reads their tokens in one statement, decides each with
+//! [`rotation::decide`], and writes all the rotations it decided in one
+//! statement, so that one round trip, one plan and one commit (one WAL
+//! flush) serve many refreshes.
+//!
+//! Only plain rotations are made here. Anything else (an unknown token,
+//! reuse, a grace replay, a refusal) and any rotation whose guard refused
+//! (the token was used or its session revoked since the read) is answered
+//! `None`, and the caller takes the locked path, which decides again on a
+//! locked row. The write is one statement: either every rotation it made is
+//! committed, or none is.
+
+use std::collections::{HashMap, HashSet};
+
+use latchkey_core::rotation::{self, Decision, Policy, RotationRequest};
+use latchkey_core::store::{Outcome, StoreError, StoreResult};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{SESSION_COLUMNS, TOKEN_COLUMNS, session_from, token_from};
+
+/// Rotations taken into one batch at most.
+const MAX_BATCH: usize = 256;
+
+/// What a caller gets back: a rotation made, or `None` for the locked path.
+pub(crate) type Answer = StoreResult<Option<Outcome>>;
+
+/// One caller's rotation, waiting for the batch task.
+pub(crate) struct Job {
+    pub(crate) policy: Policy,
+    pub(crate) req: RotationRequest,
+    pub(crate) reply: oneshot::Sender<Answer>,
+}
+
+/// Starts the batch task of a store; it ends when every sender is gone.
+pub(crate) fn spawn(pool: PgPool) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    tokio::spawn(async move {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            run(&pool, std::mem::take(&mut jobs)).await;
+        }
+    });
+    tx
+}
+
+/// A rotation decided in this batch, waiting for the write.
+struct Decided {
+    job: Job,
+    /// The session the token belonged to when it was read.
+    session_id: String,
+    outcome: Outcome,
+    scope: String,
+    expires_at: i64,
+}
+
+async fn run(pool: &PgPool, jobs: Vec<Job>) {
+    // A caller that has gone (its request cancelled) gets no rotation: its
+    // token stays usable, as if it had never asked.
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    if jobs.is_empty() {
+        return;
+    }
+    // One rotation per presented token in a batch; the same token again goes
+    // the locked path, where it meets the first one's result.
+    let mut seen = HashSet::new();
+    let mut repeated = Vec::new();
+    let mut unique = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if seen.insert(job.req.presented.0) {
+            unique.push(job);
+        } else {
+            repeated.push(job);
+        }
+    }
+    for job in repeated {
+        let _ = job.reply.send(Ok(None));
+    }
+    let decided = decide_all(pool, unique).await;
+    if decided.is_empty() {
+        return;
+    }
+    match write_all(pool, &decided).await {
+        Ok(rotated) => {
+            for d in decided {
+                let answer = rotated
+                    .contains(&d.job.req.presented.0)
+                    .then_some(d.outcome);
+                let _ = d.job.reply.send(Ok(answer));
+            }
+        }
+        // The database refused the statement: nothing of it was written, so
+        // each rotation may be tried again on its own.
+        Err(sqlx::Error::Database(e)) => {
+            tracing::debug!(error = %e, "batched rotation refused; rotating one by one");
+            for d in decided {
+                let _ = d.job.reply.send(Ok(None));
+            }
+        }
+        // The connection failed: whether the statement committed is not
+        // known, so no caller may act as if it had not.
+        Err(e) => {
+            let message = e.to_string();
+            for d in decided {
+                let _ = d
+                    .job
+                    .reply
+                    .send(Err(StoreError::Backend(message.clone().into())));
+            }
+        }
+    }
+}
+
+/// Reads every presented token with its session and decides each; answers
+/// at once every job that is not a plain rotation, and every job when the
+/// read fails.
+async fn decide_all(pool: &PgPool, jobs: Vec<Job>) -> Vec<Decided> {
+    let hashes: Vec<Vec<u8>> = jobs.iter().map(|j| j.req.presented.0.to_vec()).collect();
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id WHERE t.hash = ANY($1)"
+    );
+    let rows = match sqlx::query(&sql).bind(&hashes).fetch_all(pool).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            let message = e.to_string();
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Backend(message.clone().into())));
+            }
+            return Vec::new();
+        }
+    };
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        // A row that cannot be read is left to the locked path, which
+        // reports it.
+        if let (Ok(token), Ok(session)) = (token_from(row), session_from(row)) {
+            found.insert(token.hash.0, (token, session));
+        }
+    }
+    let mut decided = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some((token, session)) = found.remove(&job.req.presented.0) else {
+            let _ = job.reply.send(Ok(None));
+            continue;
+        };
+        match rotation::decide(&job.policy, &token, &session, &job.req) {
+            Decision::Rotate {
+                scope,
+                expires_at,
+                binding_mismatch,
+            } => decided.push(Decided {
+                session_id: session.id.clone(),
+                outcome: Outcome::Rotated {
+                    session,
+                    scope: scope.clone(),
+                    binding_mismatch,
+                },
+                job,
+                scope,
+                expires_at,
+            }),
+            _ => {
+                let _ = job.reply.send(Ok(None));
+            }
+        }
+    }
+    decided
+}
+
+/// The four writes of every decided rotation in one statement: consume each
+/// token if it is still unused and its session unrevoked (evaluated under
+/// the token's row lock), store its successor, touch its session, and
+/// append its `refresh` audit event. Returns the presented hashes of the
+/// rotations made.
+async fn write_all(pool: &PgPool, decided: &[Decided]) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
+    let n = decided.len();
+    let mut now = Vec::with_capacity(n);
+    let mut presented = Vec::with_capacity(n);
+    let mut successor = Vec::with_capacity(n);
+    let mut scope = Vec::with_capacity(n);
+    let mut expires_at = Vec::with_capacity(n);
+    let mut access_jti = Vec::with_capacity(n);
+    let mut ip = Vec::with_capacity(n);
+    let mut user_agent = Vec::with_capacity(n);
+    let mut client_id: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut session_id = Vec::with_capacity(n);
+    for d in decided {
+        let req = &d.job.req;
+        now.push(req.now);
+        presented.push(req.presented.0.to_vec());
+        successor.push(req.successor.0.to_vec());
+        scope.push(d.scope.clone());
+        expires_at.push(d.expires_at);
+        access_jti.push(req.access_jti.clone());
+        ip.push(req.ip.clone());
+        user_agent.push(req.user_agent.clone());
+        client_id.push(req.client_id.clone());
+        session_id.push(d.session_id.clone());
+    }
+    // The statement names its join order: the planner's estimates for
+    // `unnest` are guesses, and a plan driven from `sessions` would read
+    // every token of every session. `live` (materialised) keeps the
+    // rotations whose session is unrevoked; each token is then found by its
+    // primary key, and consumed only if still unused, which is checked again
+    // under its row lock, so two rotations of one token cannot both pass.
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "WITH input AS MATERIALIZED ( \
+             SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], \
+                 $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+             AS i(now, presented, successor, scope, expires_at, access_jti, ip, user_agent, \
+                 client_id, session_id)), \
+         live AS MATERIALIZED ( \
+             SELECT i.* FROM input i JOIN sessions s ON s.id = i.session_id \
+             WHERE s.revoked_at IS NULL), \
+         consumed AS ( \
+             UPDATE refresh_tokens t SET used_at = l.now FROM live l \
+             WHERE t.hash = l.presented AND t.session_id = l.session_id AND t.used_at IS NULL \
+             RETURNING t.hash), \
+         successor AS ( \
+             INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
+                 expires_at, access_jti, ip, user_agent) \
+             SELECT l.successor, l.session_id, l.presented, l.scope, l.now, l.expires_at, \
+                 l.access_jti, l.ip, l.user_agent \
+             FROM consumed c JOIN live l ON l.presented = c.hash \
+             RETURNING session_id, parent_hash, issued_at), \
+         touched AS ( \
+             UPDATE sessions s SET last_used_at = x.issued_at FROM successor x \
+             WHERE s.id = x.session_id \
+             RETURNING s.id, s.user_id), \
+         audit AS ( \
+             INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+             SELECT l.now, 'refresh', t.user_id, t.id, l.client_id, l.ip, l.user_agent, '' \
+             FROM touched t JOIN live l ON l.session_id = t.id) \
+         SELECT parent_hash FROM successor",
+    )
+    .bind(&now)
+    .bind(&presented)
+    .bind(&successor)
+    .bind(&scope)
+    .bind(&expires_at)
+    .bind(&access_jti)
+    .bind(&ip)
+    .bind(&user_agent)
+    .bind(&client_id)
+    .bind(&session_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|hash| <[u8; 32]>::try_from(hash.as_slice()).ok())
+        .collect())
+}
