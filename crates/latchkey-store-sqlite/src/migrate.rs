@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_session_queries.sql"),
     include_str!("../migrations/0003_key_rotation.sql"),
+    include_str!("../migrations/0004_token_rows_in_issue_order.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two
@@ -103,6 +104,55 @@ mod tests {
             r.get::<_, i64>(0)
         })
         .unwrap();
+    }
+
+    #[test]
+    fn tokens_keep_their_rows_and_rules_across_the_move_to_issue_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3; \
+             INSERT INTO users (id, username, password_hash, disabled, created_at) \
+                 VALUES ('usr_a', 'a', 'x', 0, 1); \
+             INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, \
+                 last_used_at, ip, user_agent) VALUES ('ses_a', 'usr_a', NULL, '', 1, 9, 1, '', ''); \
+             INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
+                 expires_at, used_at, access_jti, ip, user_agent) \
+                 VALUES (x'01', 'ses_a', NULL, 'profile', 1, 9, 5, 'j1', '127.0.0.1', 'ua'), \
+                        (x'02', 'ses_a', x'01', 'profile', 5, 9, NULL, 'j2', '127.0.0.1', 'ua');",
+        )
+        .unwrap();
+        run(&mut conn).unwrap();
+        let kept: (String, Option<Vec<u8>>, Option<i64>, String) = conn
+            .query_row(
+                "SELECT session_id, parent_hash, used_at, access_jti FROM refresh_tokens WHERE hash = x'02'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("ses_a".into(), Some(vec![1]), None, "j2".into()));
+        // Still unique by hash, still tied to a session, still deleted with it.
+        let again = conn.execute(
+            "INSERT INTO refresh_tokens (hash, session_id, scope, issued_at, expires_at, access_jti, ip, user_agent) \
+             VALUES (x'02', 'ses_a', '', 1, 9, 'j', '', '')",
+            [],
+        );
+        assert!(again.is_err());
+        let orphan = conn.execute(
+            "INSERT INTO refresh_tokens (hash, session_id, scope, issued_at, expires_at, access_jti, ip, user_agent) \
+             VALUES (x'03', 'ses_none', '', 1, 9, 'j', '', '')",
+            [],
+        );
+        assert!(orphan.is_err());
+        conn.execute("DELETE FROM sessions WHERE id = 'ses_a'", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refresh_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]
