@@ -17,13 +17,24 @@
 //! server with djangorestframework-simplejwt (`POST /api/token/`,
 //! `POST /api/token/refresh/`, `GET /api/me/`), for the side-by-side
 //! comparison of `scripts/compare-django.sh`.
+//!
+//! Each client holds one HTTP/1.1 connection (hyper's client connection,
+//! without a pool), reconnecting when the server closes it, so that the
+//! generator's own CPU per request stays small beside the server it shares
+//! the machine with; that CPU is reported too (`client_cpu_us_per_request`).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use serde_json::Value;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scenario {
@@ -64,25 +75,98 @@ impl Api {
         }
     }
 
-    fn refresh_form(self, token: &str) -> Vec<(&'static str, &str)> {
+    fn refresh_form(self, token: &str) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
         match self {
-            Api::Latchkey => vec![("grant_type", "refresh_token"), ("refresh_token", token)],
-            Api::Simplejwt => vec![("refresh", token)],
+            Api::Latchkey => form
+                .append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", token),
+            Api::Simplejwt => form.append_pair("refresh", token),
+        };
+        form.finish()
+    }
+}
+
+/// The tokens of a login or refresh response, in either interface.
+#[derive(Debug, Default, Deserialize)]
+struct Tokens {
+    #[serde(alias = "access")]
+    access_token: Option<String>,
+    #[serde(alias = "refresh")]
+    refresh_token: Option<String>,
+}
+
+/// One client's HTTP/1.1 connection to the target.
+struct Conn {
+    /// `HOST:PORT`.
+    authority: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    fn new(target: &str) -> Self {
+        let authority = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            authority,
+            sender: None,
         }
     }
 
-    fn access_field(self) -> &'static str {
-        match self {
-            Api::Latchkey => "access_token",
-            Api::Simplejwt => "access",
-        }
+    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("connect to {}", self.authority))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(self.sender.insert(sender))
     }
 
-    fn refresh_field(self) -> &'static str {
-        match self {
-            Api::Latchkey => "refresh_token",
-            Api::Simplejwt => "refresh",
+    /// Sends one request; answers its status and body.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        form: Option<String>,
+    ) -> Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority);
+        if let Some(token) = bearer {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
+        let body = match form {
+            Some(form) => {
+                request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Full::new(Bytes::from(form))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request.body(body)?;
+        let sender = match self.sender.take() {
+            Some(sender) if !sender.is_closed() => self.sender.insert(sender),
+            _ => self.connect().await?,
+        };
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let close = response
+            .headers()
+            .get(CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let body = response.into_body().collect().await?.to_bytes();
+        if close {
+            self.sender = None;
+        }
+        Ok((status, body))
     }
 }
 
@@ -171,34 +255,32 @@ struct Worker {
     errors: u64,
 }
 
-async fn login(http: &reqwest::Client, args: &Args) -> Result<Value> {
-    let response = http
-        .post(format!("{}{}", args.target, args.api.login_path()))
-        .form(&[
-            ("username", args.username.as_str()),
-            ("password", args.password.as_str()),
-        ])
-        .send()
+async fn login(conn: &mut Conn, args: &Args) -> Result<Tokens> {
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", &args.username)
+        .append_pair("password", &args.password)
+        .finish();
+    let (status, body) = conn
+        .send(Method::POST, args.api.login_path(), None, Some(form))
         .await?;
-    if !response.status().is_success() {
+    if !status.is_success() {
         bail!(
-            "login failed with {}: {}",
-            response.status(),
-            response.text().await?
+            "login failed with {status}: {}",
+            String::from_utf8_lossy(&body)
         );
     }
-    Ok(response.json().await?)
+    Ok(serde_json::from_slice(&body)?)
 }
 
 async fn run_worker(
-    http: reqwest::Client,
     args: std::sync::Arc<Args>,
     ready: std::sync::Arc<tokio::sync::Barrier>,
     window: std::sync::Arc<tokio::sync::OnceCell<Instant>>,
 ) -> Result<Worker> {
+    let mut conn = Conn::new(&args.target);
     let pair = match args.scenario {
-        Scenario::Login => Value::Null,
-        _ => match login(&http, &args).await {
+        Scenario::Login => Tokens::default(),
+        _ => match login(&mut conn, &args).await {
             Ok(pair) => pair,
             Err(e) => {
                 // Still arrive at the barrier, or the others wait forever.
@@ -208,14 +290,8 @@ async fn run_worker(
         },
     };
     let api = args.api;
-    let mut refresh_token = pair[api.refresh_field()]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let access_token = pair[api.access_field()]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let mut refresh_token = pair.refresh_token.unwrap_or_default();
+    let access_token = pair.access_token.unwrap_or_default();
     let mut worker = Worker {
         latencies: Vec::new(),
         errors: 0,
@@ -227,25 +303,24 @@ async fn run_worker(
     while Instant::now() < until {
         let sent = Instant::now();
         let ok = match args.scenario {
-            Scenario::Login => login(&http, &args).await.is_ok(),
-            Scenario::Me => http
-                .get(format!("{}{}", args.target, api.me_path()))
-                .bearer_auth(&access_token)
-                .send()
+            Scenario::Login => login(&mut conn, &args).await.is_ok(),
+            Scenario::Me => conn
+                .send(Method::GET, api.me_path(), Some(&access_token), None)
                 .await
-                .is_ok_and(|r| r.status().is_success()),
+                .is_ok_and(|(status, _)| status.is_success()),
             Scenario::Refresh => {
-                let response = http
-                    .post(format!("{}{}", args.target, api.refresh_path()))
-                    .form(&api.refresh_form(&refresh_token))
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().is_success() => {
-                        let body: Value = r.json().await.unwrap_or_default();
-                        match body[api.refresh_field()].as_str() {
+                let form = api.refresh_form(&refresh_token);
+                match conn
+                    .send(Method::POST, api.refresh_path(), None, Some(form))
+                    .await
+                {
+                    Ok((status, body)) if status.is_success() => {
+                        match serde_json::from_slice::<Tokens>(&body)
+                            .ok()
+                            .and_then(|t| t.refresh_token)
+                        {
                             Some(next) => {
-                                refresh_token = next.to_owned();
+                                refresh_token = next;
                                 true
                             }
                             None => false,
@@ -262,11 +337,10 @@ async fn run_worker(
             worker.errors += 1;
             if matches!(args.scenario, Scenario::Refresh) {
                 // A broken chain cannot continue; start a new one.
-                let pair = login(&http, &args).await?;
-                refresh_token = pair[api.refresh_field()]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                refresh_token = login(&mut conn, &args)
+                    .await?
+                    .refresh_token
+                    .unwrap_or_default();
             }
         }
     }
@@ -278,16 +352,12 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     check_loopback(&args.target)?;
     let args = std::sync::Arc::new(args);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
     // Clients log in first; the measured window opens when all have.
     let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let window = std::sync::Arc::new(tokio::sync::OnceCell::new());
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         tasks.push(tokio::spawn(run_worker(
-            http.clone(),
             args.clone(),
             ready.clone(),
             window.clone(),
@@ -297,6 +367,8 @@ async fn main() -> Result<()> {
     ready.wait().await;
     let start = *window.get_or_init(|| async { Instant::now() }).await;
     let cpu_before = cpu_seconds(&args.server_pids, hz)?;
+    let own = [std::process::id()];
+    let own_before = cpu_seconds(&own, hz)?;
     let mut latencies = Vec::new();
     let mut errors = 0;
     for task in tasks {
@@ -309,6 +381,7 @@ async fn main() -> Result<()> {
         .as_secs_f64()
         .max(0.001);
     let server_cpu = cpu_seconds(&args.server_pids, hz)? - cpu_before;
+    let client_cpu = cpu_seconds(&own, hz)? - own_before;
     latencies.sort_unstable();
     let pick = |q: f64| {
         let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
@@ -331,6 +404,10 @@ async fn main() -> Result<()> {
             server_cpu * 1e6 / (latencies.len().max(1) as f64)
         );
     }
+    print!(
+        " client_cpu_us_per_request={:.0}",
+        client_cpu * 1e6 / (latencies.len().max(1) as f64)
+    );
     println!();
     Ok(())
 }
