@@ -3,7 +3,7 @@
 //! its own high-water mark, so the resident memory grows with the number of
 //! threads that ever hashed. One thread per core bounds it.
 //!
-//! Hashing threads run at a lower scheduling priority (nice 9 on Linux) than
+//! Hashing threads run at a lower scheduling priority (nice 19 on Linux) than
 //! the request threads: on an idle machine they use every core, but under a
 //! login flood the refreshes and API requests waiting for a core go first,
 //! and logins, which are throttled and can wait, queue instead.
@@ -16,15 +16,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Lowers the calling thread's priority; a failure only costs latency under
 /// load, so it is logged, not fatal.
 fn lower_priority() {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    // 25 of 0..=99 maps to niceness 9 for the normal (time-sharing) policy.
-    let result = ThreadPriorityValue::try_from(25u8)
-        .map_err(|e| e.to_string())
-        .and_then(|value| {
-            set_current_thread_priority(ThreadPriority::Crossplatform(value))
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = result {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    // The lowest of the normal (time-sharing) policy: niceness 19.
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
         tracing::warn!(error = %e, "cannot lower the priority of a hashing thread");
     }
 }

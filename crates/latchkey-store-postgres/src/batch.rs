@@ -10,12 +10,19 @@
 //! `None`, and the caller takes the locked path, which decides again on a
 //! locked row. The write is one statement: either every rotation it made is
 //! committed, or none is.
+//!
+//! The task has a connection of its own, on which the planner may not choose
+//! hash or merge joins or sequential scans while an index serves: its
+//! statements take a batch's rows by primary key, one by one. A plan cached
+//! while the tables were small (a hash join over every session, say) would
+//! otherwise stay in use as they grow, and a refresh would cost a scan.
 
 use std::collections::{HashMap, HashSet};
 
 use latchkey_core::rotation::{self, Decision, Policy, RotationRequest};
 use latchkey_core::store::{Outcome, StoreError, StoreResult};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{SESSION_COLUMNS, TOKEN_COLUMNS, session_from, token_from};
@@ -34,15 +41,44 @@ pub(crate) struct Job {
 }
 
 /// Starts the batch task of a store; it ends when every sender is gone.
-pub(crate) fn spawn(pool: PgPool) -> mpsc::UnboundedSender<Job> {
+pub(crate) fn spawn(pool: &PgPool) -> mpsc::UnboundedSender<Job> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let options = batch_options(&pool.connect_options());
     tokio::spawn(async move {
+        let mut conn: Option<PgConnection> = None;
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            run(&pool, std::mem::take(&mut jobs)).await;
+            let jobs = std::mem::take(&mut jobs);
+            if conn.is_none() {
+                match PgConnection::connect_with(&options).await {
+                    Ok(fresh) => conn = Some(fresh),
+                    Err(e) => {
+                        // The callers rotate one by one, on the pool.
+                        tracing::warn!(error = %e, "cannot connect for batched rotations");
+                        for job in jobs {
+                            let _ = job.reply.send(Ok(None));
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut()
+                && !run(c, jobs).await
+            {
+                conn = None;
+            }
         }
     });
     tx
+}
+
+/// The pool's connection options, with the planner held to index lookups.
+fn batch_options(pool: &PgConnectOptions) -> PgConnectOptions {
+    pool.clone().options([
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_seqscan", "off"),
+    ])
 }
 
 /// A rotation decided in this batch, waiting for the write.
@@ -55,12 +91,14 @@ struct Decided {
     expires_at: i64,
 }
 
-async fn run(pool: &PgPool, jobs: Vec<Job>) {
+/// Runs one batch on `conn`; false when the connection failed and must be
+/// replaced.
+async fn run(conn: &mut PgConnection, jobs: Vec<Job>) -> bool {
     // A caller that has gone (its request cancelled) gets no rotation: its
     // token stays usable, as if it had never asked.
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
     if jobs.is_empty() {
-        return;
+        return true;
     }
     // One rotation per presented token in a batch; the same token again goes
     // the locked path, where it meets the first one's result.
@@ -77,11 +115,13 @@ async fn run(pool: &PgPool, jobs: Vec<Job>) {
     for job in repeated {
         let _ = job.reply.send(Ok(None));
     }
-    let decided = decide_all(pool, unique).await;
+    let Some(decided) = decide_all(conn, unique).await else {
+        return false;
+    };
     if decided.is_empty() {
-        return;
+        return true;
     }
-    match write_all(pool, &decided).await {
+    match write_all(conn, &decided).await {
         Ok(rotated) => {
             for d in decided {
                 let answer = rotated
@@ -89,6 +129,7 @@ async fn run(pool: &PgPool, jobs: Vec<Job>) {
                     .then_some(d.outcome);
                 let _ = d.job.reply.send(Ok(answer));
             }
+            true
         }
         // The database refused the statement: nothing of it was written, so
         // each rotation may be tried again on its own.
@@ -97,6 +138,7 @@ async fn run(pool: &PgPool, jobs: Vec<Job>) {
             for d in decided {
                 let _ = d.job.reply.send(Ok(None));
             }
+            true
         }
         // The connection failed: whether the statement committed is not
         // known, so no caller may act as if it had not.
@@ -108,29 +150,28 @@ async fn run(pool: &PgPool, jobs: Vec<Job>) {
                     .reply
                     .send(Err(StoreError::Backend(message.clone().into())));
             }
+            false
         }
     }
 }
 
 /// Reads every presented token with its session and decides each; answers
-/// at once every job that is not a plain rotation, and every job when the
-/// read fails.
-async fn decide_all(pool: &PgPool, jobs: Vec<Job>) -> Vec<Decided> {
+/// at once every job that is not a plain rotation. When the read fails,
+/// which changed nothing, every job goes the locked path; `None` when the
+/// connection failed with it.
+async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decided>> {
     let hashes: Vec<Vec<u8>> = jobs.iter().map(|j| j.req.presented.0.to_vec()).collect();
     let sql = format!(
         "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
          JOIN sessions s ON s.id = t.session_id WHERE t.hash = ANY($1)"
     );
-    let rows = match sqlx::query(&sql).bind(&hashes).fetch_all(pool).await {
+    let rows = match sqlx::query(&sql).bind(&hashes).fetch_all(&mut *conn).await {
         Ok(rows) => rows,
         Err(e) => {
-            let message = e.to_string();
             for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Backend(message.clone().into())));
+                let _ = job.reply.send(Ok(None));
             }
-            return Vec::new();
+            return matches!(e, sqlx::Error::Database(_)).then(Vec::new);
         }
     };
     let mut found = HashMap::with_capacity(rows.len());
@@ -168,7 +209,7 @@ async fn decide_all(pool: &PgPool, jobs: Vec<Job>) -> Vec<Decided> {
             }
         }
     }
-    decided
+    Some(decided)
 }
 
 /// The four writes of every decided rotation in one statement: consume each
@@ -176,7 +217,7 @@ async fn decide_all(pool: &PgPool, jobs: Vec<Job>) -> Vec<Decided> {
 /// the token's row lock), store its successor, touch its session, and
 /// append its `refresh` audit event. Returns the presented hashes of the
 /// rotations made.
-async fn write_all(pool: &PgPool, decided: &[Decided]) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
+async fn write_all(conn: &mut PgConnection, decided: &[Decided]) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
     let n = decided.len();
     let mut now = Vec::with_capacity(n);
     let mut presented = Vec::with_capacity(n);
@@ -247,7 +288,7 @@ async fn write_all(pool: &PgPool, decided: &[Decided]) -> Result<HashSet<[u8; 32
     .bind(&user_agent)
     .bind(&client_id)
     .bind(&session_id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()

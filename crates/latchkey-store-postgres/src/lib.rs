@@ -80,7 +80,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let rotations = batch::spawn(pool.clone());
+        let rotations = batch::spawn(&pool);
         Ok(Self { pool, rotations })
     }
 
