@@ -78,6 +78,10 @@ fn batch_options(pool: &PgConnectOptions) -> PgConnectOptions {
         ("enable_hashjoin", "off"),
         ("enable_mergejoin", "off"),
         ("enable_seqscan", "off"),
+        // Planned once per statement: with the joins above, the plan does
+        // not depend on the batch, and planning the write for every batch
+        // would cost more than running it.
+        ("plan_cache_mode", "force_generic_plan"),
     ])
 }
 
@@ -163,7 +167,8 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
     let hashes: Vec<Vec<u8>> = jobs.iter().map(|j| j.req.presented.0.to_vec()).collect();
     let sql = format!(
         "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
-         JOIN sessions s ON s.id = t.session_id WHERE t.hash = ANY($1)"
+         CROSS JOIN LATERAL (SELECT * FROM sessions s0 WHERE s0.id = t.session_id OFFSET 0) s \
+         WHERE t.hash = ANY($1)"
     );
     let rows = match sqlx::query(&sql).bind(&hashes).fetch_all(&mut *conn).await {
         Ok(rows) => rows,
@@ -217,7 +222,10 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
 /// the token's row lock), store its successor, touch its session, and
 /// append its `refresh` audit event. Returns the presented hashes of the
 /// rotations made.
-async fn write_all(conn: &mut PgConnection, decided: &[Decided]) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
+async fn write_all(
+    conn: &mut PgConnection,
+    decided: &[Decided],
+) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
     let n = decided.len();
     let mut now = Vec::with_capacity(n);
     let mut presented = Vec::with_capacity(n);
@@ -242,12 +250,14 @@ async fn write_all(conn: &mut PgConnection, decided: &[Decided]) -> Result<HashS
         client_id.push(req.client_id.clone());
         session_id.push(d.session_id.clone());
     }
-    // The statement names its join order: the planner's estimates for
-    // `unnest` are guesses, and a plan driven from `sessions` would read
-    // every token of every session. `live` (materialised) keeps the
-    // rotations whose session is unrevoked; each token is then found by its
-    // primary key, and consumed only if still unused, which is checked again
-    // under its row lock, so two rotations of one token cannot both pass.
+    // The statement fixes its join order (`OFFSET 0` keeps a subquery from
+    // being merged into a join the planner may reorder): a plan driven from
+    // `sessions`, or finding tokens through their session's index, would
+    // read every token of a session. `live` (materialised) keeps the
+    // rotations whose session is unrevoked, each session found by its key;
+    // each token is then found by its primary key, and consumed only if
+    // still unused, which is checked again under its row lock, so two
+    // rotations of one token cannot both pass.
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "WITH input AS MATERIALIZED ( \
              SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], \
@@ -255,11 +265,12 @@ async fn write_all(conn: &mut PgConnection, decided: &[Decided]) -> Result<HashS
              AS i(now, presented, successor, scope, expires_at, access_jti, ip, user_agent, \
                  client_id, session_id)), \
          live AS MATERIALIZED ( \
-             SELECT i.* FROM input i JOIN sessions s ON s.id = i.session_id \
-             WHERE s.revoked_at IS NULL), \
+             SELECT i.* FROM input i WHERE EXISTS ( \
+                 SELECT 1 FROM sessions s WHERE s.id = i.session_id AND s.revoked_at IS NULL \
+                 OFFSET 0)), \
          consumed AS ( \
              UPDATE refresh_tokens t SET used_at = l.now FROM live l \
-             WHERE t.hash = l.presented AND t.session_id = l.session_id AND t.used_at IS NULL \
+             WHERE t.hash = l.presented AND t.used_at IS NULL \
              RETURNING t.hash), \
          successor AS ( \
              INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
