@@ -88,8 +88,9 @@ fn batch_options(pool: &PgConnectOptions) -> PgConnectOptions {
 /// A rotation decided in this batch, waiting for the write.
 struct Decided {
     job: Job,
-    /// The session the token belonged to when it was read.
+    /// The session the token belonged to when it was read, and its user.
     session_id: String,
+    user_id: String,
     outcome: Outcome,
     scope: String,
     expires_at: i64,
@@ -200,6 +201,7 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
                 binding_mismatch,
             } => decided.push(Decided {
                 session_id: session.id.clone(),
+                user_id: session.user_id.clone(),
                 outcome: Outcome::Rotated {
                     session,
                     scope: scope.clone(),
@@ -218,10 +220,10 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
 }
 
 /// The four writes of every decided rotation in one statement: consume each
-/// token if it is still unused and its session unrevoked (evaluated under
-/// the token's row lock), store its successor, touch its session, and
-/// append its `refresh` audit event. Returns the presented hashes of the
-/// rotations made.
+/// token if its session is unrevoked and the token still unused (checked
+/// again under the token's row lock), store its successor, touch its
+/// session (when its second of last use changes), and append its `refresh`
+/// audit event. Returns the presented hashes of the rotations made.
 async fn write_all(
     conn: &mut PgConnection,
     decided: &[Decided],
@@ -237,6 +239,7 @@ async fn write_all(
     let mut user_agent = Vec::with_capacity(n);
     let mut client_id: Vec<Option<String>> = Vec::with_capacity(n);
     let mut session_id = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
     for d in decided {
         let req = &d.job.req;
         now.push(req.now);
@@ -249,6 +252,7 @@ async fn write_all(
         user_agent.push(req.user_agent.clone());
         client_id.push(req.client_id.clone());
         session_id.push(d.session_id.clone());
+        user_id.push(d.user_id.clone());
     }
     // The statement fixes its join order (`OFFSET 0` keeps a subquery from
     // being merged into a join the planner may reorder): a plan driven from
@@ -261,9 +265,10 @@ async fn write_all(
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "WITH input AS MATERIALIZED ( \
              SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], \
-                 $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+                 $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                 $11::text[]) \
              AS i(now, presented, successor, scope, expires_at, access_jti, ip, user_agent, \
-                 client_id, session_id)), \
+                 client_id, session_id, user_id)), \
          live AS MATERIALIZED ( \
              SELECT i.* FROM input i WHERE EXISTS ( \
                  SELECT 1 FROM sessions s WHERE s.id = i.session_id AND s.revoked_at IS NULL \
@@ -281,12 +286,11 @@ async fn write_all(
              RETURNING session_id, parent_hash, issued_at), \
          touched AS ( \
              UPDATE sessions s SET last_used_at = x.issued_at FROM successor x \
-             WHERE s.id = x.session_id \
-             RETURNING s.id, s.user_id), \
+             WHERE s.id = x.session_id AND s.last_used_at < x.issued_at), \
          audit AS ( \
              INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-             SELECT l.now, 'refresh', t.user_id, t.id, l.client_id, l.ip, l.user_agent, '' \
-             FROM touched t JOIN live l ON l.session_id = t.id) \
+             SELECT l.now, 'refresh', l.user_id, l.session_id, l.client_id, l.ip, l.user_agent, '' \
+             FROM successor x JOIN live l ON l.presented = x.parent_hash) \
          SELECT parent_hash FROM successor",
     )
     .bind(&now)
@@ -299,6 +303,7 @@ async fn write_all(
     .bind(&user_agent)
     .bind(&client_id)
     .bind(&session_id)
+    .bind(&user_id)
     .fetch_all(conn)
     .await?;
     Ok(rows

@@ -472,9 +472,13 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
                 },
             )
             .map_err(backend)?;
-            conn.prepare_cached("UPDATE sessions SET last_used_at = ? WHERE id = ?")
-                .and_then(|mut s| s.execute(params![req.now, session.id]))
-                .map_err(backend)?;
+            // Unix seconds: a session refreshed again within the same second
+            // already says so, and its row is not written again.
+            conn.prepare_cached(
+                "UPDATE sessions SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1",
+            )
+            .and_then(|mut s| s.execute(params![req.now, session.id]))
+            .map_err(backend)?;
             // The `refresh` audit event commits with the rotation it records.
             insert_audit(
                 conn,
