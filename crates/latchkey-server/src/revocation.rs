@@ -14,8 +14,13 @@ use std::sync::Mutex;
 
 use latchkey_core::store::{Session, User};
 
-/// Entries kept at most in each map; past this, the map is pruned.
-const MAX_ENTRIES: usize = 100_000;
+/// Revoked sessions kept at most (an id and a time each); past this,
+/// those whose access tokens have all expired are dropped.
+const MAX_REVOKED: usize = 100_000;
+
+/// Sessions kept at most, with their users (about 1 KiB each, so about
+/// 10 MiB); past this, the cache starts over, and lookups refill it.
+const MAX_SESSIONS: usize = 10_000;
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -75,7 +80,7 @@ impl RevocationCache {
     pub fn revoke(&self, sid: String, until: i64, now: i64) {
         locked(&self.sessions).by_id.remove(&sid);
         let mut map = locked(&self.revoked);
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= MAX_REVOKED {
             map.retain(|_, u| *u > now);
         }
         map.insert(sid, until);
@@ -99,7 +104,7 @@ impl RevocationCache {
         if !sessions.subscribed || sessions.generation != generation {
             return;
         }
-        if sessions.by_id.len() >= MAX_ENTRIES {
+        if sessions.by_id.len() >= MAX_SESSIONS {
             sessions.by_id.clear();
         }
         sessions.by_id.insert(session.id.clone(), (session, user));
