@@ -1,8 +1,12 @@
 //! PostgreSQL storage for Latchkey: one database shared by any number of
 //! stateless server instances. Migrated on open (concurrent first starts are
-//! serialised by sqlx's migration lock). Rotation locks the presented token's
-//! row (`SELECT … FOR UPDATE`), so the read-decide-write of
-//! [`latchkey_core::rotation::decide`] is atomic against every other instance.
+//! serialised by sqlx's migration lock). Plain rotations are made in batches
+//! (see `batch`): one read and one guarded write statement for every rotation
+//! waiting, where each token is consumed only if still unused, checked under
+//! its row lock. Anything else (reuse, a grace replay, a guard that refused)
+//! locks the presented token's row (`SELECT … FOR UPDATE`) and decides again,
+//! so the read-decide-write of [`latchkey_core::rotation::decide`] is atomic
+//! against every other instance either way.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
