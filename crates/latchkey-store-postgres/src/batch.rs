@@ -30,6 +30,10 @@ use crate::{SESSION_COLUMNS, TOKEN_COLUMNS, session_from, token_from};
 /// Rotations taken into one batch at most.
 const MAX_BATCH: usize = 256;
 
+/// How long the batch connection may take to open (the pool's acquire
+/// timeout); its statements are cancelled by the server after as long.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a caller gets back: a rotation made, or `None` for the locked path.
 pub(crate) type Answer = StoreResult<Option<Outcome>>;
 
@@ -50,11 +54,16 @@ pub(crate) fn spawn(pool: &PgPool) -> mpsc::UnboundedSender<Job> {
         while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
             let jobs = std::mem::take(&mut jobs);
             if conn.is_none() {
-                match PgConnection::connect_with(&options).await {
-                    Ok(fresh) => conn = Some(fresh),
-                    Err(e) => {
+                let connecting = PgConnection::connect_with(&options);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                    Ok(Ok(fresh)) => conn = Some(fresh),
+                    failed => {
                         // The callers rotate one by one, on the pool.
-                        tracing::warn!(error = %e, "cannot connect for batched rotations");
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".to_owned(),
+                        };
+                        tracing::warn!(%error, "cannot connect for batched rotations");
                         for job in jobs {
                             let _ = job.reply.send(Ok(None));
                         }
@@ -82,6 +91,9 @@ fn batch_options(pool: &PgConnectOptions) -> PgConnectOptions {
         // not depend on the batch, and planning the write for every batch
         // would cost more than running it.
         ("plan_cache_mode", "force_generic_plan"),
+        // A statement cancelled by the server was rolled back, so its
+        // rotations go the locked path instead of waiting without end.
+        ("statement_timeout", "10s"),
     ])
 }
 
