@@ -13,9 +13,13 @@ use serde_json::Value;
 use sqlx::Connection;
 
 async fn login(http: &reqwest::Client, server: &Server) -> Value {
+    login_as(http, server, "alice").await
+}
+
+async fn login_as(http: &reqwest::Client, server: &Server, username: &str) -> Value {
     let response = http
         .post(server.url("/auth/login"))
-        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .form(&[("username", username), ("password", PASSWORD)])
         .send()
         .await
         .unwrap();
@@ -254,6 +258,27 @@ async fn until_refused(http: &reqwest::Client, server: &Server, token: &str) {
     panic!("the revoked token is still accepted");
 }
 
+/// Alice logs in on A; B reads her session once over 20 requests, then
+/// refuses her token after a logout on A without reading it again.
+async fn logout_on_a_reaches_b_without_a_lookup(http: &reqwest::Client, a: &Server, b: &Server) {
+    let pair = login(http, a).await;
+    let token = s(&pair, "access_token");
+    for _ in 0..20 {
+        assert_eq!(me(http, b, token).await, 200);
+    }
+    let looked_up = lookups(http, b).await;
+    assert!(looked_up <= 1, "B read the session {looked_up} times");
+    let response = http
+        .post(a.url("/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    until_refused(http, b, token).await;
+    assert_eq!(lookups(http, b).await, looked_up);
+}
+
 #[tokio::test]
 async fn with_redis_revocations_reach_every_instance_without_asking_the_database() {
     let Some(env) = Env::postgres(&[]).await else {
@@ -268,24 +293,8 @@ async fn with_redis_revocations_reach_every_instance_without_asking_the_database
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let pair = login(&http, &a).await;
-    let token = s(&pair, "access_token");
-    for _ in 0..20 {
-        assert_eq!(me(&http, &b, token).await, 200);
-    }
-    let looked_up = lookups(&http, &b).await;
-    assert!(looked_up <= 1, "B read the session {looked_up} times");
-
     // Logout on A: B refuses the token, having learned it from Redis.
-    let response = http
-        .post(a.url("/auth/logout"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    until_refused(&http, &b, token).await;
-    assert_eq!(lookups(&http, &b).await, looked_up);
+    logout_on_a_reaches_b_without_a_lookup(&http, &a, &b).await;
 
     // The command line announces too.
     let second = login(&http, &a).await;
@@ -333,26 +342,9 @@ async fn without_redis_instances_follow_revocations_through_postgresql() {
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // B reads a session once, then keeps it until it is revoked.
-    let pair = login(&http, &a).await;
-    let token = s(&pair, "access_token");
-    for _ in 0..20 {
-        assert_eq!(me(&http, &b, token).await, 200);
-    }
-    let looked_up = lookups(&http, &b).await;
-    assert!(looked_up <= 1, "B read the session {looked_up} times");
-
     // Logout on A: the database announces it, and B refuses the token
     // without reading the session again.
-    let response = http
-        .post(a.url("/auth/logout"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    until_refused(&http, &b, token).await;
-    assert_eq!(lookups(&http, &b).await, looked_up);
+    logout_on_a_reaches_b_without_a_lookup(&http, &a, &b).await;
 
     // The command line, with no Redis to announce through.
     let second = login(&http, &a).await;
@@ -364,16 +356,7 @@ async fn without_redis_instances_follow_revocations_through_postgresql() {
     until_refused(&http, &a, second).await;
 
     // SQL by hand: disabling a user in the database.
-    let form = [("username", "bob"), ("password", PASSWORD)];
-    let bobs: Value = http
-        .post(a.url("/auth/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs = login_as(&http, &a, "bob").await;
     let bobs = s(&bobs, "access_token");
     assert_eq!(me(&http, &b, bobs).await, 200);
     let mut db = sqlx::PgConnection::connect(&env.database_url())
