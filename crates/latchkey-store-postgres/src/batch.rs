@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use latchkey_core::rotation::{self, Decision, Policy, RotationRequest};
-use latchkey_core::store::{Outcome, StoreError, StoreResult};
+use latchkey_core::store::{Outcome, Session, StoreError, StoreResult};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
@@ -100,12 +100,20 @@ fn batch_options(pool: &PgConnectOptions) -> PgConnectOptions {
 /// A rotation decided in this batch, waiting for the write.
 struct Decided {
     job: Job,
-    /// The session the token belonged to when it was read, and its user.
-    session_id: String,
-    user_id: String,
-    outcome: Outcome,
+    /// The token's session as read.
+    session: Session,
     scope: String,
     expires_at: i64,
+    binding_mismatch: bool,
+}
+
+/// One rotation to write: the request, its session as read, and what the
+/// rule decided.
+pub(crate) struct Write<'a> {
+    pub(crate) req: &'a RotationRequest,
+    pub(crate) session: &'a Session,
+    pub(crate) scope: &'a str,
+    pub(crate) expires_at: i64,
 }
 
 /// Runs one batch on `conn`; false when the connection failed and must be
@@ -138,12 +146,25 @@ async fn run(conn: &mut PgConnection, jobs: Vec<Job>) -> bool {
     if decided.is_empty() {
         return true;
     }
-    match write_all(conn, &decided).await {
+    let writes: Vec<Write<'_>> = decided
+        .iter()
+        .map(|d| Write {
+            req: &d.job.req,
+            session: &d.session,
+            scope: &d.scope,
+            expires_at: d.expires_at,
+        })
+        .collect();
+    match write_rotations(conn, &writes).await {
         Ok(rotated) => {
             for d in decided {
                 let answer = rotated
                     .contains(&d.job.req.presented.0)
-                    .then_some(d.outcome);
+                    .then_some(Outcome::Rotated {
+                        session: d.session,
+                        scope: d.scope,
+                        binding_mismatch: d.binding_mismatch,
+                    });
                 let _ = d.job.reply.send(Ok(answer));
             }
             true
@@ -212,16 +233,11 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
                 expires_at,
                 binding_mismatch,
             } => decided.push(Decided {
-                session_id: session.id.clone(),
-                user_id: session.user_id.clone(),
-                outcome: Outcome::Rotated {
-                    session,
-                    scope: scope.clone(),
-                    binding_mismatch,
-                },
                 job,
+                session,
                 scope,
                 expires_at,
+                binding_mismatch,
             }),
             _ => {
                 let _ = job.reply.send(Ok(None));
@@ -231,16 +247,17 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
     Some(decided)
 }
 
-/// The four writes of every decided rotation in one statement: consume each
+/// The four writes of every rotation in one statement (a batch's, or the
+/// locked path's one): consume each
 /// token if its session is unrevoked and the token still unused (checked
 /// again under the token's row lock), store its successor, touch its
 /// session (when its second of last use changes), and append its `refresh`
 /// audit event. Returns the presented hashes of the rotations made.
-async fn write_all(
+pub(crate) async fn write_rotations(
     conn: &mut PgConnection,
-    decided: &[Decided],
+    writes: &[Write<'_>],
 ) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
-    let n = decided.len();
+    let n = writes.len();
     let mut now = Vec::with_capacity(n);
     let mut presented = Vec::with_capacity(n);
     let mut successor = Vec::with_capacity(n);
@@ -249,22 +266,22 @@ async fn write_all(
     let mut access_jti = Vec::with_capacity(n);
     let mut ip = Vec::with_capacity(n);
     let mut user_agent = Vec::with_capacity(n);
-    let mut client_id: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut client_id: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut session_id = Vec::with_capacity(n);
     let mut user_id = Vec::with_capacity(n);
-    for d in decided {
-        let req = &d.job.req;
+    for w in writes {
+        let req = w.req;
         now.push(req.now);
         presented.push(req.presented.0.to_vec());
         successor.push(req.successor.0.to_vec());
-        scope.push(d.scope.clone());
-        expires_at.push(d.expires_at);
-        access_jti.push(req.access_jti.clone());
-        ip.push(req.ip.clone());
-        user_agent.push(req.user_agent.clone());
-        client_id.push(req.client_id.clone());
-        session_id.push(d.session_id.clone());
-        user_id.push(d.user_id.clone());
+        scope.push(w.scope);
+        expires_at.push(w.expires_at);
+        access_jti.push(req.access_jti.as_str());
+        ip.push(req.ip.as_str());
+        user_agent.push(req.user_agent.as_str());
+        client_id.push(req.client_id.as_deref());
+        session_id.push(w.session.id.as_str());
+        user_id.push(w.session.user_id.as_str());
     }
     // The statement fixes its join order (`OFFSET 0` keeps a subquery from
     // being merged into a join the planner may reorder): a plan driven from

@@ -258,49 +258,6 @@ async fn revoke(
     Ok(done.rows_affected() == 1)
 }
 
-/// The four writes of a rotation in one statement, one round trip: consume
-/// the token if it is unused and its session unrevoked, store its
-/// successor, touch the session, and append the `refresh` audit event, which
-/// commits with the rotation it records. Returns 1 when it rotated, 0 when
-/// the guard refused (nothing written).
-async fn write_rotation(
-    db: impl sqlx::PgExecutor<'_>,
-    req: &RotationRequest,
-    scope: &str,
-    expires_at: i64,
-) -> StoreResult<u64> {
-    let written = sqlx::query(
-        "WITH consumed AS ( \
-             UPDATE refresh_tokens SET used_at = $1 \
-             WHERE hash = $2 AND used_at IS NULL AND EXISTS ( \
-                 SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL) \
-             RETURNING session_id), \
-         successor AS ( \
-             INSERT INTO refresh_tokens (hash, session_id, parent_hash, scope, issued_at, \
-                 expires_at, access_jti, ip, user_agent) \
-             SELECT $3, session_id, $2, $4, $1, $5, $6, $7, $8 FROM consumed \
-             RETURNING session_id), \
-         touched AS ( \
-             UPDATE sessions SET last_used_at = $1 \
-             WHERE id IN (SELECT session_id FROM successor) RETURNING id, user_id) \
-         INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-         SELECT $1, 'refresh', user_id, id, $9, $7, $8, '' FROM touched",
-    )
-    .bind(req.now)
-    .bind(&req.presented.0[..])
-    .bind(&req.successor.0[..])
-    .bind(scope)
-    .bind(expires_at)
-    .bind(&req.access_jti)
-    .bind(&req.ip)
-    .bind(&req.user_agent)
-    .bind(&req.client_id)
-    .execute(db)
-    .await
-    .map_err(backend)?;
-    Ok(written.rows_affected())
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -645,8 +602,16 @@ impl Store for PgStore {
                 expires_at,
                 binding_mismatch,
             } => {
-                let written = write_rotation(&mut *tx, req, &scope, expires_at).await?;
-                if written != 1 {
+                let write = batch::Write {
+                    req,
+                    session: &session,
+                    scope: &scope,
+                    expires_at,
+                };
+                let rotated = batch::write_rotations(&mut tx, std::slice::from_ref(&write))
+                    .await
+                    .map_err(backend)?;
+                if !rotated.contains(&req.presented.0) {
                     // The token is locked, so only its session can have
                     // changed: revoked since the read. Nothing was written.
                     return Ok(Outcome::Rejected(Rejection::SessionRevoked));
