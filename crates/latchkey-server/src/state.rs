@@ -358,11 +358,6 @@ impl AppState {
         self.inner.feed.as_ref()
     }
 
-    /// The Redis coordinator, when configured.
-    pub fn coordinator(&self) -> Option<&Arc<dyn Coordinator>> {
-        self.inner.coordinator.as_ref()
-    }
-
     /// The local view of announced revocations.
     pub fn revocations(&self) -> &RevocationCache {
         &self.inner.revocations
