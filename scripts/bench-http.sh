@@ -48,7 +48,10 @@ run() {
     --seconds "$seconds" --server-pids "$server"
 }
 
-echo "backend=$backend cores=$(nproc) date=$(date -u +%F)"
+# The kernel's autogroups change how the server and PostgreSQL share the
+# cores (BENCHMARKS.md, "What bounds refresh"), so the run says which applied.
+autogroup=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo unknown)
+echo "backend=$backend cores=$(nproc) date=$(date -u +%F) sched_autogroup_enabled=$autogroup"
 run me "$concurrency"
 run refresh "$concurrency"
 run login 8
