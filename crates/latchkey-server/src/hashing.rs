@@ -7,9 +7,21 @@
 //! the request threads: on an idle machine they use every core, but under a
 //! login flood the refreshes and API requests waiting for a core go first,
 //! and logins, which are throttled and can wait, queue instead.
+//!
+//! A priority counts only among the threads the kernel schedules together,
+//! though: a database on the same machine (PostgreSQL) is often in another
+//! scheduling group (the kernel's autogroups, a systemd service's cgroup),
+//! which competes with the whole server, hashing included. So [`HashGate`]
+//! also keeps one core free of hashing while the server has other requests
+//! in flight: logins alone use every core, logins beside other work one core
+//! fewer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -79,9 +91,169 @@ impl HashPool {
     }
 }
 
+/// How often a hash waiting for the last core looks again whether the
+/// server has become otherwise idle.
+const IDLE_RECHECK: Duration = Duration::from_millis(1);
+
+/// Admits hashes: on all cores but one at any time, on the last core only
+/// while every request in flight is a credential request (a login), so that
+/// a login flood beside other work leaves that work a core.
+pub(crate) struct HashGate {
+    /// Cores that may always hash: all but one (at least one).
+    reserved: Semaphore,
+    /// The last core (none on a one-core machine).
+    spare: Semaphore,
+    /// Requests in flight.
+    requests: AtomicUsize,
+    /// Of those, credential requests (logins).
+    credentials: AtomicUsize,
+}
+
+/// Counts one request (or credential request) in flight until dropped.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A hash's turn on a core, until dropped.
+pub(crate) struct Admitted<'a> {
+    _permit: SemaphorePermit<'a>,
+}
+
+impl HashGate {
+    pub(crate) fn new(cores: usize) -> Self {
+        let reserved = cores.saturating_sub(1).max(1);
+        Self {
+            reserved: Semaphore::new(reserved),
+            spare: Semaphore::new(cores.saturating_sub(reserved)),
+            requests: AtomicUsize::new(0),
+            credentials: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request in flight (every request the router serves).
+    pub(crate) fn request(&self) -> InFlight<'_> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.requests)
+    }
+
+    /// Marks a request in flight as a credential request, which does not
+    /// keep the last core from hashing.
+    pub(crate) fn credential(&self) -> InFlight<'_> {
+        self.credentials.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.credentials)
+    }
+
+    /// Whether the server is serving anything besides credential requests.
+    fn serving_others(&self) -> bool {
+        let requests = self.requests.load(Ordering::Relaxed);
+        requests > self.credentials.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a core to hash on.
+    pub(crate) async fn admit(&self) -> Result<Admitted<'_>, AcquireError> {
+        tokio::select! {
+            biased;
+            permit = self.reserved.acquire() => Ok(Admitted { _permit: permit? }),
+            spare = self.spare.acquire() => {
+                // Next in line for the last core: take it once the server is
+                // otherwise idle, or a reserved core if one frees first (kept
+                // waiting across the checks, so it keeps its place in line).
+                let spare = spare?;
+                let reserved = self.reserved.acquire();
+                tokio::pin!(reserved);
+                loop {
+                    if !self.serving_others() {
+                        return Ok(Admitted { _permit: spare });
+                    }
+                    tokio::select! {
+                        biased;
+                        permit = &mut reserved => return Ok(Admitted { _permit: permit? }),
+                        () = tokio::time::sleep(IDLE_RECHECK) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `admit` completes without waiting.
+    async fn admitted_now(gate: &HashGate) -> Option<Admitted<'_>> {
+        tokio::time::timeout(Duration::from_millis(5), gate.admit())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_alone_hash_on_every_core() {
+        let gate = HashGate::new(2);
+        let _login_a = (gate.request(), gate.credential());
+        let _login_b = (gate.request(), gate.credential());
+        let first = admitted_now(&gate).await;
+        let second = admitted_now(&gate).await;
+        assert!(first.is_some() && second.is_some());
+        assert!(admitted_now(&gate).await.is_none(), "two cores, two hashes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_work_keeps_the_last_core_free() {
+        let gate = HashGate::new(2);
+        let _login = (gate.request(), gate.credential());
+        let first = admitted_now(&gate).await;
+        assert!(first.is_some());
+        let refresh = gate.request();
+        assert!(
+            admitted_now(&gate).await.is_none(),
+            "one core left for the refresh"
+        );
+        // The refresh is answered: the last core may hash again.
+        let waiting = gate.admit();
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), &mut waiting)
+                .await
+                .is_err()
+        );
+        drop(refresh);
+        let second = tokio::time::timeout(Duration::from_millis(5), &mut waiting).await;
+        assert!(matches!(second, Ok(Ok(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_hash_takes_a_reserved_core_when_one_frees() {
+        let gate = HashGate::new(2);
+        let _refresh = gate.request();
+        let first = admitted_now(&gate).await;
+        assert!(first.is_some());
+        let waiting = gate.admit();
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), &mut waiting)
+                .await
+                .is_err()
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_millis(5), &mut waiting).await;
+        assert!(matches!(second, Ok(Ok(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_core_hashes_one_at_a_time_whatever_the_load() {
+        let gate = HashGate::new(1);
+        let first = admitted_now(&gate).await;
+        assert!(first.is_some());
+        assert!(admitted_now(&gate).await.is_none());
+        drop(first);
+        assert!(admitted_now(&gate).await.is_some());
+    }
 
     #[tokio::test]
     async fn runs_jobs_and_returns_results() {

@@ -13,7 +13,6 @@ use latchkey_core::refresh::{RefreshKeys, RefreshToken};
 use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
 use latchkey_core::scope::Scope;
 use latchkey_core::store::{AuditEvent, Client, Outcome, RefreshRecord, Session, Store, User};
-use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -34,8 +33,9 @@ struct Inner {
     keyring: LiveKeyring,
     refresh_keys: RefreshKeys,
     passwords: PasswordHasher,
-    /// Argon2id is CPU- and memory-bound: at most one hash per core at once.
-    hash_permits: Semaphore,
+    /// Argon2id is CPU- and memory-bound: at most one hash per core at once,
+    /// and one core fewer while other requests are in flight.
+    hash_gate: crate::hashing::HashGate,
     hash_pool: crate::hashing::HashPool,
     rng: SystemRandom,
     metrics: Metrics,
@@ -134,11 +134,16 @@ impl AppState {
                 keyring: LiveKeyring::new(keyring),
                 refresh_keys,
                 passwords,
-                hash_permits: Semaphore::new(cores),
+                hash_gate: crate::hashing::HashGate::new(cores),
                 hash_pool: crate::hashing::HashPool::new(cores),
                 rng,
             }),
         })
+    }
+
+    /// Counts the requests in flight, which decide how many cores may hash.
+    pub(crate) fn hash_gate(&self) -> &crate::hashing::HashGate {
+        &self.inner.hash_gate
     }
 
     /// The configuration.
@@ -204,10 +209,10 @@ impl AppState {
         password: String,
         stored: Option<String>,
     ) -> Result<bool, ApiError> {
-        let _permit = self
+        let _turn = self
             .inner
-            .hash_permits
-            .acquire()
+            .hash_gate
+            .admit()
             .await
             .map_err(ApiError::internal)?;
         let state = self.clone();
@@ -220,10 +225,10 @@ impl AppState {
 
     /// Hashes a new password off the async runtime.
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let _permit = self
+        let _turn = self
             .inner
-            .hash_permits
-            .acquire()
+            .hash_gate
+            .admit()
             .await
             .map_err(ApiError::internal)?;
         let state = self.clone();
@@ -408,6 +413,8 @@ impl AppState {
         client: Option<&Client>,
         ctx: &RequestContext,
     ) -> Result<Issued, ApiError> {
+        // A login does not keep the last core from hashing other logins.
+        let _credential = self.inner.hash_gate.credential();
         let scope = self.login_scope(scope)?;
         let client_id = client.map(|c| c.id.as_str());
         // Throttled before any hashing, so a flood costs no Argon2id work.

@@ -44,8 +44,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Latency by route pattern (never the raw path, which may carry ids).
+/// Latency by route pattern (never the raw path, which may carry ids); the
+/// request counts as in flight for the hashing gate meanwhile.
 async fn track_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let _in_flight = state.hash_gate().request();
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
