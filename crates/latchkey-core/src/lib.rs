@@ -31,6 +31,7 @@ pub mod refresh;
 pub mod rotation;
 pub mod scope;
 pub mod seal;
+pub mod signers;
 pub mod store;
 
 pub use error::{Error, Result};

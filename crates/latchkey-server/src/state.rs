@@ -108,6 +108,10 @@ impl AppState {
         store: Arc<dyn Store>,
         coordinator: Option<Arc<dyn Coordinator>>,
     ) -> Result<Self, crate::keyring::KeyError> {
+        // Signers kept per key, before the first token is signed or verified.
+        if !latchkey_core::signers::install() {
+            tracing::debug!("JWT crypto provider already fixed; signers are built per signature");
+        }
         let rng = SystemRandom::new();
         let refresh_keys =
             crate::keyring::load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng)

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -35,8 +35,10 @@ fn claims() -> AccessClaims {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the server signs: with its signers kept per key.
+    latchkey_core::signers::install();
     let rng = SystemRandom::new();
-    let (key, _) = SigningKey::generate(SigningAlg::EdDSA, &rng).expect("key");
+    let (key, pkcs8) = SigningKey::generate(SigningAlg::EdDSA, &rng).expect("key");
     let mut verifier = Verifier::new("http://127.0.0.1:8080", "latchkey");
     verifier.insert(&key.jwk).expect("jwk");
     let token = sign(&key, &claims()).expect("sign");
@@ -87,6 +89,21 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("sign", |b| {
         b.iter(|| sign(&key, black_box(&claims())).expect("sign"))
+    });
+    // The backend's own costs: a signature with a parsed key, and parsing
+    // the key (which derives its public half).
+    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("pkcs8");
+    group.bench_function("raw_ed25519_sign", |b| {
+        b.iter(|| pair.sign(black_box(message.as_bytes())))
+    });
+    group.bench_function("raw_ed25519_parse_key", |b| {
+        b.iter(|| {
+            Ed25519KeyPair::from_pkcs8(black_box(&pkcs8))
+                .expect("pkcs8")
+                .public_key()
+                .as_ref()
+                .len()
+        })
     });
     group.finish();
 
