@@ -23,12 +23,15 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 /// Signers a thread keeps; past this it starts over (keys change rarely).
 const KEPT_PER_THREAD: usize = 8;
 
-/// A key's identity in the cache: SHA-256 over its algorithm and its
-/// encoding, so that the cache holds no copy of the key itself.
+/// A key's identity in the cache: SHA-256 over its encoding, so that the
+/// cache holds no copy of the key itself.
 type Fingerprint = [u8; 32];
 
+/// A kept signer with what it was built for.
+type Entry = (Algorithm, Fingerprint, Rc<dyn JwtSigner>);
+
 thread_local! {
-    static KEPT: RefCell<Vec<(Fingerprint, Rc<dyn JwtSigner>)>> = const { RefCell::new(Vec::new()) };
+    static KEPT: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Makes this process sign with kept signers. Call it before the first
@@ -44,20 +47,18 @@ pub fn install() -> bool {
     provider.install_default().is_ok()
 }
 
-fn fingerprint(alg: &Algorithm, key: &EncodingKey) -> Fingerprint {
-    let mut input = format!("{alg:?}:").into_bytes();
-    input.extend_from_slice(key.as_bytes());
+fn fingerprint(key: &EncodingKey) -> Fingerprint {
     let mut out = [0; 32];
-    out.copy_from_slice(digest(&SHA256, &input).as_ref());
+    out.copy_from_slice(digest(&SHA256, key.as_bytes()).as_ref());
     out
 }
 
 /// The provider's signer factory: the aws-lc-rs signer for `key`, built
 /// once per thread.
 fn kept_signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
-    let id = fingerprint(alg, key);
+    let id = fingerprint(key);
     KEPT.with(|kept| {
-        if let Some((_, signer)) = kept.borrow().iter().find(|(f, _)| *f == id) {
+        if let Some((_, _, signer)) = kept.borrow().iter().find(|(a, f, _)| a == alg && *f == id) {
             return Ok(Box::new(Kept(signer.clone())) as Box<dyn JwtSigner>);
         }
         let signer: Rc<dyn JwtSigner> = Rc::from((DEFAULT_PROVIDER.signer_factory)(alg, key)?);
@@ -65,7 +66,7 @@ fn kept_signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>>
         if kept.len() >= KEPT_PER_THREAD {
             kept.clear();
         }
-        kept.push((id, signer.clone()));
+        kept.push((*alg, id, signer.clone()));
         Ok(Box::new(Kept(signer)) as Box<dyn JwtSigner>)
     })
 }

@@ -192,6 +192,19 @@ mod tests {
             .and_then(Result::ok)
     }
 
+    /// Starts a hash while no core is free for it, runs `free`, and tells
+    /// whether the hash waited before and got its turn after.
+    async fn waits_until_freed(gate: &HashGate, free: impl FnOnce()) -> (bool, bool) {
+        let waiting = gate.admit();
+        tokio::pin!(waiting);
+        let waited = tokio::time::timeout(Duration::from_millis(5), &mut waiting)
+            .await
+            .is_err();
+        free();
+        let turn = tokio::time::timeout(Duration::from_millis(5), &mut waiting).await;
+        (waited, matches!(turn, Ok(Ok(_))))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn logins_alone_hash_on_every_core() {
         let gate = HashGate::new(2);
@@ -215,16 +228,9 @@ mod tests {
             "one core left for the refresh"
         );
         // The refresh is answered: the last core may hash again.
-        let waiting = gate.admit();
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(5), &mut waiting)
-                .await
-                .is_err()
-        );
-        drop(refresh);
-        let second = tokio::time::timeout(Duration::from_millis(5), &mut waiting).await;
-        assert!(matches!(second, Ok(Ok(_))));
+        let (waited, turn) = waits_until_freed(&gate, move || drop(refresh)).await;
+        assert!(waited);
+        assert!(turn);
     }
 
     #[tokio::test(start_paused = true)]
@@ -233,16 +239,9 @@ mod tests {
         let _refresh = gate.request();
         let first = admitted_now(&gate).await;
         assert!(first.is_some());
-        let waiting = gate.admit();
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(5), &mut waiting)
-                .await
-                .is_err()
-        );
-        drop(first);
-        let second = tokio::time::timeout(Duration::from_millis(5), &mut waiting).await;
-        assert!(matches!(second, Ok(Ok(_))));
+        let (waited, turn) = waits_until_freed(&gate, move || drop(first)).await;
+        assert!(waited);
+        assert!(turn);
     }
 
     #[tokio::test(start_paused = true)]
