@@ -31,11 +31,22 @@ case "$backend" in
   *) echo "usage: $0 sqlite|postgres" >&2; exit 2 ;;
 esac
 export LATCHKEY_LISTEN="127.0.0.1:$port"
-export LATCHKEY_MAX_SESSIONS_PER_USER=1000000
 export LATCHKEY_THROTTLE_ACCOUNT=1000000/1m
 export LATCHKEY_LOG=warn
 
-echo 'load test password' | "$bin" user add load --password-stdin >/dev/null
+# The clients log in as many users, each within the default session cap
+# (10), as a server's logins come from many accounts: with one user and an
+# unbounded cap, every login would walk that user's thousands of sessions
+# (BENCHMARKS.md, "What bounds logins"). Chains and API clients are load-0 …
+# load-63, one session each; the login flood's clients are flood-0 … flood-15,
+# so their logins never evict a chain's session.
+users=$concurrency
+for i in $(seq 0 $((users - 1))); do
+  echo 'load test password' | "$bin" user add "load-$i" --password-stdin >/dev/null
+done
+for i in $(seq 0 15); do
+  echo 'load test password' | "$bin" user add "flood-$i" --password-stdin >/dev/null
+done
 "$bin" serve &
 server=$!
 for _ in $(seq 1 50); do
@@ -45,7 +56,7 @@ done
 
 run() {
   "$load" --target "http://127.0.0.1:$port" --scenario "$1" --concurrency "$2" \
-    --seconds "$seconds" --server-pids "$server"
+    --seconds "$seconds" --server-pids "$server" --username load --users "$users"
 }
 
 # The kernel's autogroups change how the server and PostgreSQL share the
@@ -61,7 +72,7 @@ echo "server_rss_kib=$(ps -o rss= -p "$server" | tr -d ' ')"
 chains=${FLOOD_REFRESH_CONCURRENCY:-16}
 echo "refresh alone: $(run refresh "$chains")"
 "$load" --target "http://127.0.0.1:$port" --scenario login --concurrency 16 \
-  --seconds "$((seconds + 8))" | sed 's/^/flood: /' &
+  --seconds "$((seconds + 8))" --username flood --users 16 | sed 's/^/flood: /' &
 flood=$!
 sleep 2
 echo "refresh during the flood: $(run refresh "$chains")"

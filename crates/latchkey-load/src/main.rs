@@ -11,7 +11,9 @@
 //! own chain: every request uses the refresh token the previous response
 //! gave it), `me` (`GET /api/me` with a valid access token). Each client logs
 //! in once first, so run the server with `LATCHKEY_MAX_SESSIONS_PER_USER` at
-//! least the concurrency.
+//! least the clients per user. `--users N` spreads the clients over the users
+//! `NAME-0` … `NAME-(N-1)` (client `i` is `NAME-(i mod N)`), as a server's
+//! logins come from many accounts, each within the session cap.
 //!
 //! `--api simplejwt` speaks the same scenarios to a Django REST framework
 //! server with djangorestframework-simplejwt (`POST /api/token/`,
@@ -195,6 +197,10 @@ struct Args {
     /// That user's password.
     #[arg(long, default_value = "load test password")]
     password: String,
+    /// Spread the clients over this many users, `USERNAME-0` … `USERNAME-(N-1)`,
+    /// all with the same password; 1 uses `USERNAME` itself.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    users: u32,
     /// Server processes (comma-separated pids) whose CPU time over the
     /// measured window is reported per request (Linux `/proc`).
     #[arg(long, value_delimiter = ',')]
@@ -255,9 +261,18 @@ struct Worker {
     errors: u64,
 }
 
-async fn login(conn: &mut Conn, args: &Args) -> Result<Tokens> {
+/// The login name of client `client`.
+fn username(args: &Args, client: usize) -> String {
+    if args.users == 1 {
+        args.username.clone()
+    } else {
+        format!("{}-{}", args.username, client % args.users as usize)
+    }
+}
+
+async fn login(conn: &mut Conn, args: &Args, username: &str) -> Result<Tokens> {
     let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("username", &args.username)
+        .append_pair("username", username)
         .append_pair("password", &args.password)
         .finish();
     let (status, body) = conn
@@ -273,14 +288,16 @@ async fn login(conn: &mut Conn, args: &Args) -> Result<Tokens> {
 }
 
 async fn run_worker(
+    client: usize,
     args: std::sync::Arc<Args>,
     ready: std::sync::Arc<tokio::sync::Barrier>,
     window: std::sync::Arc<tokio::sync::OnceCell<Instant>>,
 ) -> Result<Worker> {
     let mut conn = Conn::new(&args.target);
+    let username = username(&args, client);
     let pair = match args.scenario {
         Scenario::Login => Tokens::default(),
-        _ => match login(&mut conn, &args).await {
+        _ => match login(&mut conn, &args, &username).await {
             Ok(pair) => pair,
             Err(e) => {
                 // Still arrive at the barrier, or the others wait forever.
@@ -303,7 +320,7 @@ async fn run_worker(
     while Instant::now() < until {
         let sent = Instant::now();
         let ok = match args.scenario {
-            Scenario::Login => login(&mut conn, &args).await.is_ok(),
+            Scenario::Login => login(&mut conn, &args, &username).await.is_ok(),
             Scenario::Me => conn
                 .send(Method::GET, api.me_path(), Some(&access_token), None)
                 .await
@@ -337,7 +354,7 @@ async fn run_worker(
             worker.errors += 1;
             if matches!(args.scenario, Scenario::Refresh) {
                 // A broken chain cannot continue; start a new one.
-                refresh_token = login(&mut conn, &args)
+                refresh_token = login(&mut conn, &args, &username)
                     .await?
                     .refresh_token
                     .unwrap_or_default();
@@ -356,8 +373,9 @@ async fn main() -> Result<()> {
     let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let window = std::sync::Arc::new(tokio::sync::OnceCell::new());
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for client in 0..args.concurrency {
         tasks.push(tokio::spawn(run_worker(
+            client,
             args.clone(),
             ready.clone(),
             window.clone(),
@@ -426,5 +444,21 @@ mod tests {
         assert!(check_loopback("http://192.168.1.1").is_err());
         assert!(check_loopback("http://example.com").is_err());
         assert!(check_loopback("https://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn clients_spread_over_users() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["latchkey-load", "--scenario", "login", "--username", "u"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+        };
+        let one = parse(&[]).expect("args");
+        assert_eq!(username(&one, 0), "u");
+        assert_eq!(username(&one, 5), "u");
+        let three = parse(&["--users", "3"]).expect("args");
+        let names: Vec<String> = (0..5).map(|c| username(&three, c)).collect();
+        assert_eq!(names, ["u-0", "u-1", "u-2", "u-0", "u-1"]);
+        assert!(parse(&["--users", "0"]).is_err());
     }
 }
