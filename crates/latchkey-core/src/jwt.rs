@@ -2,6 +2,7 @@
 //! checked strictly by [`Verifier`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jsonwebtoken::{DecodingKey, Header, Validation};
@@ -120,7 +121,42 @@ pub struct Verifier {
     issuer: String,
     audience: String,
     keys: HashMap<String, TrustedKey>,
-    verified: Mutex<HashMap<Box<str>, AccessClaims>>,
+    verified: Mutex<HashMap<Box<str>, AccessClaims, TailHashing>>,
+}
+
+/// How the remembered tokens are hashed: a keyed SipHash (the standard
+/// library's) over each token's last [`TailHashing::BYTES`] bytes only,
+/// which are its signature's. Hashing whole tokens (at lookup, then at
+/// insertion) cost a first verification about 6,000 of the 44,000
+/// instructions it spends beside the signature check (callgrind). Equality
+/// still compares every byte, so a token that shares another's tail only
+/// shares its bucket, and only tokens that verified are ever inserted.
+#[derive(Clone, Default)]
+struct TailHashing(RandomState);
+
+impl TailHashing {
+    const BYTES: usize = 32;
+}
+
+impl BuildHasher for TailHashing {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let from = bytes.len().saturating_sub(TailHashing::BYTES);
+        self.0.write(&bytes[from..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// A key, its algorithm, and the library validation for it, built once.
@@ -263,7 +299,7 @@ impl Verifier {
         }
     }
 
-    fn remembered(&self) -> MutexGuard<'_, HashMap<Box<str>, AccessClaims>> {
+    fn remembered(&self) -> MutexGuard<'_, HashMap<Box<str>, AccessClaims, TailHashing>> {
         // The map is never left half-updated: a poisoned one is still sound.
         self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -503,6 +539,25 @@ mod tests {
             verifier.clone().verified.lock().unwrap().len(),
             0,
             "a clone starts with no remembered tokens"
+        );
+    }
+
+    #[test]
+    fn tokens_that_share_a_tail_are_still_different_tokens() {
+        let verifier = Verifier::new("https://issuer.test", "api");
+        let tail = "s".repeat(TailHashing::BYTES);
+        verifier.remember(&format!("a.b.{tail}"), &claims(), NOW);
+        assert!(
+            verifier
+                .remembered()
+                .get(format!("a.b.{tail}").as_str())
+                .is_some()
+        );
+        assert!(
+            verifier
+                .remembered()
+                .get(format!("x.y.{tail}").as_str())
+                .is_none()
         );
     }
 
