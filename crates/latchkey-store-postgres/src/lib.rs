@@ -411,14 +411,17 @@ impl Store for PgStore {
         .await
         .map_err(backend)?;
         insert_token(&mut tx, token).await?;
-        // Live sessions beyond the cap, oldest first.
+        // The other live sessions beyond the cap (the new one counts first:
+        // times are whole seconds, so ordering alone could rank it below
+        // others of the same second).
         let evicted: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
-             ORDER BY created_at DESC, id DESC OFFSET $3",
+             AND id <> $3 ORDER BY created_at DESC, id DESC OFFSET $4",
         )
         .bind(&session.user_id)
         .bind(session.created_at)
-        .bind(i64::from(max_sessions))
+        .bind(&session.id)
+        .bind(i64::from(max_sessions.saturating_sub(1)))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;

@@ -705,15 +705,22 @@ impl Store for SqliteStore {
             })
             .map_err(backend)?;
             insert_token(&tx, token).map_err(backend)?;
-            // Live sessions beyond the cap, oldest first.
+            // The other live sessions beyond the cap (the new one counts
+            // first: times are whole seconds, so ordering alone could rank it
+            // below others of the same second).
             let evicted: Vec<String> = tx
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
-                     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
+                     AND id <> ? ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
                 )
                 .and_then(|mut s| {
                     s.query_map(
-                        params![session.user_id, session.created_at, i64::from(max_sessions)],
+                        params![
+                            session.user_id,
+                            session.created_at,
+                            session.id,
+                            i64::from(max_sessions.saturating_sub(1))
+                        ],
                         |r| r.get(0),
                     )?
                     .collect()

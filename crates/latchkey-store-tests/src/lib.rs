@@ -78,6 +78,7 @@ macro_rules! suite {
             grace_replays_the_same_successor,
             refusals_change_nothing,
             session_cap_revokes_the_oldest,
+            a_new_session_never_evicts_itself,
             disabling_a_user_revokes_their_sessions,
             first_secret_wins,
             live_sessions_and_revoking_ones_own,
@@ -421,6 +422,27 @@ pub async fn session_cap_revokes_the_oldest(store: Arc<dyn Store>) {
     assert!(is_revoked(store.as_ref(), "ses_0").await);
     assert!(!is_revoked(store.as_ref(), "ses_1").await);
     assert!(!is_revoked(store.as_ref(), "ses_3").await);
+}
+
+/// The cap never revokes the session just created, even when the user's
+/// other sessions began in the same second (times are whole seconds).
+pub async fn a_new_session_never_evicts_itself(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    for (i, id) in ["ses_z1", "ses_z2", "ses_z3"].into_iter().enumerate() {
+        let first = hash(u8::try_from(i).unwrap_or(0) + 1);
+        assert!(
+            session(store.as_ref(), &alice, id, first, NOW, 3)
+                .await
+                .is_empty()
+        );
+    }
+    let evicted = session(store.as_ref(), &alice, "ses_a", hash(9), NOW, 3).await;
+    assert_eq!(evicted.len(), 1, "{evicted:?}");
+    assert_ne!(evicted[0], "ses_a");
+    assert!(!is_revoked(store.as_ref(), "ses_a").await);
+    assert!(is_revoked(store.as_ref(), &evicted[0]).await);
+    let live = store.live_sessions(&alice.id, NOW).await.unwrap();
+    assert_eq!(live.len(), 3);
 }
 
 /// Disabling a user revokes every session of theirs.
