@@ -128,6 +128,33 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+impl AuditEvent {
+    /// The `login` event of `session`, by the request that created it.
+    pub fn login(session: &Session) -> AuditEvent {
+        AuditEvent {
+            at: session.created_at,
+            kind: "login".into(),
+            user_id: Some(session.user_id.clone()),
+            session_id: Some(session.id.clone()),
+            client_id: session.client_id.clone(),
+            ip: Some(session.ip.clone()),
+            user_agent: Some(session.user_agent.clone()),
+            detail: String::new(),
+        }
+    }
+
+    /// The event of revoking `session_id` for `reason`, by the request that
+    /// `self` records, at the same time.
+    pub fn session_revoked(&self, session_id: &str, reason: RevocationReason) -> AuditEvent {
+        AuditEvent {
+            kind: "session_revoked".into(),
+            session_id: Some(session_id.to_owned()),
+            detail: reason.as_str().into(),
+            ..self.clone()
+        }
+    }
+}
+
 /// Which audit events to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -224,13 +251,17 @@ pub trait Store: Send + Sync + 'static {
     /// All clients, by name.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
 
-    /// Stores a new session with its first refresh token, then revokes the
-    /// user's oldest live sessions beyond `max_sessions`; returns their ids.
+    /// Stores a new session with its first refresh token and `created`, the
+    /// audit event of its creation, then revokes the user's oldest other
+    /// live sessions beyond `max_sessions` (never the new one), each with
+    /// the audit event [`AuditEvent::session_revoked`] derives from
+    /// `created`: all in one transaction. Returns the revoked sessions' ids.
     async fn create_session(
         &self,
         session: &Session,
         token: &RefreshRecord,
         max_sessions: u32,
+        created: &AuditEvent,
     ) -> StoreResult<Vec<String>>;
     /// A session and its user.
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;

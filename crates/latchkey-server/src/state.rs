@@ -191,17 +191,8 @@ impl AppState {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        tracing::info!(target: "latchkey::audit", kind, user_id, session_id, client_id, ip = %ctx.ip, detail, "audit");
-        let event = AuditEvent {
-            at: now(),
-            kind: kind.to_owned(),
-            user_id: user_id.map(str::to_owned),
-            session_id: session_id.map(str::to_owned),
-            client_id: client_id.map(str::to_owned),
-            ip: Some(ctx.ip.clone()),
-            user_agent: Some(ctx.user_agent.clone()),
-            detail: detail.to_owned(),
-        };
+        let event = audit_event(now(), kind, user_id, session_id, client_id, ctx, detail);
+        log_audit(&event);
         if let Err(e) = self.store().append_audit(&event).await {
             tracing::error!(error = %e, kind, "audit event could not be stored");
         }
@@ -492,31 +483,18 @@ impl AppState {
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
         };
+        // The login's audit event, and those of the sessions the cap
+        // revokes, are written in the session's own transaction.
+        let created = AuditEvent::login(&session);
         let evicted = self
             .store()
-            .create_session(&session, &record, config.max_sessions_per_user)
+            .create_session(&session, &record, config.max_sessions_per_user, &created)
             .await?;
-        self.audit(
-            "login",
-            Some(&user.id),
-            Some(&session_id),
-            client_id,
-            ctx,
-            "",
-        )
-        .await;
+        log_audit(&created);
         self.announce_revoked(&evicted).await;
         for old in &evicted {
             self.count_revocation(RevocationReason::SessionCap);
-            self.audit(
-                "session_revoked",
-                Some(&user.id),
-                Some(old),
-                client_id,
-                ctx,
-                RevocationReason::SessionCap.as_str(),
-            )
-            .await;
+            log_audit(&created.session_revoked(old, RevocationReason::SessionCap));
         }
         self.metrics()
             .inc("latchkey_tokens_issued_total", &[("grant", "login")]);
@@ -802,4 +780,40 @@ impl AppState {
             _ => Err(ApiError::invalid_token("the session has been revoked")),
         }
     }
+}
+
+/// An audit event of this request.
+fn audit_event(
+    at: i64,
+    kind: &str,
+    user_id: Option<&str>,
+    session_id: Option<&str>,
+    client_id: Option<&str>,
+    ctx: &RequestContext,
+    detail: &str,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        kind: kind.to_owned(),
+        user_id: user_id.map(str::to_owned),
+        session_id: session_id.map(str::to_owned),
+        client_id: client_id.map(str::to_owned),
+        ip: Some(ctx.ip.clone()),
+        user_agent: Some(ctx.user_agent.clone()),
+        detail: detail.to_owned(),
+    }
+}
+
+/// Writes an audit event to the log (target `latchkey::audit`).
+fn log_audit(event: &AuditEvent) {
+    tracing::info!(
+        target: "latchkey::audit",
+        kind = %event.kind,
+        user_id = event.user_id.as_deref(),
+        session_id = event.session_id.as_deref(),
+        client_id = event.client_id.as_deref(),
+        ip = event.ip.as_deref().unwrap_or_default(),
+        detail = %event.detail,
+        "audit"
+    );
 }

@@ -240,6 +240,25 @@ async fn insert_token(conn: &mut PgConnection, t: &RefreshRecord) -> StoreResult
     Ok(())
 }
 
+async fn insert_audit(conn: &mut PgConnection, e: &AuditEvent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(&e.user_id)
+    .bind(&e.session_id)
+    .bind(&e.client_id)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.detail)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 async fn revoke(
     conn: &mut PgConnection,
     id: &str,
@@ -386,6 +405,7 @@ impl Store for PgStore {
         session: &Session,
         token: &RefreshRecord,
         max_sessions: u32,
+        created: &AuditEvent,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Concurrent logins of one user apply the cap one after another.
@@ -411,6 +431,7 @@ impl Store for PgStore {
         .await
         .map_err(backend)?;
         insert_token(&mut tx, token).await?;
+        insert_audit(&mut tx, created).await?;
         // The other live sessions beyond the cap (the new one counts first:
         // times are whole seconds, so ordering alone could rank it below
         // others of the same second).
@@ -431,6 +452,11 @@ impl Store for PgStore {
                 id,
                 RevocationReason::SessionCap,
                 session.created_at,
+            )
+            .await?;
+            insert_audit(
+                &mut tx,
+                &created.session_revoked(id, RevocationReason::SessionCap),
             )
             .await?;
         }
@@ -704,22 +730,8 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.user_id)
-        .bind(&e.session_id)
-        .bind(&e.client_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_audit(&mut conn, e).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{BindingPolicy, Policy, RevocationReason, RotationRequest};
-use latchkey_core::store::{Outcome, RefreshRecord, Session, Store, User};
+use latchkey_core::store::{AuditEvent, Outcome, RefreshRecord, Session, Store, User};
 use latchkey_store_postgres::PgStore;
 use sqlx::Connection;
 use tokio::sync::mpsc;
@@ -64,7 +64,10 @@ async fn session(store: &PgStore, user: &User, name: &str, token: u8, expires_at
         ip: "127.0.0.1".into(),
         user_agent: "feed".into(),
     };
-    store.create_session(&session, &record, 100).await.unwrap();
+    store
+        .create_session(&session, &record, 100, &AuditEvent::login(&session))
+        .await
+        .unwrap();
     id
 }
 

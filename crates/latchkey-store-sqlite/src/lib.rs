@@ -681,6 +681,7 @@ impl Store for SqliteStore {
         session: &Session,
         token: &RefreshRecord,
         max_sessions: u32,
+        created: &AuditEvent,
     ) -> StoreResult<Vec<String>> {
         self.write(|conn| {
             let tx = conn
@@ -705,6 +706,7 @@ impl Store for SqliteStore {
             })
             .map_err(backend)?;
             insert_token(&tx, token).map_err(backend)?;
+            insert_audit(&tx, created).map_err(backend)?;
             // The other live sessions beyond the cap (the new one counts
             // first: times are whole seconds, so ordering alone could rank it
             // below others of the same second).
@@ -728,6 +730,8 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             for id in &evicted {
                 revoke(&tx, id, RevocationReason::SessionCap, session.created_at)
+                    .map_err(backend)?;
+                insert_audit(&tx, &created.session_revoked(id, RevocationReason::SessionCap))
                     .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
@@ -1006,7 +1010,10 @@ mod tests {
             ip: "127.0.0.1".into(),
             user_agent: "t".into(),
         };
-        store.create_session(&session, &first, 10).await.unwrap();
+        store
+            .create_session(&session, &first, 10, &AuditEvent::login(&session))
+            .await
+            .unwrap();
         let request = |hash: u8| RotationRequest {
             presented: TokenHash([hash; 32]),
             successor: TokenHash([hash + 1; 32]),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{BindingPolicy, Policy, RotationRequest};
-use latchkey_core::store::{Outcome, RefreshRecord, Session, Store, User};
+use latchkey_core::store::{AuditEvent, Outcome, RefreshRecord, Session, Store, User};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -62,7 +62,7 @@ async fn prepare(store: &dyn Store) {
         user_agent: "bench".into(),
     };
     store
-        .create_session(&session, &token, 10)
+        .create_session(&session, &token, 10, &AuditEvent::login(&session))
         .await
         .expect("session");
 }

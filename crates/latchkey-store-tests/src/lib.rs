@@ -79,6 +79,7 @@ macro_rules! suite {
             refusals_change_nothing,
             session_cap_revokes_the_oldest,
             a_new_session_never_evicts_itself,
+            a_failed_session_creation_changes_nothing,
             disabling_a_user_revokes_their_sessions,
             first_secret_wins,
             live_sessions_and_revoking_ones_own,
@@ -160,7 +161,7 @@ async fn session(
         user_agent: "suite".into(),
     };
     store
-        .create_session(&session, &token, cap)
+        .create_session(&session, &token, cap, &AuditEvent::login(&session))
         .await
         .expect("create session")
 }
@@ -422,6 +423,77 @@ pub async fn session_cap_revokes_the_oldest(store: Arc<dyn Store>) {
     assert!(is_revoked(store.as_ref(), "ses_0").await);
     assert!(!is_revoked(store.as_ref(), "ses_1").await);
     assert!(!is_revoked(store.as_ref(), "ses_3").await);
+    // Each creation and each revocation by the cap is in the audit trail,
+    // written with the session.
+    let events = |kind: &str| AuditFilter {
+        user_id: Some(alice.id.clone()),
+        kind: Some(kind.into()),
+        limit: 10,
+    };
+    let logins = store.audit_events(&events("login")).await.unwrap();
+    let ids: Vec<_> = logins
+        .iter()
+        .filter_map(|e| e.session_id.as_deref())
+        .collect();
+    assert_eq!(ids, ["ses_3", "ses_2", "ses_1", "ses_0"]);
+    assert_eq!(logins[0].at, NOW + 3);
+    assert_eq!(logins[0].ip.as_deref(), Some("127.0.0.1"));
+    let revoked = store
+        .audit_events(&events("session_revoked"))
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].session_id.as_deref(), Some("ses_0"));
+    assert_eq!(revoked[0].detail, "session_cap");
+    assert_eq!(revoked[0].at, NOW + 3);
+}
+
+/// A session that cannot be stored leaves no trace: not the session, no
+/// audit event, no revocation by the cap. Here its first token's hash is
+/// already taken, which fails after the session's own row was written.
+pub async fn a_failed_session_creation_changes_nothing(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 1).await;
+    let second = Session {
+        id: "ses_2".into(),
+        user_id: alice.id.clone(),
+        client_id: None,
+        scope: "profile".into(),
+        created_at: NOW + 1,
+        expires_at: NOW + 86400,
+        last_used_at: NOW + 1,
+        revoked_at: None,
+        revoked_reason: None,
+        ip: "127.0.0.2".into(),
+        user_agent: "again".into(),
+    };
+    let taken = RefreshRecord {
+        hash: hash(1),
+        session_id: "ses_2".into(),
+        parent: None,
+        scope: "profile".into(),
+        issued_at: NOW + 1,
+        expires_at: NOW + 3600,
+        used_at: None,
+        access_jti: "jti".into(),
+        ip: "127.0.0.2".into(),
+        user_agent: "again".into(),
+    };
+    let created = AuditEvent::login(&second);
+    assert!(
+        store
+            .create_session(&second, &taken, 1, &created)
+            .await
+            .is_err()
+    );
+    assert!(store.session_with_user("ses_2").await.unwrap().is_none());
+    assert!(!is_revoked(store.as_ref(), "ses_1").await);
+    let filter = AuditFilter {
+        user_id: Some(alice.id.clone()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.audit_events(&filter).await.unwrap().len(), 1);
 }
 
 /// The cap never revokes the session just created, even when the user's
