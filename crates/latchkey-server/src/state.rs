@@ -191,7 +191,16 @@ impl AppState {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        let event = audit_event(now(), kind, user_id, session_id, client_id, ctx, detail);
+        let event = AuditEvent {
+            at: now(),
+            kind: kind.to_owned(),
+            user_id: user_id.map(str::to_owned),
+            session_id: session_id.map(str::to_owned),
+            client_id: client_id.map(str::to_owned),
+            ip: Some(ctx.ip.clone()),
+            user_agent: Some(ctx.user_agent.clone()),
+            detail: detail.to_owned(),
+        };
         log_audit(&event);
         if let Err(e) = self.store().append_audit(&event).await {
             tracing::error!(error = %e, kind, "audit event could not be stored");
@@ -779,28 +788,6 @@ impl AppState {
             }
             _ => Err(ApiError::invalid_token("the session has been revoked")),
         }
-    }
-}
-
-/// An audit event of this request.
-fn audit_event(
-    at: i64,
-    kind: &str,
-    user_id: Option<&str>,
-    session_id: Option<&str>,
-    client_id: Option<&str>,
-    ctx: &RequestContext,
-    detail: &str,
-) -> AuditEvent {
-    AuditEvent {
-        at,
-        kind: kind.to_owned(),
-        user_id: user_id.map(str::to_owned),
-        session_id: session_id.map(str::to_owned),
-        client_id: client_id.map(str::to_owned),
-        ip: Some(ctx.ip.clone()),
-        user_agent: Some(ctx.user_agent.clone()),
-        detail: detail.to_owned(),
     }
 }
 
