@@ -16,27 +16,13 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use latchkey_core::jwt::{AccessClaims, Expiry, Verifier, sign};
+use latchkey_core::jwt::{Expiry, Verifier, sign};
 use latchkey_core::keys::{SigningAlg, SigningKey};
 
-const NOW: i64 = 1_800_000_000;
+#[path = "common/fixture.rs"]
+mod fixture;
 
-fn claims(n: usize) -> AccessClaims {
-    AccessClaims {
-        iss: "http://127.0.0.1:8080".into(),
-        sub: "usr_P7dqnVeNE4Qr4LxSKihBDQ".into(),
-        aud: "latchkey".into(),
-        exp: NOW + 600,
-        iat: NOW,
-        nbf: None,
-        jti: format!("W9DozUfibln222lJIuys{n:04}"),
-        client_id: "first-party".into(),
-        scope: "profile".into(),
-        sid: Some("ses_BHyLMR3aj5P_vQXBOtb6ug".into()),
-        auth_time: Some(NOW),
-        cnf: None,
-    }
-}
+use fixture::{NOW, claims};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -19,6 +19,8 @@
 //! none does; `verify_paired_mimalloc` runs the same on mimalloc, the
 //! allocator of the `latchkey` binary.
 
+#[path = "common/fixture.rs"]
+mod fixture;
 #[path = "common/paired.rs"]
 mod paired;
 

@@ -8,6 +8,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/fixture.rs"]
+mod fixture;
 #[path = "common/paired.rs"]
 mod paired;
 
