@@ -26,16 +26,24 @@ pub trait RevocationFeed: Send + Sync + 'static {
     async fn listen(&self, on_connected: &OnConnected, on_revoked: &OnRevoked) -> StoreResult<()>;
 }
 
+/// Login attempts counted per key (an account, a client's address) in
+/// fixed windows: in this process's memory, or shared by every instance.
+#[async_trait]
+pub trait AttemptCounter: Send + Sync + 'static {
+    /// Takes one of `max` attempts that `key` has per window of `window`
+    /// seconds (the first attempt opens the window), atomically: however
+    /// many callers ask at once, at most `max` are admitted per window.
+    /// `None` when admitted; else the seconds left in the window.
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>>;
+    /// Gives back an attempt taken for `key` that turned out not to count.
+    async fn give_back_attempt(&self, key: &str) -> StoreResult<()>;
+    /// Forgets `key`'s attempts.
+    async fn clear_attempts(&self, key: &str) -> StoreResult<()>;
+}
+
 /// State shared between instances.
 #[async_trait]
-pub trait Coordinator: RevocationFeed {
-    /// Failures counted for `key` in its current window, and the seconds
-    /// left in that window; `None` when there is no window.
-    async fn failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
-    /// Counts a failure for `key`; the first one opens a window of `window` seconds.
-    async fn count_failure(&self, key: &str, window: i64) -> StoreResult<()>;
-    /// Forgets `key`'s failures.
-    async fn clear_failures(&self, key: &str) -> StoreResult<()>;
+pub trait Coordinator: RevocationFeed + AttemptCounter {
     /// Deny-lists session `sid` for `ttl` seconds and announces it to every
     /// listening instance.
     async fn announce_revoked(&self, sid: &str, ttl: i64) -> StoreResult<()>;

@@ -110,14 +110,18 @@ pub enum Rejection {
     SessionMismatch,
     /// The requested scope is wider than the token's.
     ScopeWidened,
+    /// The session's user is disabled.
+    UserDisabled,
 }
 
 /// What to do with a presented refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Consume it and store its successor.
+    /// Consume it and store its successor, which keeps the presented
+    /// token's scope (RFC 6749 §6).
     Rotate {
-        /// Scope of the successor.
+        /// Scope of the new access token: the token's, or the narrower one
+        /// requested.
         scope: String,
         /// Idle expiry of the successor, never past the session's end.
         expires_at: i64,
@@ -125,18 +129,32 @@ pub enum Decision {
         binding_mismatch: bool,
     },
     /// Already rotated, within the grace window: hand out the same successor.
-    Replay,
+    Replay {
+        /// Scope of the new access token.
+        scope: String,
+    },
     /// Revoke the whole session.
     Revoke(RevocationReason),
     /// Refuse; change nothing.
     Reject(Rejection),
 }
 
-/// The rules of §3.3–§3.5, in order.
+/// Whether a lifetime that ends at `expires_at` (Unix seconds) is over at
+/// `now`. Times are whole seconds, rounded down: a lifetime that began at
+/// second `t` (really somewhere in `[t, t + 1)`) and ends at `t + ttl` is
+/// over only from second `t + ttl + 1` on, so nothing ends before its
+/// configured lifetime has passed (and nothing lasts a whole second longer).
+pub fn has_expired(expires_at: i64, now: i64) -> bool {
+    expires_at < now
+}
+
+/// The rules of §3.3–§3.5, in order. `user_disabled` is the session's user's
+/// state, read with the token.
 pub fn decide(
     policy: &Policy,
     token: &RefreshRecord,
     session: &Session,
+    user_disabled: bool,
     req: &RotationRequest,
 ) -> Decision {
     if session.revoked_at.is_some() {
@@ -152,16 +170,21 @@ pub fn decide(
     {
         return Decision::Reject(Rejection::SessionMismatch);
     }
-    if let Some(used_at) = token.used_at {
-        if policy.reuse_grace > 0 && req.now - used_at <= policy.reuse_grace {
-            return Decision::Replay;
-        }
-        return Decision::Revoke(RevocationReason::Reuse);
+    if user_disabled {
+        return Decision::Reject(Rejection::UserDisabled);
     }
-    if session.expires_at <= req.now {
+    // A rotated token again: theft, unless within the grace window, where it
+    // is a retry that still meets every other rule below.
+    let replay = match token.used_at {
+        Some(used_at) if policy.reuse_grace > 0 && req.now - used_at <= policy.reuse_grace => true,
+        Some(_) => return Decision::Revoke(RevocationReason::Reuse),
+        None => false,
+    };
+    if has_expired(session.expires_at, req.now) {
         return Decision::Reject(Rejection::SessionExpired);
     }
-    if token.expires_at <= req.now {
+    // A replayed token's own idle expiry does not matter: its successor's does.
+    if !replay && has_expired(token.expires_at, req.now) {
         return Decision::Reject(Rejection::TokenExpired);
     }
     let held = Scope::parse(&token.scope).unwrap_or_default();
@@ -173,6 +196,9 @@ pub fn decide(
     let binding_mismatch = session.ip != req.ip;
     if binding_mismatch && policy.binding_ip == BindingPolicy::Revoke {
         return Decision::Revoke(RevocationReason::IpBinding);
+    }
+    if replay {
+        return Decision::Replay { scope };
     }
     Decision::Rotate {
         scope,
@@ -245,7 +271,7 @@ mod tests {
     fn fresh_token_rotates_and_never_outlives_the_session() {
         let mut s = session();
         s.expires_at = NOW + 10;
-        let d = decide(&policy(), &token(), &s, &request());
+        let d = decide(&policy(), &token(), &s, false, &request());
         assert_eq!(
             d,
             Decision::Rotate {
@@ -261,17 +287,22 @@ mod tests {
         let mut t = token();
         t.used_at = Some(NOW - 5);
         assert_eq!(
-            decide(&policy(), &t, &session(), &request()),
+            decide(&policy(), &t, &session(), false, &request()),
             Decision::Revoke(RevocationReason::Reuse)
         );
         let grace = Policy {
             reuse_grace: 10,
             ..policy()
         };
-        assert_eq!(decide(&grace, &t, &session(), &request()), Decision::Replay);
+        assert_eq!(
+            decide(&grace, &t, &session(), false, &request()),
+            Decision::Replay {
+                scope: "email profile".into()
+            }
+        );
         t.used_at = Some(NOW - 11);
         assert_eq!(
-            decide(&grace, &t, &session(), &request()),
+            decide(&grace, &t, &session(), false, &request()),
             Decision::Revoke(RevocationReason::Reuse)
         );
     }
@@ -282,14 +313,14 @@ mod tests {
         let mut s = session();
         s.revoked_at = Some(NOW - 1);
         assert_eq!(
-            decide(&p, &token(), &s, &request()),
+            decide(&p, &token(), &s, false, &request()),
             Decision::Reject(Rejection::SessionRevoked)
         );
 
         let mut s = session();
         s.client_id = Some("lkc_a".into());
         assert_eq!(
-            decide(&p, &token(), &s, &request()),
+            decide(&p, &token(), &s, false, &request()),
             Decision::Reject(Rejection::ClientMismatch)
         );
         let r = RotationRequest {
@@ -297,7 +328,7 @@ mod tests {
             ..request()
         };
         assert_eq!(
-            decide(&p, &token(), &s, &r),
+            decide(&p, &token(), &s, false, &r),
             Decision::Reject(Rejection::ClientMismatch)
         );
 
@@ -306,7 +337,7 @@ mod tests {
             ..request()
         };
         assert_eq!(
-            decide(&p, &token(), &session(), &r),
+            decide(&p, &token(), &session(), false, &r),
             Decision::Reject(Rejection::SessionMismatch)
         );
 
@@ -315,17 +346,102 @@ mod tests {
             ..request()
         };
         assert_eq!(
-            decide(&p, &token(), &session(), &r),
+            decide(&p, &token(), &session(), false, &r),
             Decision::Reject(Rejection::ScopeWidened)
         );
 
         let r = RotationRequest {
-            now: NOW + 3500,
+            now: NOW + 3501,
             ..request()
         };
         assert_eq!(
-            decide(&p, &token(), &session(), &r),
+            decide(&p, &token(), &session(), false, &r),
             Decision::Reject(Rejection::TokenExpired)
+        );
+
+        assert_eq!(
+            decide(&p, &token(), &session(), true, &request()),
+            Decision::Reject(Rejection::UserDisabled)
+        );
+    }
+
+    #[test]
+    fn nothing_expires_before_its_lifetime_has_passed() {
+        // Issued during second NOW - 100 with an idle lifetime of 3600 s:
+        // usable through second NOW + 3500, refused from NOW + 3501 on.
+        let at = |now| RotationRequest { now, ..request() };
+        assert!(matches!(
+            decide(&policy(), &token(), &session(), false, &at(NOW + 3500)),
+            Decision::Rotate { .. }
+        ));
+        assert_eq!(
+            decide(&policy(), &token(), &session(), false, &at(NOW + 3501)),
+            Decision::Reject(Rejection::TokenExpired)
+        );
+        let mut s = session();
+        s.expires_at = NOW + 10;
+        assert!(matches!(
+            decide(&policy(), &token(), &s, false, &at(NOW + 10)),
+            Decision::Rotate { .. }
+        ));
+        assert_eq!(
+            decide(&policy(), &token(), &s, false, &at(NOW + 11)),
+            Decision::Reject(Rejection::SessionExpired)
+        );
+    }
+
+    #[test]
+    fn a_grace_replay_meets_every_other_rule_first() {
+        let grace = Policy {
+            reuse_grace: 10,
+            ..policy()
+        };
+        let mut t = token();
+        t.used_at = Some(NOW - 5);
+        // Past the session's absolute end.
+        let mut ended = session();
+        ended.expires_at = NOW - 1;
+        assert_eq!(
+            decide(&grace, &t, &ended, false, &request()),
+            Decision::Reject(Rejection::SessionExpired)
+        );
+        // From another IP under the `revoke` policy.
+        let elsewhere = RotationRequest {
+            ip: "10.0.0.9".into(),
+            ..request()
+        };
+        let revoke = Policy {
+            binding_ip: BindingPolicy::Revoke,
+            ..grace
+        };
+        assert_eq!(
+            decide(&revoke, &t, &session(), false, &elsewhere),
+            Decision::Revoke(RevocationReason::IpBinding)
+        );
+        // A wider scope.
+        let wider = RotationRequest {
+            scope: Some(Scope::parse("profile admin").unwrap()),
+            ..request()
+        };
+        assert_eq!(
+            decide(&grace, &t, &session(), false, &wider),
+            Decision::Reject(Rejection::ScopeWidened)
+        );
+        // A narrower one narrows the access token only.
+        let narrower = RotationRequest {
+            scope: Some(Scope::parse("profile").unwrap()),
+            ..request()
+        };
+        assert_eq!(
+            decide(&grace, &t, &session(), false, &narrower),
+            Decision::Replay {
+                scope: "profile".into()
+            }
+        );
+        // A disabled user.
+        assert_eq!(
+            decide(&grace, &t, &session(), true, &request()),
+            Decision::Reject(Rejection::UserDisabled)
         );
     }
 
@@ -336,7 +452,7 @@ mod tests {
             ip: "10.0.0.9".into(),
             ..request()
         };
-        match decide(&policy(), &token(), &session(), &r) {
+        match decide(&policy(), &token(), &session(), false, &r) {
             Decision::Rotate {
                 scope,
                 binding_mismatch,
@@ -352,7 +468,7 @@ mod tests {
             ..policy()
         };
         assert_eq!(
-            decide(&revoke, &token(), &session(), &r),
+            decide(&revoke, &token(), &session(), false, &r),
             Decision::Revoke(RevocationReason::IpBinding)
         );
         let off = Policy {
@@ -360,7 +476,7 @@ mod tests {
             ..policy()
         };
         assert!(matches!(
-            decide(&off, &token(), &session(), &r),
+            decide(&off, &token(), &session(), false, &r),
             Decision::Rotate {
                 binding_mismatch: false,
                 ..

@@ -51,6 +51,16 @@ impl Scope {
     pub fn contains(&self, token: &str) -> bool {
         self.0.contains(token)
     }
+
+    /// The tokens in both.
+    pub fn intersection(&self, other: &Scope) -> Scope {
+        Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// The tokens in either.
+    pub fn union(&self, other: &Scope) -> Scope {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
 }
 
 impl fmt::Display for Scope {

@@ -255,14 +255,18 @@ pub trait Store: Send + Sync + 'static {
     /// audit event of its creation, then revokes the user's oldest other
     /// live sessions beyond `max_sessions` (never the new one), each with
     /// the audit event [`AuditEvent::session_revoked`] derives from
-    /// `created`: all in one transaction. Returns the revoked sessions' ids.
+    /// `created`: all in one transaction. The user is read under a lock
+    /// that disabling the user also takes, so a session is never created for
+    /// a user disabled meanwhile. Returns the revoked sessions' ids, or
+    /// `None`, having written nothing, when the user is unknown or disabled.
+    /// "Oldest" is the order of creation, even within one second.
     async fn create_session(
         &self,
         session: &Session,
         token: &RefreshRecord,
         max_sessions: u32,
         created: &AuditEvent,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Option<Vec<String>>>;
     /// A session and its user.
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;
     /// Revokes one session; false if it was unknown or already revoked.

@@ -75,9 +75,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// `LATCHKEY_MASTER_KEY`: 64 hex characters; seals keys at rest. Default unset.
     pub master_key: Option<MasterKey>,
-    /// `LATCHKEY_SCOPES`: the scopes users may request, space-separated.
-    /// Default unset: any well-formed scope.
-    pub scopes: Option<Scope>,
+    /// `LATCHKEY_SCOPES`: the scopes a user's session may hold,
+    /// space-separated. Default: the default scope and `openid`.
+    pub scopes: Scope,
     /// `LATCHKEY_DEFAULT_SCOPE`: granted when a login names none. Default `profile`.
     pub default_scope: Scope,
     /// `LATCHKEY_TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies
@@ -416,21 +416,21 @@ impl Config {
             _ => None,
         };
 
-        let scopes = match values.get("scopes") {
-            Some(s) => Some(
-                Scope::parse(&s.value.replace(',', " "))
-                    .map_err(|_| fail(&s.origin, "not a list of valid scope tokens".into()))?,
-            ),
-            None => None,
-        };
         let (text, origin) = get("default_scope", "profile");
         let default_scope =
             Scope::parse(&text).map_err(|_| fail(&origin, "not a valid scope".into()))?;
-        if let Some(allowed) = &scopes
-            && !default_scope.is_subset(allowed)
-        {
-            return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
-        }
+        // Unset: the default scope and `openid`, never whatever a login asks.
+        let scopes = match values.get("scopes") {
+            Some(s) => {
+                let scopes = Scope::parse(&s.value.replace(',', " "))
+                    .map_err(|_| fail(&s.origin, "not a list of valid scope tokens".into()))?;
+                if !default_scope.is_subset(&scopes) {
+                    return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
+                }
+                scopes
+            }
+            None => default_scope.union(&Scope::parse("openid").unwrap_or_default()),
+        };
 
         let (text, origin) = get("trusted_proxies", "");
         let mut trusted_proxies = Vec::new();

@@ -42,6 +42,11 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: i64,
     },
+    /// 503 with `Retry-After`: the server is too busy for this now.
+    Busy {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
     /// A failure of the server; never shown in detail.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -144,6 +149,7 @@ impl ApiError {
             | Self::Bearer { status, .. }
             | Self::Plain { status, .. } => *status,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -223,6 +229,14 @@ impl IntoResponse for ApiError {
                 let body = axum::Json(Body {
                     error: "too_many_requests",
                     error_description: Some("too many failed attempts; try again later"),
+                });
+                let retry = HeaderValue::from(retry_after.max(1));
+                (status, [(header::RETRY_AFTER, retry)], body).into_response()
+            }
+            Self::Busy { retry_after } => {
+                let body = axum::Json(Body {
+                    error: "temporarily_unavailable",
+                    error_description: Some("too many logins waiting; try again shortly"),
                 });
                 let retry = HeaderValue::from(retry_after.max(1));
                 (status, [(header::RETRY_AFTER, retry)], body).into_response()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
-use latchkey_core::coordination::{Coordinator, RevocationFeed};
+use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFeed};
 use latchkey_core::id::random_id;
 use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
 use latchkey_core::password::PasswordHasher;
@@ -39,8 +39,11 @@ struct Inner {
     hash_pool: crate::hashing::HashPool,
     rng: SystemRandom,
     metrics: Metrics,
-    throttle_account: Throttle,
-    throttle_ip: Throttle,
+    /// Login attempts per account and per address: Redis's, shared by every
+    /// instance, when configured; else this process's.
+    attempts: Arc<dyn AttemptCounter>,
+    /// Logins waiting for a hash, at most `MAX_WAITING_HASHES`.
+    waiting_hashes: std::sync::atomic::AtomicUsize,
     /// Redis, when configured: shared counters and revocation fan-out.
     coordinator: Option<Arc<dyn Coordinator>>,
     /// Where revocations are learnt as they happen: Redis when configured,
@@ -101,6 +104,57 @@ pub fn now() -> i64 {
 
 const INVALID_CREDENTIALS: &str = "invalid username or password";
 
+/// What every refused refresh says, whatever the reason: a thief learns
+/// nothing of the token's state (the audit trail and the log tell operators).
+const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+
+/// The longest username a login looks up (the CLI allows 256 characters of
+/// up to 4 bytes); longer ones are refused before any counting.
+pub const MAX_USERNAME_BYTES: usize = 1024;
+
+/// Logins waiting for a hash or hashing, at most: beyond that a login is
+/// answered `503` at once instead of queueing (about a second of work on two
+/// cores).
+pub const MAX_WAITING_HASHES: usize = 64;
+
+/// The attempt counters a login takes: its account's and its address's.
+struct AttemptKeys {
+    account: String,
+    address: String,
+}
+
+impl AttemptKeys {
+    fn new(username: &str, ip: &str) -> Self {
+        let address = match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => crate::throttle::address_key(ip),
+            Err(_) => ip.to_owned(),
+        };
+        Self {
+            account: format!("acct:{}", username.to_lowercase()),
+            address: format!("ip:{address}"),
+        }
+    }
+}
+
+/// A place in a bounded queue, given back when dropped.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Self(count))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl AppState {
     /// Builds the state: loads keys from the store, creating them on first start.
     pub async fn new(
@@ -125,14 +179,18 @@ impl AppState {
             Some(redis) => Some(redis.clone() as Arc<dyn RevocationFeed>),
             None => store.revocation_feed(),
         };
+        let attempts: Arc<dyn AttemptCounter> = match &coordinator {
+            Some(redis) => redis.clone(),
+            None => Arc::new(Throttle::new()),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::default(),
                 coordinator,
                 feed,
                 revocations: RevocationCache::default(),
-                throttle_account: Throttle::new(config.throttle_account),
-                throttle_ip: Throttle::new(config.throttle_ip),
+                attempts,
+                waiting_hashes: std::sync::atomic::AtomicUsize::new(0),
                 config: Arc::new(config),
                 store,
                 keyring: LiveKeyring::new(keyring),
@@ -207,12 +265,16 @@ impl AppState {
         }
     }
 
-    /// Runs Argon2id off the async runtime, one per core at most.
+    /// Runs Argon2id off the async runtime, one per core at most, for at
+    /// most [`MAX_WAITING_HASHES`] logins waiting or hashing at once; past
+    /// that, `503` with `Retry-After`.
     async fn verify_password(
         &self,
         password: String,
         stored: Option<String>,
     ) -> Result<bool, ApiError> {
+        let _queued = Queued::enter(&self.inner.waiting_hashes, MAX_WAITING_HASHES)
+            .ok_or(ApiError::Busy { retry_after: 1 })?;
         let _turn = self
             .inner
             .hash_gate
@@ -244,22 +306,30 @@ impl AppState {
             .map_err(ApiError::internal)
     }
 
-    /// The scope a login gets: the requested one if allowed, else the default.
-    fn login_scope(&self, requested: Option<&str>) -> Result<Scope, ApiError> {
-        let scope = match requested {
-            Some(text) if !text.trim().is_empty() => {
-                Scope::parse(text).map_err(|_| ApiError::invalid_scope("malformed scope"))?
-            }
-            _ => return Ok(self.config().default_scope.clone()),
+    /// The scope a login gets (§3.3): the requested one, or the default,
+    /// within `LATCHKEY_SCOPES` and, through a client, within the client's
+    /// registered scopes.
+    fn login_scope(&self, requested: Option<&str>, client: Option<&Client>) -> Result<Scope, ApiError> {
+        let config = self.config();
+        let allowed = match client {
+            Some(client) => config
+                .scopes
+                .intersection(&Scope::parse(&client.scope).unwrap_or_default()),
+            None => config.scopes.clone(),
         };
-        if let Some(allowed) = &self.config().scopes
-            && !scope.is_subset(allowed)
-        {
-            return Err(ApiError::invalid_scope(
-                "the requested scope is not available",
-            ));
+        match requested {
+            Some(text) if !text.trim().is_empty() => {
+                let scope =
+                    Scope::parse(text).map_err(|_| ApiError::invalid_scope("malformed scope"))?;
+                if !scope.is_subset(&allowed) {
+                    return Err(ApiError::invalid_scope(
+                        "the requested scope is not available",
+                    ));
+                }
+                Ok(scope)
+            }
+            _ => Ok(config.default_scope.intersection(&allowed)),
         }
-        Ok(scope)
     }
 
     /// Signs an access token for `grant`.
@@ -282,55 +352,59 @@ impl AppState {
         Ok(jwt::sign(self.keyring().signing(now), &claims)?)
     }
 
-    /// Seconds to wait when the account or the IP used up its failed logins.
-    /// With Redis the counts are shared by every instance; if Redis fails,
-    /// logins are let through (and the failure logged) rather than refused.
-    async fn throttled(&self, account: &str, ip: &str, now: i64) -> Option<i64> {
-        let Some(redis) = &self.inner.coordinator else {
-            return self
-                .inner
-                .throttle_account
-                .retry_after(account, now)
-                .or_else(|| self.inner.throttle_ip.retry_after(ip, now));
-        };
+    /// Takes a login attempt of the account and of the client's address
+    /// before any password is checked; `Err(seconds)` when either has used
+    /// up its attempts (and nothing is taken). With Redis the counts are
+    /// shared by every instance; if Redis fails, logins are let through (and
+    /// the failure logged) rather than refused.
+    async fn take_attempts(&self, keys: &AttemptKeys) -> Result<(), i64> {
         let config = self.config();
-        for (key, limit) in [
-            (format!("acct:{account}"), config.throttle_account),
-            (format!("ip:{ip}"), config.throttle_ip),
-        ] {
-            match redis.failures(&key).await {
-                Ok(Some((count, left))) if count >= limit.max => return Some(left),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "Redis failure counters unavailable"),
-            }
+        let account = self
+            .counted(self.inner.attempts.take_attempt(
+                &keys.account,
+                config.throttle_account.max,
+                config.throttle_account.window,
+            ))
+            .await;
+        if let Some(Some(wait)) = account {
+            return Err(wait);
         }
-        None
+        let address = self
+            .counted(self.inner.attempts.take_attempt(
+                &keys.address,
+                config.throttle_ip.max,
+                config.throttle_ip.window,
+            ))
+            .await;
+        if let Some(Some(wait)) = address {
+            self.give_back_attempt(&keys.account).await;
+            return Err(wait);
+        }
+        Ok(())
     }
 
-    async fn count_failure(&self, account: &str, ip: &str, now: i64) {
-        let Some(redis) = &self.inner.coordinator else {
-            self.inner.throttle_account.record_failure(account, now);
-            self.inner.throttle_ip.record_failure(ip, now);
-            return;
-        };
-        let config = self.config();
-        for (key, limit) in [
-            (format!("acct:{account}"), config.throttle_account),
-            (format!("ip:{ip}"), config.throttle_ip),
-        ] {
-            if let Err(e) = redis.count_failure(&key, limit.window).await {
-                tracing::error!(error = %e, "Redis failure counters unavailable");
-            }
-        }
+    /// Gives back an attempt that was not checked.
+    async fn give_back_attempt(&self, key: &str) {
+        self.counted(self.inner.attempts.give_back_attempt(key)).await;
     }
 
-    async fn clear_failures(&self, account: &str) {
-        match &self.inner.coordinator {
-            None => self.inner.throttle_account.clear(account),
-            Some(redis) => {
-                if let Err(e) = redis.clear_failures(&format!("acct:{account}")).await {
-                    tracing::error!(error = %e, "Redis failure counters unavailable");
-                }
+    /// A successful login: the account starts afresh, and the address gets
+    /// its attempt back.
+    async fn login_succeeded(&self, keys: &AttemptKeys) {
+        self.counted(self.inner.attempts.clear_attempts(&keys.account))
+            .await;
+        self.give_back_attempt(&keys.address).await;
+    }
+
+    async fn counted<T>(
+        &self,
+        call: impl std::future::Future<Output = latchkey_core::store::StoreResult<T>>,
+    ) -> Option<T> {
+        match call.await {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::error!(error = %e, "login attempt counters unavailable");
+                None
             }
         }
     }
@@ -419,29 +493,44 @@ impl AppState {
     ) -> Result<Issued, ApiError> {
         // A login does not keep the last core from hashing other logins.
         let _credential = self.inner.hash_gate.credential();
-        let scope = self.login_scope(scope)?;
+        if username.len() > MAX_USERNAME_BYTES {
+            return Err(ApiError::invalid_request("username is too long"));
+        }
+        let scope = self.login_scope(scope, client)?;
         let client_id = client.map(|c| c.id.as_str());
-        // Throttled before any hashing, so a flood costs no Argon2id work.
-        let account_key = username.to_lowercase();
-        let started = now();
-        if let Some(retry_after) = self.throttled(&account_key, &ctx.ip, started).await {
+        // The attempt counts before any hashing: however many arrive at
+        // once, at most the limit are checked, and a flood costs no Argon2id.
+        let keys = AttemptKeys::new(username, &ctx.ip);
+        if let Err(retry_after) = self.take_attempts(&keys).await {
             self.metrics().inc("latchkey_throttled_total", &[]);
             let detail = "failed-login limit reached";
             self.audit("throttled", None, None, client_id, ctx, detail)
                 .await;
             return Err(ApiError::TooManyRequests { retry_after });
         }
-        let user = if username.is_empty() || username.len() > 256 {
-            None
-        } else {
-            self.store().user_by_name(username).await?
+        let user = match self.store().user_by_name(username).await {
+            Ok(user) => user,
+            Err(e) => {
+                self.give_back_attempt(&keys.account).await;
+                self.give_back_attempt(&keys.address).await;
+                return Err(e.into());
+            }
         };
-        let ok = self
+        let checked = self
             .verify_password(
                 password.to_owned(),
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await?;
+            .await;
+        let ok = match checked {
+            Ok(ok) => ok,
+            // Not checked (the queue was full): the attempt does not count.
+            Err(e) => {
+                self.give_back_attempt(&keys.account).await;
+                self.give_back_attempt(&keys.address).await;
+                return Err(e);
+            }
+        };
         let user = match user {
             Some(user) if ok && !user.disabled => user,
             other => {
@@ -451,14 +540,13 @@ impl AppState {
                     Some(u) if u.disabled && ok => "user disabled",
                     Some(_) => "wrong password",
                 };
-                self.count_failure(&account_key, &ctx.ip, started).await;
                 self.metrics().inc("latchkey_login_failures_total", &[]);
                 self.audit("login_failed", id, None, client_id, ctx, why)
                     .await;
                 return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
             }
         };
-        self.clear_failures(&account_key).await;
+        self.login_succeeded(&keys).await;
 
         let now = now();
         let config = self.config();
@@ -495,10 +583,24 @@ impl AppState {
         // The login's audit event, and those of the sessions the cap
         // revokes, are written in the session's own transaction.
         let created = AuditEvent::login(&session);
-        let evicted = self
+        let Some(evicted) = self
             .store()
             .create_session(&session, &record, config.max_sessions_per_user, &created)
-            .await?;
+            .await?
+        else {
+            // Disabled (or deleted) while the password was being checked.
+            self.metrics().inc("latchkey_login_failures_total", &[]);
+            self.audit(
+                "login_failed",
+                Some(&user.id),
+                None,
+                client_id,
+                ctx,
+                "user disabled",
+            )
+            .await;
+            return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
+        };
         log_audit(&created);
         self.announce_revoked(&evicted).await;
         for old in &evicted {
@@ -534,7 +636,7 @@ impl AppState {
         ctx: &RequestContext,
     ) -> Result<Issued, ApiError> {
         let Some(token) = RefreshToken::parse(presented) else {
-            return Err(ApiError::invalid_grant("invalid refresh token"));
+            return Err(ApiError::invalid_grant(INVALID_REFRESH));
         };
         let scope = match scope {
             Some(text) => {
@@ -543,7 +645,14 @@ impl AppState {
             None => None,
         };
         let keys = self.refresh_keys();
-        let successor = keys.successor(&token);
+        // Derived from its parent only where a retry must get the same one
+        // (the grace window); else drawn at random, so that not even the
+        // hashing key can tell a token's successors from the token.
+        let successor = if self.config().policy.reuse_grace > 0 {
+            keys.successor(&token)
+        } else {
+            RefreshToken::generate(self.rng())?
+        };
         let now = now();
         let jti = random_id("", self.rng())?;
         let request = RotationRequest {
@@ -620,34 +729,42 @@ impl AppState {
                     reason.as_str(),
                 )
                 .await;
-                return Err(ApiError::invalid_grant(match reason {
-                    RevocationReason::Reuse => {
-                        "refresh token was already used; the session has been revoked"
-                    }
-                    _ => "the session has been revoked",
-                }));
+                return Err(ApiError::invalid_grant(INVALID_REFRESH));
             }
             Outcome::Rejected(why) => {
                 self.metrics()
                     .inc("latchkey_refreshes_total", &[("outcome", "rejected")]);
-                return Err(match why {
-                    Rejection::ScopeWidened => {
-                        ApiError::invalid_scope("a refresh may narrow the scope, never widen it")
-                    }
-                    Rejection::ClientMismatch => {
-                        ApiError::invalid_grant("refresh token was issued to another client")
-                    }
+                if why == Rejection::ScopeWidened {
+                    return Err(ApiError::invalid_scope(
+                        "a refresh may narrow the scope, never widen it",
+                    ));
+                }
+                // Presenting a token with the wrong client, or with an
+                // access token of another session, is what a thief does.
+                let refused = match why {
+                    Rejection::ClientMismatch => Some("refresh token of another client"),
                     Rejection::SessionMismatch => {
-                        ApiError::invalid_grant("access token belongs to another session")
+                        Some("access token sent along belongs to another session")
                     }
-                    Rejection::SessionRevoked => {
-                        ApiError::invalid_grant("the session has been revoked")
-                    }
-                    Rejection::SessionExpired | Rejection::TokenExpired => {
-                        ApiError::invalid_grant("refresh token expired")
-                    }
-                    _ => ApiError::invalid_grant("invalid refresh token"),
-                });
+                    Rejection::UserDisabled => Some("user disabled"),
+                    _ => None,
+                };
+                if let Some(detail) = refused
+                    && let Ok(Some((_, session))) =
+                        self.store().refresh_token(&request.presented).await
+                {
+                    self.audit(
+                        "refresh_refused",
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        detail,
+                    )
+                    .await;
+                }
+                tracing::debug!(reason = ?why, "refresh refused");
+                return Err(ApiError::invalid_grant(INVALID_REFRESH));
             }
         };
         self.metrics().inc(
@@ -754,7 +871,7 @@ impl AppState {
         let live = |session: &Session, user: &User| {
             session.revoked_at.is_none()
                 && session.user_id == claims.sub
-                && session.expires_at > now
+                && !latchkey_core::rotation::has_expired(session.expires_at, now)
                 && !user.disabled
         };
         // With a live revocation feed, announced revocations are all this

@@ -1,72 +1,171 @@
-//! Failed-login throttling: a fixed window of failures per key (an account
-//! or a client IP), kept in this process's memory.
+//! Login attempts counted in this process's memory: a fixed window of
+//! attempts per key (an account or a client's address), taken before the
+//! password is checked, so that however many attempts arrive at once, at most
+//! the limit are checked.
+//!
+//! Keys are kept as a keyed 64-bit hash (the hasher's key is random per
+//! process), never as the text a client sent, and the table has a hard
+//! bound: when it is full, finished windows go first, then windows below the
+//! limit; windows at the limit (accounts and addresses being blocked) are
+//! kept, and while the table holds nothing else a new key is refused.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::config::Limit;
+use async_trait::async_trait;
+use latchkey_core::coordination::AttemptCounter;
+use latchkey_core::store::StoreResult;
 
-/// Keys kept at most; past this, finished windows are dropped.
-const MAX_KEYS: usize = 100_000;
+/// Keys kept at most (about 32 bytes each).
+pub const MAX_KEYS: usize = 200_000;
 
+#[derive(Debug, Clone, Copy)]
 struct Window {
     start: i64,
-    failures: u32,
+    attempts: u32,
+    /// The limit it was taken under: a window at it is a blocked key.
+    max: u32,
+    length: i64,
 }
 
-/// Counts failures per key within a window.
+impl Window {
+    fn over(&self, now: i64) -> bool {
+        self.start + self.length <= now
+    }
+}
+
+/// Attempts per key within a window, in memory.
 pub struct Throttle {
-    limit: Limit,
-    windows: Mutex<HashMap<String, Window>>,
+    hasher: RandomState,
+    capacity: usize,
+    clock: fn() -> i64,
+    windows: Mutex<HashMap<u64, Window>>,
 }
 
 impl Throttle {
-    /// A throttle allowing `limit.max` failures per `limit.window` seconds.
-    pub fn new(limit: Limit) -> Self {
+    /// An empty table of at most [`MAX_KEYS`] keys, reading the wall clock.
+    pub fn new() -> Self {
+        Self::with(MAX_KEYS, crate::state::now)
+    }
+
+    fn with(capacity: usize, clock: fn() -> i64) -> Self {
         Self {
-            limit,
+            hasher: RandomState::new(),
+            capacity,
+            clock,
             windows: Mutex::new(HashMap::new()),
         }
     }
 
-    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
+    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Window>> {
         match self.windows.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// Seconds to wait when `key` has used up its failures, else `None`.
-    pub fn retry_after(&self, key: &str, now: i64) -> Option<i64> {
-        let windows = self.windows();
-        let window = windows.get(key)?;
-        let ends = window.start + self.limit.window;
-        (window.failures >= self.limit.max && now < ends).then(|| (ends - now).max(1))
-    }
-
-    /// Counts one failure of `key`.
-    pub fn record_failure(&self, key: &str, now: i64) {
+    /// Takes an attempt at `now`: `None` if admitted, else seconds to wait.
+    pub fn take(&self, key: &str, max: u32, length: i64, now: i64) -> Option<i64> {
+        let id = self.hasher.hash_one(key);
         let mut windows = self.windows();
-        if windows.len() >= MAX_KEYS {
-            let window = self.limit.window;
-            windows.retain(|_, w| w.start + window > now);
+        if !windows.contains_key(&id) && windows.len() >= self.capacity {
+            windows.retain(|_, w| !w.over(now));
+            if windows.len() >= self.capacity {
+                windows.retain(|_, w| w.attempts >= w.max);
+            }
+            if windows.len() >= self.capacity {
+                tracing::warn!(
+                    keys = windows.len(),
+                    "login throttle table full of blocked keys; refusing a new one"
+                );
+                return Some(length.max(1));
+            }
         }
-        let window = windows.entry(key.to_owned()).or_insert(Window {
+        let window = windows.entry(id).or_insert(Window {
             start: now,
-            failures: 0,
+            attempts: 0,
+            max,
+            length,
         });
-        if window.start + self.limit.window <= now {
+        if window.over(now) {
             *window = Window {
                 start: now,
-                failures: 0,
+                attempts: 0,
+                max,
+                length,
             };
         }
-        window.failures = window.failures.saturating_add(1);
+        if window.attempts >= max {
+            return Some((window.start + window.length - now).max(1));
+        }
+        window.attempts += 1;
+        None
     }
 
-    /// Forgets `key` (after a successful login).
+    /// Gives back one attempt of `key`.
+    pub fn give_back(&self, key: &str) {
+        let id = self.hasher.hash_one(key);
+        if let Some(window) = self.windows().get_mut(&id) {
+            window.attempts = window.attempts.saturating_sub(1);
+        }
+    }
+
+    /// Forgets `key`.
     pub fn clear(&self, key: &str) {
-        self.windows().remove(key);
+        let id = self.hasher.hash_one(key);
+        self.windows().remove(&id);
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.windows().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl AttemptCounter for Throttle {
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>> {
+        Ok(self.take(key, max, window, (self.clock)()))
+    }
+
+    async fn give_back_attempt(&self, key: &str) -> StoreResult<()> {
+        self.give_back(key);
+        Ok(())
+    }
+
+    async fn clear_attempts(&self, key: &str) -> StoreResult<()> {
+        self.clear(key);
+        Ok(())
+    }
+}
+
+/// The throttling key of a client address: an IPv4 address, or the /64 an
+/// IPv6 address belongs to (one subscriber's usual allocation, which a client
+/// can walk through at will). An IPv4 address mapped into IPv6 counts as IPv4.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -76,17 +175,73 @@ mod tests {
 
     #[test]
     fn blocks_after_the_limit_until_the_window_ends() {
-        let throttle = Throttle::new(Limit { max: 3, window: 60 });
+        let throttle = Throttle::with(10, || 0);
         for i in 0..3 {
-            assert_eq!(throttle.retry_after("alice", 100 + i), None);
-            throttle.record_failure("alice", 100 + i);
+            assert_eq!(throttle.take("alice", 3, 60, 100 + i), None);
         }
-        assert_eq!(throttle.retry_after("alice", 110), Some(50));
-        assert_eq!(throttle.retry_after("bob", 110), None);
-        assert_eq!(throttle.retry_after("alice", 160), None);
-        throttle.record_failure("alice", 160);
-        assert_eq!(throttle.retry_after("alice", 161), None);
+        assert_eq!(throttle.take("alice", 3, 60, 110), Some(50));
+        assert_eq!(throttle.take("bob", 3, 60, 110), None);
+        assert_eq!(throttle.take("alice", 3, 60, 160), None);
+        throttle.give_back("alice");
         throttle.clear("alice");
-        assert_eq!(throttle.retry_after("alice", 161), None);
+        for _ in 0..3 {
+            assert_eq!(throttle.take("alice", 3, 60, 161), None);
+        }
+        throttle.give_back("alice");
+        assert_eq!(throttle.take("alice", 3, 60, 161), None);
+        assert!(throttle.take("alice", 3, 60, 161).is_some());
+    }
+
+    #[test]
+    fn concurrent_attempts_admit_exactly_the_limit() {
+        let throttle = std::sync::Arc::new(Throttle::with(10, || 0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let throttle = throttle.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|_| throttle.take("carol", 10, 900, 5).is_none())
+                        .count()
+                })
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(admitted, 10);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_keeps_blocked_keys() {
+        let throttle = Throttle::with(4, || 0);
+        // A blocked key, then keys that are not.
+        assert_eq!(throttle.take("victim", 1, 900, 0), None);
+        for i in 0..3 {
+            assert_eq!(throttle.take(&format!("spray{i}"), 5, 900, 0), None);
+        }
+        assert_eq!(throttle.len(), 4);
+        // Full: unblocked windows make room, the blocked one stays.
+        assert_eq!(throttle.take("another", 5, 900, 1), None);
+        assert!(throttle.len() <= 4);
+        assert!(throttle.take("victim", 1, 900, 1).is_some());
+        // Full of blocked keys: a new key is refused, nothing grows.
+        let full = Throttle::with(2, || 0);
+        assert_eq!(full.take("a", 1, 900, 0), None);
+        assert_eq!(full.take("b", 1, 900, 0), None);
+        assert_eq!(full.take("c", 1, 900, 0), Some(900));
+        assert_eq!(full.len(), 2);
+        // Finished windows go first.
+        assert_eq!(full.take("c", 1, 900, 900), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7");
+        assert_eq!(address_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
     }
 }

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use latchkey_core::rotation::{self, Decision, Policy, RotationRequest};
 use latchkey_core::store::{Outcome, Session, StoreError, StoreResult};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{SESSION_COLUMNS, TOKEN_COLUMNS, session_from, token_from};
@@ -102,7 +102,10 @@ struct Decided {
     job: Job,
     /// The token's session as read.
     session: Session,
+    /// The new access token's scope.
     scope: String,
+    /// The successor's: the presented token's.
+    token_scope: String,
     expires_at: i64,
     binding_mismatch: bool,
 }
@@ -112,6 +115,7 @@ struct Decided {
 pub(crate) struct Write<'a> {
     pub(crate) req: &'a RotationRequest,
     pub(crate) session: &'a Session,
+    /// The successor's scope.
     pub(crate) scope: &'a str,
     pub(crate) expires_at: i64,
 }
@@ -151,7 +155,7 @@ async fn run(conn: &mut PgConnection, jobs: Vec<Job>) -> bool {
         .map(|d| Write {
             req: &d.job.req,
             session: &d.session,
-            scope: &d.scope,
+            scope: &d.token_scope,
             expires_at: d.expires_at,
         })
         .collect();
@@ -200,8 +204,9 @@ async fn run(conn: &mut PgConnection, jobs: Vec<Job>) -> bool {
 async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decided>> {
     let hashes: Vec<Vec<u8>> = jobs.iter().map(|j| j.req.presented.0.to_vec()).collect();
     let sql = format!(
-        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
+        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS}, u.disabled AS u_disabled FROM refresh_tokens t \
          CROSS JOIN LATERAL (SELECT * FROM sessions s0 WHERE s0.id = t.session_id OFFSET 0) s \
+         CROSS JOIN LATERAL (SELECT disabled FROM users u0 WHERE u0.id = s.user_id OFFSET 0) u \
          WHERE t.hash = ANY($1)"
     );
     let rows = match sqlx::query(&sql).bind(&hashes).fetch_all(&mut *conn).await {
@@ -217,17 +222,21 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
     for row in &rows {
         // A row that cannot be read is left to the locked path, which
         // reports it.
-        if let (Ok(token), Ok(session)) = (token_from(row), session_from(row)) {
-            found.insert(token.hash.0, (token, session));
+        if let (Ok(token), Ok(session), Ok(disabled)) = (
+            token_from(row),
+            session_from(row),
+            row.try_get::<bool, _>("u_disabled"),
+        ) {
+            found.insert(token.hash.0, (token, session, disabled));
         }
     }
     let mut decided = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let Some((token, session)) = found.remove(&job.req.presented.0) else {
+        let Some((token, session, user_disabled)) = found.remove(&job.req.presented.0) else {
             let _ = job.reply.send(Ok(None));
             continue;
         };
-        match rotation::decide(&job.policy, &token, &session, &job.req) {
+        match rotation::decide(&job.policy, &token, &session, user_disabled, &job.req) {
             Decision::Rotate {
                 scope,
                 expires_at,
@@ -236,6 +245,7 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
                 job,
                 session,
                 scope,
+                token_scope: token.scope,
                 expires_at,
                 binding_mismatch,
             }),

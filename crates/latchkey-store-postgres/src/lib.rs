@@ -406,14 +406,20 @@ impl Store for PgStore {
         token: &RefreshRecord,
         max_sessions: u32,
         created: &AuditEvent,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Concurrent logins of one user apply the cap one after another.
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-            .bind(&session.user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        // Concurrent logins of one user apply the cap one after another; and
+        // disabling the user (an UPDATE of this row) waits for this session
+        // to commit, then revokes it, or commits first and is seen here.
+        let disabled: Option<bool> =
+            sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1 FOR UPDATE")
+                .bind(&session.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if disabled != Some(false) {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
              revoked_at, revoked_reason, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
@@ -432,12 +438,12 @@ impl Store for PgStore {
         .map_err(backend)?;
         insert_token(&mut tx, token).await?;
         insert_audit(&mut tx, created).await?;
-        // The other live sessions beyond the cap (the new one counts first:
-        // times are whole seconds, so ordering alone could rank it below
-        // others of the same second).
+        // The other live sessions beyond the cap (the new one counts first),
+        // newest first: by time, then by `created_seq`, which the logins of
+        // one user (serialised by the lock above) take in order.
         let evicted: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
-             AND id <> $3 ORDER BY created_at DESC, id DESC OFFSET $4",
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
+             AND id <> $3 ORDER BY created_at DESC, created_seq DESC OFFSET $4",
         )
         .bind(&session.user_id)
         .bind(session.created_at)
@@ -461,7 +467,7 @@ impl Store for PgStore {
             .await?;
         }
         tx.commit().await.map_err(backend)?;
-        Ok(evicted)
+        Ok(Some(evicted))
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
@@ -490,8 +496,8 @@ impl Store for PgStore {
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL \
-             AND s.expires_at > $2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
-             AND t.used_at IS NULL AND t.expires_at > $3) ORDER BY s.created_at DESC, s.id"
+             AND s.expires_at >= $2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at >= $3) ORDER BY s.created_at DESC, s.created_seq DESC"
         );
         let rows = sqlx::query(&sql)
             .bind(user_id)
@@ -596,7 +602,8 @@ impl Store for PgStore {
         // other instance can change before this commits.
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1 \
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS}, u.disabled AS u_disabled FROM refresh_tokens t \
+             JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.hash = $1 \
              FOR UPDATE OF t"
         );
         let Some(row) = sqlx::query(&sql)
@@ -608,17 +615,18 @@ impl Store for PgStore {
             return Ok(Outcome::Rejected(Rejection::Unknown));
         };
         let (token, session) = (token_from(&row)?, session_from(&row)?);
-        let outcome = match rotation::decide(policy, &token, &session, req) {
+        let user_disabled: bool = row.try_get("u_disabled").map_err(backend)?;
+        let outcome = match rotation::decide(policy, &token, &session, user_disabled, req) {
             Decision::Reject(why) => return Ok(Outcome::Rejected(why)),
-            Decision::Replay => {
-                let scope: Option<String> =
-                    sqlx::query_scalar("SELECT scope FROM refresh_tokens WHERE hash = $1")
+            Decision::Replay { scope } => {
+                let successor: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = $1")
                         .bind(&req.successor.0[..])
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(backend)?;
-                match scope {
-                    Some(scope) => Outcome::Replayed { session, scope },
+                match successor {
+                    Some(_) => Outcome::Replayed { session, scope },
                     None => return Ok(Outcome::Rejected(Rejection::Unknown)),
                 }
             }
@@ -634,7 +642,7 @@ impl Store for PgStore {
                 let write = batch::Write {
                     req,
                     session: &session,
-                    scope: &scope,
+                    scope: &token.scope,
                     expires_at,
                 };
                 let rotated = batch::write_rotations(&mut tx, std::slice::from_ref(&write))
@@ -769,11 +777,11 @@ impl Store for PgStore {
     ) -> StoreResult<Collected> {
         // Refresh tokens go with their session (ON DELETE CASCADE).
         let done = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at <= $1 \
+            "DELETE FROM sessions WHERE expires_at < $1 \
              OR (revoked_at IS NOT NULL AND revoked_at <= $2) \
              OR (revoked_at IS NULL AND last_used_at <= $3 AND NOT EXISTS ( \
                  SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
-                 AND t.used_at IS NULL AND t.expires_at > $1))",
+                 AND t.used_at IS NULL AND t.expires_at >= $1))",
         )
         .bind(now)
         .bind(revoked_before)

@@ -1,6 +1,7 @@
 //! Redis for Latchkey: what several instances share beyond the database.
 //!
-//! * failed-login counters: `INCR` with a window opened by `EXPIRE … NX`;
+//! * login attempt counters: one Lua script takes an attempt (`INCR`, the
+//!   first opening the window with `EXPIRE`) or refuses it, atomically;
 //! * the access-token deny-list: `SET {prefix}revoked:{sid} 1 EX ttl`, where
 //!   the ttl covers the session's last access token;
 //! * revocation fan-out: `PUBLISH {prefix}revocations sid`, which every
@@ -17,7 +18,9 @@
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use latchkey_core::coordination::{Coordinator, OnConnected, OnRevoked, RevocationFeed};
+use latchkey_core::coordination::{
+    AttemptCounter, Coordinator, OnConnected, OnRevoked, RevocationFeed,
+};
 use latchkey_core::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -60,8 +63,8 @@ impl RedisCoordinator {
         })
     }
 
-    fn failure_key(&self, key: &str) -> String {
-        format!("{}fail:{key}", self.prefix)
+    fn attempt_key(&self, key: &str) -> String {
+        format!("{}attempts:{key}", self.prefix)
     }
 
     fn revoked_key(&self, sid: &str) -> String {
@@ -74,44 +77,56 @@ impl RedisCoordinator {
 }
 
 #[async_trait]
-impl Coordinator for RedisCoordinator {
-    async fn failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
-        let key = self.failure_key(key);
-        let (count, ttl): (Option<u32>, i64) = redis::pipe()
-            .get(&key)
-            .ttl(&key)
+impl AttemptCounter for RedisCoordinator {
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>> {
+        // One script, so that the check and the count cannot be split by
+        // another instance's attempt: over the limit, nothing is counted.
+        const TAKE: &str = "local n = redis.call('INCR', KEYS[1]) \
+            if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
+            if n > tonumber(ARGV[2]) then \
+                redis.call('DECR', KEYS[1]) \
+                return math.max(redis.call('TTL', KEYS[1]), 1) \
+            end \
+            return 0";
+        let left: i64 = redis::cmd("EVAL")
+            .arg(TAKE)
+            .arg(1)
+            .arg(self.attempt_key(key))
+            .arg(window.max(1))
+            .arg(max)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
-        Ok(count.map(|c| (c, ttl.max(1))))
+        Ok((left > 0).then_some(left))
     }
 
-    async fn count_failure(&self, key: &str, window: i64) -> StoreResult<()> {
-        let key = self.failure_key(key);
-        // The first failure opens the window; later ones do not extend it.
-        let _: (u32, i64) = redis::pipe()
-            .atomic()
-            .incr(&key, 1)
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(window)
-            .arg("NX")
+    async fn give_back_attempt(&self, key: &str) -> StoreResult<()> {
+        const GIVE_BACK: &str = "if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then \
+            redis.call('DECR', KEYS[1]) end return 0";
+        let _: i64 = redis::cmd("EVAL")
+            .arg(GIVE_BACK)
+            .arg(1)
+            .arg(self.attempt_key(key))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
         Ok(())
     }
 
-    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+    async fn clear_attempts(&self, key: &str) -> StoreResult<()> {
         let _: i64 = self
             .conn
             .clone()
-            .del(self.failure_key(key))
+            .del(self.attempt_key(key))
             .await
             .map_err(backend)?;
         Ok(())
     }
 
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
     async fn announce_revoked(&self, sid: &str, ttl: i64) -> StoreResult<()> {
         let ttl = u64::try_from(ttl.max(1)).unwrap_or(1);
         let _: ((), i64) = redis::pipe()

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use latchkey_core::coordination::{Coordinator, RevocationFeed};
+use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFeed};
 use latchkey_store_redis::RedisCoordinator;
 
 /// A coordinator under a fresh prefix, or `None` (skip) without Redis outside CI.
@@ -27,17 +27,38 @@ async fn fresh() -> Option<RedisCoordinator> {
 }
 
 #[tokio::test]
-async fn failures_count_within_one_window() {
+async fn attempts_count_within_one_window() {
     let Some(redis) = fresh().await else { return };
-    assert_eq!(redis.failures("alice").await.unwrap(), None);
     for _ in 0..3 {
-        redis.count_failure("alice", 60).await.unwrap();
+        assert_eq!(redis.take_attempt("alice", 3, 60).await.unwrap(), None);
     }
-    let (count, left) = redis.failures("alice").await.unwrap().unwrap();
-    assert_eq!(count, 3);
+    let left = redis.take_attempt("alice", 3, 60).await.unwrap().unwrap();
     assert!((1..=60).contains(&left));
-    redis.clear_failures("alice").await.unwrap();
-    assert_eq!(redis.failures("alice").await.unwrap(), None);
+    redis.give_back_attempt("alice").await.unwrap();
+    assert_eq!(redis.take_attempt("alice", 3, 60).await.unwrap(), None);
+    assert!(redis.take_attempt("alice", 3, 60).await.unwrap().is_some());
+    redis.clear_attempts("alice").await.unwrap();
+    assert_eq!(redis.take_attempt("alice", 3, 60).await.unwrap(), None);
+}
+
+/// Checking and counting are one step: of many attempts at once, exactly
+/// the limit get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attempts_admit_exactly_the_limit() {
+    let Some(redis) = fresh().await else { return };
+    let attempts: Vec<_> = (0..200)
+        .map(|_| {
+            let redis = redis.clone();
+            tokio::spawn(async move { redis.take_attempt("bob", 10, 60).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap().is_none() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,8 @@ const TOKEN_COLUMNS: &str = "t.hash, t.session_id, t.parent_hash, t.scope, t.iss
      t.expires_at, t.used_at, t.access_jti, t.ip, t.user_agent";
 /// How many columns `TOKEN_COLUMNS` names: where a session read after a token starts.
 const TOKEN_COLUMN_COUNT: usize = 10;
+/// How many columns `SESSION_COLUMNS` names.
+const SESSION_COLUMN_COUNT: usize = 11;
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at";
@@ -350,12 +352,25 @@ fn token_with_session(
     conn: &Connection,
     hash: &TokenHash,
 ) -> rusqlite::Result<Option<(RefreshRecord, Session)>> {
+    Ok(token_with_session_and_user(conn, hash)?.map(|(t, s, _)| (t, s)))
+}
+
+/// The stored token `hash` with its session, and whether its user is disabled.
+fn token_with_session_and_user(
+    conn: &Connection,
+    hash: &TokenHash,
+) -> rusqlite::Result<Option<(RefreshRecord, Session, bool)>> {
     let sql = format!(
-        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?"
+        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS}, u.disabled FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.hash = ?"
     );
     conn.prepare_cached(&sql)?
         .query_row([&hash.0[..]], |r| {
-            Ok((token_from(r, 0)?, session_from(r, TOKEN_COLUMN_COUNT)?))
+            Ok((
+                token_from(r, 0)?,
+                session_from(r, TOKEN_COLUMN_COUNT)?,
+                r.get(TOKEN_COLUMN_COUNT + SESSION_COLUMN_COUNT)?,
+            ))
         })
         .optional()
 }
@@ -429,18 +444,20 @@ fn revoke_all(
 /// The read-decide-write of one rotation, inside the caller's `IMMEDIATE`
 /// transaction.
 fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
-    let Some((token, session)) = token_with_session(conn, &req.presented).map_err(backend)? else {
+    let Some((token, session, user_disabled)) =
+        token_with_session_and_user(conn, &req.presented).map_err(backend)?
+    else {
         return Ok(Outcome::Rejected(Rejection::Unknown));
     };
-    Ok(match rotation::decide(policy, &token, &session, req) {
+    Ok(match rotation::decide(policy, &token, &session, user_disabled, req) {
         Decision::Reject(why) => Outcome::Rejected(why),
-        Decision::Replay => {
-            let scope: Option<String> = conn
-                .prepare_cached("SELECT scope FROM refresh_tokens WHERE hash = ?")
+        Decision::Replay { scope } => {
+            let successor: Option<i64> = conn
+                .prepare_cached("SELECT 1 FROM refresh_tokens WHERE hash = ?")
                 .and_then(|mut s| s.query_row([&req.successor.0[..]], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            match scope {
-                Some(scope) => Outcome::Replayed { session, scope },
+            match successor {
+                Some(_) => Outcome::Replayed { session, scope },
                 None => Outcome::Rejected(Rejection::Unknown),
             }
         }
@@ -468,7 +485,8 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
                     hash: req.successor,
                     session_id: session.id.clone(),
                     parent: Some(req.presented),
-                    scope: scope.clone(),
+                    // The session's scope; a narrower one is the access token's alone.
+                    scope: token.scope.clone(),
                     issued_at: req.now,
                     expires_at,
                     used_at: None,
@@ -682,11 +700,20 @@ impl Store for SqliteStore {
         token: &RefreshRecord,
         max_sessions: u32,
         created: &AuditEvent,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Option<Vec<String>>> {
         self.write(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            // Under the write lock: a user disabled before this commits was
+            // disabled before this read.
+            let disabled: Option<bool> = tx
+                .prepare_cached("SELECT disabled FROM users WHERE id = ?")
+                .and_then(|mut s| s.query_row([&session.user_id], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            if disabled != Some(false) {
+                return Ok(None);
+            }
             tx.prepare_cached(
                 "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
                  revoked_at, revoked_reason, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
@@ -708,12 +735,12 @@ impl Store for SqliteStore {
             insert_token(&tx, token).map_err(backend)?;
             insert_audit(&tx, created).map_err(backend)?;
             // The other live sessions beyond the cap (the new one counts
-            // first: times are whole seconds, so ordering alone could rank it
-            // below others of the same second).
+            // first), newest first: by time, then by rowid, which grows with
+            // every insert, so logins of one second keep their order.
             let evicted: Vec<String> = tx
                 .prepare_cached(
-                    "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
-                     AND id <> ? ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
+                    "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at >= ? \
+                     AND id <> ? ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
                 )
                 .and_then(|mut s| {
                     s.query_map(
@@ -735,7 +762,7 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(evicted)
+            Ok(Some(evicted))
         })
         .await
     }
@@ -764,8 +791,8 @@ impl Store for SqliteStore {
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ?1 AND s.revoked_at IS NULL \
-             AND s.expires_at > ?2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
-             AND t.used_at IS NULL AND t.expires_at > ?2) ORDER BY s.created_at DESC, s.id"
+             AND s.expires_at >= ?2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at >= ?2) ORDER BY s.created_at DESC, s.rowid DESC"
         );
         self.read(|conn| {
             conn.prepare_cached(&sql)?
@@ -938,11 +965,11 @@ impl Store for SqliteStore {
             let deleted = self
                 .write(|conn| {
                     conn.prepare_cached(
-                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 \
+                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 \
                          OR (revoked_at IS NOT NULL AND revoked_at <= ?2) \
                          OR (revoked_at IS NULL AND last_used_at <= ?3 AND NOT EXISTS ( \
                              SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
-                             AND t.used_at IS NULL AND t.expires_at > ?1)) LIMIT ?4)",
+                             AND t.used_at IS NULL AND t.expires_at >= ?1)) LIMIT ?4)",
                     )
                     .and_then(|mut s| s.execute(params![now, revoked_before, idle_before, GC_BATCH]))
                     .map_err(backend)
@@ -968,8 +995,7 @@ mod tests {
     #[test]
     fn positional_readers_match_the_column_lists() {
         assert_eq!(TOKEN_COLUMNS.split(',').count(), TOKEN_COLUMN_COUNT);
-        // `session_from` reads eleven columns.
-        assert_eq!(SESSION_COLUMNS.split(',').count(), 11);
+        assert_eq!(SESSION_COLUMNS.split(',').count(), SESSION_COLUMN_COUNT);
     }
 
     #[tokio::test]

@@ -88,6 +88,9 @@ macro_rules! suite {
             adding_a_key_retires_the_active_ones,
             the_revocation_feed_lists_recent_revocations,
             simultaneous_rotations_of_many_sessions_all_commit,
+            the_cap_evicts_in_creation_order_within_one_second,
+            no_session_outlives_the_disabling_of_its_user,
+            a_narrowed_refresh_keeps_the_session_scope,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -164,6 +167,7 @@ async fn session(
         .create_session(&session, &token, cap, &AuditEvent::login(&session))
         .await
         .expect("create session")
+        .expect("the user is enabled")
 }
 
 fn request(presented: TokenHash, successor: TokenHash, now: i64) -> RotationRequest {
@@ -393,7 +397,9 @@ pub async fn refusals_change_nothing(store: Arc<dyn Store>) {
     ));
     // Expired: idle lifetime passed.
     session(store.as_ref(), &alice, "ses_2", hash(5), NOW, 10).await;
-    let late = request(hash(5), hash(6), NOW + 3600);
+    // Issued in second NOW with an idle lifetime of 3600 s: usable through
+    // second NOW + 3600, expired from NOW + 3601 on.
+    let late = request(hash(5), hash(6), NOW + 3601);
     assert_eq!(
         store.rotate(&policy(0), &late).await.unwrap(),
         Outcome::Rejected(Rejection::TokenExpired)
@@ -683,7 +689,7 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
     // Idle: its only token expired at NOW + 3600 without being used.
     session(store.as_ref(), &alice, "ses_idle", hash(5), NOW - 100, 10).await;
 
-    let now = NOW + 3600;
+    let now = NOW + 3601;
     let collected = store
         .collect_garbage(now, now - 600, now - 600)
         .await
@@ -727,7 +733,7 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
     );
 
     // Past its absolute end, the live session goes too.
-    let collected = store.collect_garbage(NOW + 86400, NOW, NOW).await.unwrap();
+    let collected = store.collect_garbage(NOW + 86401, NOW, NOW).await.unwrap();
     assert_eq!(collected.sessions, 2);
     assert!(store.refresh_token(&hash(1)).await.unwrap().is_none());
 }
@@ -787,4 +793,133 @@ pub async fn the_revocation_feed_lists_recent_revocations(store: Arc<dyn Store>)
         [("ses_1".to_string(), NOW + 20)]
     );
     assert!(store.revoked_since(NOW + 21).await.unwrap().is_empty());
+}
+
+/// The cap revokes the oldest session in the order of creation, even when
+/// every session began in the same second and their ids sort the other way.
+pub async fn the_cap_evicts_in_creation_order_within_one_second(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    // Created in this order; ids in reverse alphabetical order.
+    for (i, id) in ["ses_c", "ses_b"].into_iter().enumerate() {
+        let first = hash(u8::try_from(i).unwrap_or(0) + 1);
+        assert!(session(store.as_ref(), &alice, id, first, NOW, 2).await.is_empty());
+    }
+    let evicted = session(store.as_ref(), &alice, "ses_a", hash(9), NOW, 2).await;
+    assert_eq!(evicted, ["ses_c"], "the first session created goes first");
+    assert!(!is_revoked(store.as_ref(), "ses_b").await);
+}
+
+/// A session is never created for a disabled user, and disabling a user
+/// while logins commit leaves none of theirs alive.
+pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let logins: Vec<_> = (0u8..20)
+        .map(|i| {
+            let store = store.clone();
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                let id = format!("ses_{i}");
+                let mut s = Session {
+                    id: id.clone(),
+                    user_id: alice.id.clone(),
+                    client_id: None,
+                    scope: "profile".into(),
+                    created_at: NOW,
+                    expires_at: NOW + 86400,
+                    last_used_at: NOW,
+                    revoked_at: None,
+                    revoked_reason: None,
+                    ip: "127.0.0.1".into(),
+                    user_agent: "suite".into(),
+                };
+                s.id = id.clone();
+                let token = RefreshRecord {
+                    hash: hash(i + 1),
+                    session_id: id,
+                    parent: None,
+                    scope: "profile".into(),
+                    issued_at: NOW,
+                    expires_at: NOW + 3600,
+                    used_at: None,
+                    access_jti: "jti".into(),
+                    ip: "127.0.0.1".into(),
+                    user_agent: "suite".into(),
+                };
+                store
+                    .create_session(&s, &token, 100, &AuditEvent::login(&s))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let disabling = {
+        let store = store.clone();
+        let id = alice.id.clone();
+        tokio::spawn(async move { store.set_disabled(&id, true, NOW).await.unwrap() })
+    };
+    for login in logins {
+        login.await.unwrap();
+    }
+    disabling.await.unwrap().unwrap();
+    assert!(store.live_sessions(&alice.id, NOW).await.unwrap().is_empty());
+    // Now disabled: nothing is written at all.
+    let s = Session {
+        id: "ses_late".into(),
+        user_id: alice.id.clone(),
+        client_id: None,
+        scope: "profile".into(),
+        created_at: NOW,
+        expires_at: NOW + 86400,
+        last_used_at: NOW,
+        revoked_at: None,
+        revoked_reason: None,
+        ip: "127.0.0.1".into(),
+        user_agent: "suite".into(),
+    };
+    let token = RefreshRecord {
+        hash: hash(99),
+        session_id: "ses_late".into(),
+        parent: None,
+        scope: "profile".into(),
+        issued_at: NOW,
+        expires_at: NOW + 3600,
+        used_at: None,
+        access_jti: "jti".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "suite".into(),
+    };
+    let created = store
+        .create_session(&s, &token, 100, &AuditEvent::login(&s))
+        .await
+        .unwrap();
+    assert_eq!(created, None);
+    assert!(store.session_with_user("ses_late").await.unwrap().is_none());
+    assert!(store.refresh_token(&hash(99)).await.unwrap().is_none());
+}
+
+/// A refresh that narrows the scope narrows the access token only: the
+/// successor keeps the session's scope (RFC 6749 §6).
+pub async fn a_narrowed_refresh_keeps_the_session_scope(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    let narrow = RotationRequest {
+        scope: Some(latchkey_core::scope::Scope::parse("profile").unwrap()),
+        ..request(hash(1), hash(2), NOW + 1)
+    };
+    let outcome = store.rotate(&policy(0), &narrow).await.unwrap();
+    match outcome {
+        Outcome::Rotated { scope, .. } => assert_eq!(scope, "profile"),
+        other => panic!("{other:?}"),
+    }
+    let (successor, _) = store.refresh_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(successor.scope, "email profile");
+    // The next refresh, without a scope, gets the whole scope back.
+    let outcome = store
+        .rotate(&policy(0), &request(hash(2), hash(3), NOW + 2))
+        .await
+        .unwrap();
+    match outcome {
+        Outcome::Rotated { scope, .. } => assert_eq!(scope, "email profile"),
+        other => panic!("{other:?}"),
+    }
 }

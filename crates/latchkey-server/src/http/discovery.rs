@@ -37,9 +37,7 @@ async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
         "login_endpoint": format!("{issuer}/auth/login"),
         "revocation_feed_endpoint": format!("{issuer}/oauth/revocations"),
     });
-    if let Some(scopes) = &config.scopes {
-        doc["scopes_supported"] = json!(scopes.to_string().split(' ').collect::<Vec<_>>());
-    }
+    doc["scopes_supported"] = json!(config.scopes.to_string().split(' ').collect::<Vec<_>>());
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc))
 }
 

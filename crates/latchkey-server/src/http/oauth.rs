@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_core::jwt::{Expiry, FIRST_PARTY_CLIENT_ID};
 use latchkey_core::refresh::RefreshToken;
-use latchkey_core::rotation::RevocationReason;
+use latchkey_core::rotation::{RevocationReason, has_expired};
 use serde::Serialize;
 use serde_json::json;
 
@@ -208,9 +208,9 @@ async fn introspect(
         {
             Some((record, session))
                 if record.used_at.is_none()
-                    && record.expires_at > now()
+                    && !has_expired(record.expires_at, now())
                     && session.revoked_at.is_none()
-                    && session.expires_at > now()
+                    && !has_expired(session.expires_at, now())
                     && session.client_id.as_deref().is_none_or(|c| c == caller.id) =>
             {
                 let username = state

@@ -71,7 +71,10 @@ async fn discovery_lists_the_endpoints() {
 
 #[tokio::test]
 async fn login_gives_a_token_pair_in_the_rfc9068_profile() {
-    let app = start!(&[("LATCHKEY_AUDIENCE", "api.test")]);
+    let app = start!(&[
+        ("LATCHKEY_AUDIENCE", "api.test"),
+        ("LATCHKEY_SCOPES", "profile email"),
+    ]);
     let alice = app.add_user("alice").await;
     let response = app
         .post_form(
