@@ -37,6 +37,8 @@ const KEYS: &[&str] = &[
     "gc_interval",
     "keys_refresh_interval",
     "redis_prefix",
+    "request_timeout",
+    "max_connections",
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -98,6 +100,13 @@ pub struct Config {
     /// `LATCHKEY_REDIS_PREFIX`: prefix of every Redis key and channel, so that
     /// several deployments can share one Redis. Default `latchkey:`.
     pub redis_prefix: String,
+    /// `LATCHKEY_REQUEST_TIMEOUT`: a request's headers must arrive within
+    /// this, and then its body within this again; a slower client is cut off
+    /// (an idle kept-alive connection is closed after as long). Default `10s`.
+    pub request_timeout: i64,
+    /// `LATCHKEY_MAX_CONNECTIONS`: connections served at once; further ones
+    /// wait to be accepted. Default `1024`.
+    pub max_connections: usize,
 }
 
 /// At most `max` events per `window` seconds.
@@ -373,6 +382,17 @@ impl Config {
             }
         };
 
+        let (text, origin) = get("max_connections", "1024");
+        let max_connections = match text.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(fail(
+                    &origin,
+                    format!("{text:?} is not a whole number of at least 1"),
+                ));
+            }
+        };
+
         let (text, origin) = get("signing_alg", "EdDSA");
         let signing_alg = text
             .parse::<SigningAlg>()
@@ -461,6 +481,13 @@ impl Config {
                 "must be longer than zero".into(),
             ));
         }
+        let request_timeout = duration("request_timeout", "10s")?;
+        if request_timeout <= 0 {
+            return Err(fail(
+                &get("request_timeout", "").1,
+                "must be longer than zero".into(),
+            ));
+        }
         if gc_interval <= 0 {
             return Err(fail(
                 &get("gc_interval", "").1,
@@ -495,6 +522,8 @@ impl Config {
             gc_interval,
             keys_refresh_interval,
             redis_prefix: get("redis_prefix", "latchkey:").0,
+            request_timeout,
+            max_connections,
         })
     }
 }

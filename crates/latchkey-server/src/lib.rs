@@ -7,8 +7,8 @@
 //! use latchkey_server::{AppState, Config, app};
 //! let state = AppState::new(Config::defaults(), store, None).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-//! axum::serve(listener, service).await?;
+//! let limits = latchkey_server::Limits::of(state.config());
+//! latchkey_server::serve(listener, app(state), limits, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 //!
@@ -22,9 +22,11 @@ pub mod keyring;
 pub mod maintenance;
 pub mod metrics;
 pub mod revocation;
+pub mod serve;
 pub mod state;
 pub mod throttle;
 
 pub use config::Config;
 pub use http::{MAX_BODY_BYTES, app};
+pub use serve::{Limits, serve};
 pub use state::AppState;

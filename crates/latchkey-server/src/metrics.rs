@@ -5,6 +5,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::http::Method;
+
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -99,12 +101,12 @@ impl Metrics {
     }
 
     /// Records one request's latency.
-    pub fn observe_request(&self, method: &str, route: &str, elapsed: Duration) {
+    pub fn observe_request(&self, method: &Method, route: &str, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let mut inner = self.inner();
         let histogram = inner
             .latency
-            .entry((method.to_owned(), route.to_owned()))
+            .entry((method_label(method).to_owned(), route.to_owned()))
             .or_default();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
@@ -113,6 +115,11 @@ impl Metrics {
         }
         histogram.count += 1;
         histogram.sum += seconds;
+    }
+
+    /// The series of request latency held now.
+    pub fn latency_series(&self) -> usize {
+        self.inner().latency.len()
     }
 
     /// The Prometheus text exposition.
@@ -158,6 +165,21 @@ impl Metrics {
     }
 }
 
+/// The method as a label: one of the standard methods, or `other`, so that
+/// no label value comes from what a client sent.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +189,7 @@ mod tests {
         let m = Metrics::default();
         m.inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
         m.inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
-        m.observe_request("POST", "/oauth/token", Duration::from_millis(3));
+        m.observe_request(&Method::POST, "/oauth/token", Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("latchkey_refreshes_total{outcome=\"rotated\"} 2"));
         assert!(text.contains("latchkey_reuse_detected_total 0"));

@@ -143,7 +143,9 @@ impl<'a> Queued<'a> {
     fn enter(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
         use std::sync::atomic::Ordering;
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Self(count))
     }
@@ -309,7 +311,11 @@ impl AppState {
     /// The scope a login gets (§3.3): the requested one, or the default,
     /// within `LATCHKEY_SCOPES` and, through a client, within the client's
     /// registered scopes.
-    fn login_scope(&self, requested: Option<&str>, client: Option<&Client>) -> Result<Scope, ApiError> {
+    fn login_scope(
+        &self,
+        requested: Option<&str>,
+        client: Option<&Client>,
+    ) -> Result<Scope, ApiError> {
         let config = self.config();
         let allowed = match client {
             Some(client) => config
@@ -385,7 +391,8 @@ impl AppState {
 
     /// Gives back an attempt that was not checked.
     async fn give_back_attempt(&self, key: &str) {
-        self.counted(self.inner.attempts.give_back_attempt(key)).await;
+        self.counted(self.inner.attempts.give_back_attempt(key))
+            .await;
     }
 
     /// A successful login: the account starts afresh, and the address gets

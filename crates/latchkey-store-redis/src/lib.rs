@@ -122,7 +122,6 @@ impl AttemptCounter for RedisCoordinator {
             .map_err(backend)?;
         Ok(())
     }
-
 }
 
 #[async_trait]

@@ -449,82 +449,84 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
     else {
         return Ok(Outcome::Rejected(Rejection::Unknown));
     };
-    Ok(match rotation::decide(policy, &token, &session, user_disabled, req) {
-        Decision::Reject(why) => Outcome::Rejected(why),
-        Decision::Replay { scope } => {
-            let successor: Option<i64> = conn
-                .prepare_cached("SELECT 1 FROM refresh_tokens WHERE hash = ?")
-                .and_then(|mut s| s.query_row([&req.successor.0[..]], |r| r.get(0)).optional())
-                .map_err(backend)?;
-            match successor {
-                Some(_) => Outcome::Replayed { session, scope },
-                None => Outcome::Rejected(Rejection::Unknown),
+    Ok(
+        match rotation::decide(policy, &token, &session, user_disabled, req) {
+            Decision::Reject(why) => Outcome::Rejected(why),
+            Decision::Replay { scope } => {
+                let successor: Option<i64> = conn
+                    .prepare_cached("SELECT 1 FROM refresh_tokens WHERE hash = ?")
+                    .and_then(|mut s| s.query_row([&req.successor.0[..]], |r| r.get(0)).optional())
+                    .map_err(backend)?;
+                match successor {
+                    Some(_) => Outcome::Replayed { session, scope },
+                    None => Outcome::Rejected(Rejection::Unknown),
+                }
             }
-        }
-        Decision::Revoke(reason) => {
-            revoke(conn, &session.id, reason, req.now).map_err(backend)?;
-            Outcome::Revoked { session, reason }
-        }
-        Decision::Rotate {
-            scope,
-            expires_at,
-            binding_mismatch,
-        } => {
-            let consumed = conn
-                .prepare_cached(
-                    "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
-                )
-                .and_then(|mut s| s.execute(params![req.now, &req.presented.0[..]]))
-                .map_err(backend)?;
-            if consumed != 1 {
-                return Err(StoreError::Corrupt("rotation lost its write lock".into()));
+            Decision::Revoke(reason) => {
+                revoke(conn, &session.id, reason, req.now).map_err(backend)?;
+                Outcome::Revoked { session, reason }
             }
-            insert_token(
-                conn,
-                &RefreshRecord {
-                    hash: req.successor,
-                    session_id: session.id.clone(),
-                    parent: Some(req.presented),
-                    // The session's scope; a narrower one is the access token's alone.
-                    scope: token.scope.clone(),
-                    issued_at: req.now,
-                    expires_at,
-                    used_at: None,
-                    access_jti: req.access_jti.clone(),
-                    ip: req.ip.clone(),
-                    user_agent: req.user_agent.clone(),
-                },
-            )
-            .map_err(backend)?;
-            // Unix seconds: a session refreshed again within the same second
-            // already says so, and its row is not written again.
-            conn.prepare_cached(
-                "UPDATE sessions SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1",
-            )
-            .and_then(|mut s| s.execute(params![req.now, session.id]))
-            .map_err(backend)?;
-            // The `refresh` audit event commits with the rotation it records.
-            insert_audit(
-                conn,
-                &AuditEvent {
-                    at: req.now,
-                    kind: "refresh".into(),
-                    user_id: Some(session.user_id.clone()),
-                    session_id: Some(session.id.clone()),
-                    client_id: req.client_id.clone(),
-                    ip: Some(req.ip.clone()),
-                    user_agent: Some(req.user_agent.clone()),
-                    detail: String::new(),
-                },
-            )
-            .map_err(backend)?;
-            Outcome::Rotated {
-                session,
+            Decision::Rotate {
                 scope,
+                expires_at,
                 binding_mismatch,
+            } => {
+                let consumed = conn
+                    .prepare_cached(
+                        "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![req.now, &req.presented.0[..]]))
+                    .map_err(backend)?;
+                if consumed != 1 {
+                    return Err(StoreError::Corrupt("rotation lost its write lock".into()));
+                }
+                insert_token(
+                    conn,
+                    &RefreshRecord {
+                        hash: req.successor,
+                        session_id: session.id.clone(),
+                        parent: Some(req.presented),
+                        // The session's scope; a narrower one is the access token's alone.
+                        scope: token.scope.clone(),
+                        issued_at: req.now,
+                        expires_at,
+                        used_at: None,
+                        access_jti: req.access_jti.clone(),
+                        ip: req.ip.clone(),
+                        user_agent: req.user_agent.clone(),
+                    },
+                )
+                .map_err(backend)?;
+                // Unix seconds: a session refreshed again within the same second
+                // already says so, and its row is not written again.
+                conn.prepare_cached(
+                    "UPDATE sessions SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1",
+                )
+                .and_then(|mut s| s.execute(params![req.now, session.id]))
+                .map_err(backend)?;
+                // The `refresh` audit event commits with the rotation it records.
+                insert_audit(
+                    conn,
+                    &AuditEvent {
+                        at: req.now,
+                        kind: "refresh".into(),
+                        user_id: Some(session.user_id.clone()),
+                        session_id: Some(session.id.clone()),
+                        client_id: req.client_id.clone(),
+                        ip: Some(req.ip.clone()),
+                        user_agent: Some(req.user_agent.clone()),
+                        detail: String::new(),
+                    },
+                )
+                .map_err(backend)?;
+                Outcome::Rotated {
+                    session,
+                    scope,
+                    binding_mismatch,
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn group_lost() -> StoreError {

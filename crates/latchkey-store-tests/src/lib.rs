@@ -802,7 +802,11 @@ pub async fn the_cap_evicts_in_creation_order_within_one_second(store: Arc<dyn S
     // Created in this order; ids in reverse alphabetical order.
     for (i, id) in ["ses_c", "ses_b"].into_iter().enumerate() {
         let first = hash(u8::try_from(i).unwrap_or(0) + 1);
-        assert!(session(store.as_ref(), &alice, id, first, NOW, 2).await.is_empty());
+        assert!(
+            session(store.as_ref(), &alice, id, first, NOW, 2)
+                .await
+                .is_empty()
+        );
     }
     let evicted = session(store.as_ref(), &alice, "ses_a", hash(9), NOW, 2).await;
     assert_eq!(evicted, ["ses_c"], "the first session created goes first");
@@ -861,7 +865,13 @@ pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>
         login.await.unwrap();
     }
     disabling.await.unwrap().unwrap();
-    assert!(store.live_sessions(&alice.id, NOW).await.unwrap().is_empty());
+    assert!(
+        store
+            .live_sessions(&alice.id, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Now disabled: nothing is written at all.
     let s = Session {
         id: "ses_late".into(),

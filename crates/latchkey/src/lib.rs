@@ -3,7 +3,6 @@
 //! chooses a storage backend.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -330,11 +329,8 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         keyring.signing(now()).alg()
     );
     latchkey_server::maintenance::spawn(state.clone());
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let limits = latchkey_server::Limits::of(state.config());
+    latchkey_server::serve(listener, app(state), limits, shutdown_signal()).await;
     tracing::info!("latchkey stopped");
     Ok(())
 }

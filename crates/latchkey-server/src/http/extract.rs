@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 use latchkey_core::store::Client;
 
 use crate::config::IpRange;
@@ -71,6 +72,25 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) 
     client
 }
 
+/// Text that goes no further than here: a NUL byte (which no name, secret or
+/// token of ours contains, and which PostgreSQL cannot store) is refused
+/// with a `400`, on every backend alike. The name is not echoed back when
+/// it is itself the bad text.
+pub(crate) fn check_text(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        let name = if name.contains('\0') {
+            "a parameter name"
+        } else {
+            name
+        };
+        let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+        return Err(ApiError::invalid_request(format!(
+            "{name} contains a NUL byte"
+        )));
+    }
+    Ok(())
+}
+
 /// Request parameters: each name at most once (RFC 6749 §3.2).
 #[derive(Debug, Default)]
 pub(crate) struct Params(HashMap<String, String>);
@@ -80,6 +100,8 @@ impl Params {
     pub(crate) fn from_form(body: &[u8]) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
         for (name, value) in form_urlencoded::parse(body) {
+            check_text("a parameter name", &name)?;
+            check_text(&name, &value)?;
             if map.insert(name.to_string(), value.into_owned()).is_some() {
                 return Err(ApiError::invalid_request(format!(
                     "parameter {name} appears more than once"
@@ -95,8 +117,10 @@ impl Params {
             .map_err(|_| ApiError::invalid_request("the body is not a JSON object"))?;
         let mut map = HashMap::new();
         for (name, value) in value {
+            check_text("a parameter name", &name)?;
             match value {
                 serde_json::Value::String(s) => {
+                    check_text(&name, &s)?;
                     map.insert(name, s);
                 }
                 serde_json::Value::Null => {}
@@ -210,6 +234,8 @@ pub(crate) async fn client(
             // The parts are form-urlencoded (RFC 6749 §2.3.1).
             let id = form_decode(id);
             let secret = form_decode(secret);
+            check_text("client_id", &id)?;
+            check_text("client_secret", &secret)?;
             if params.get("client_id").is_some_and(|body_id| body_id != id) {
                 return Err(ApiError::invalid_request(
                     "client_id differs from the authenticated client",
@@ -228,6 +254,14 @@ pub(crate) async fn client(
             None => return Ok(None),
         },
     };
+    // The `client_id` first-party access tokens carry names the first-party
+    // public client: no client at all (§3.3).
+    if id == FIRST_PARTY_CLIENT_ID {
+        if secret.is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid_client("a public client has no secret"));
+        }
+        return Ok(None);
+    }
     let found = if id.len() > 128 {
         None
     } else {

@@ -11,12 +11,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Request bodies larger than this get `413`.
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -42,6 +44,41 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics().render(),
     )
+}
+
+/// Reads the whole body (at most [`MAX_BODY_BYTES`]) within the request
+/// timeout before the handler runs: a client that trickles its body in is
+/// answered `408` and its connection closed; a larger body gets `413`.
+async fn body_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = std::time::Duration::from_secs(state.config().request_timeout.unsigned_abs());
+    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::Plain {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "invalid_request",
+                description: format!("the body is larger than {MAX_BODY_BYTES} bytes or broken"),
+            }
+            .into_response();
+        }
+        Err(_) => {
+            let mut response = ApiError::Plain {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "invalid_request",
+                description: "the request body did not arrive in time".into(),
+            }
+            .into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Latency by route pattern (never the raw path, which may carry ids); the
@@ -58,6 +95,6 @@ async fn track_latency(State(state): State<AppState>, request: Request, next: Ne
     let response = next.run(request).await;
     state
         .metrics()
-        .observe_request(method.as_str(), &route, started.elapsed());
+        .observe_request(&method, &route, started.elapsed());
     response
 }

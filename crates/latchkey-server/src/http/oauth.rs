@@ -259,6 +259,11 @@ async fn introspect(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
 }
 
+/// How far back each poll of the revocation feed starts again: longer than
+/// any revocation takes from its stamp to its commit (a write waits at most
+/// 10 s for a database connection, and statements are cut off before this).
+const FEED_OVERLAP: i64 = 60;
+
 #[derive(serde::Deserialize)]
 struct FeedQuery {
     since: Option<i64>,
@@ -295,9 +300,13 @@ async fn revocation_feed(
         .into_iter()
         .map(|(sid, revoked_at)| json!({"sid": sid, "revoked_at": revoked_at, "exp": revoked_at + window}))
         .collect();
+    // A revocation is stamped before its write commits: one stamped at T
+    // may become visible after a poll at T + 1. The next poll starts
+    // `FEED_OVERLAP` seconds back, so such a revocation is listed then
+    // (and some are listed twice, which a follower does not mind).
     let body = json!({
         "revoked": revoked,
-        "next_since": now,
+        "next_since": now - FEED_OVERLAP,
         "window": window,
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())

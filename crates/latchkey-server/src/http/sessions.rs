@@ -70,6 +70,7 @@ async fn revoke_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (user_id, _) = user_of(&principal)?;
+    super::extract::check_text("session id", &id)?;
     let reason = RevocationReason::UserRevoked;
     if !state
         .store()

@@ -2,7 +2,6 @@
 //! a PostgreSQL schema), per test.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -62,10 +61,14 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         latchkey_server::maintenance::spawn(state.clone());
-        let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            axum::serve(listener, service).await.expect("serve");
-        });
+        let limits = latchkey_server::Limits::of(state.config());
+        let router = app(state.clone());
+        tokio::spawn(latchkey_server::serve(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ));
         Some(Self {
             base: format!("http://{addr}"),
             state,
@@ -113,6 +116,27 @@ impl TestApp {
                     }
                 }
                 all
+            }
+        }
+    }
+
+    /// Runs one SQL statement on the database by hand, as an operator
+    /// would, bypassing the server.
+    pub async fn execute_sql(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.database_url.trim_start_matches("sqlite://").to_owned();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .unwrap();
+                conn.execute(sql, []).unwrap();
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
             }
         }
     }
