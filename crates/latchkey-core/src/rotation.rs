@@ -74,6 +74,8 @@ pub enum RevocationReason {
     UserDisabled,
     /// A newer login pushed it past the per-user cap.
     SessionCap,
+    /// The user's password was changed and their sessions ended with it.
+    PasswordChanged,
 }
 
 impl RevocationReason {
@@ -88,6 +90,7 @@ impl RevocationReason {
             Self::Admin => "admin",
             Self::UserDisabled => "user_disabled",
             Self::SessionCap => "session_cap",
+            Self::PasswordChanged => "password_changed",
         }
     }
 }

@@ -81,6 +81,11 @@ pub fn seal(
     Ok([SEALED_TAG, &nonce_bytes, &in_out].concat())
 }
 
+/// Whether a blob made by [`seal`] is sealed under a master key.
+pub fn is_sealed(blob: &[u8]) -> bool {
+    blob.starts_with(SEALED_TAG)
+}
+
 /// Opens a blob made by [`seal`].
 pub fn open(master: Option<&MasterKey>, label: &str, blob: &[u8]) -> Result<Opened, OpenError> {
     if let Some(plain) = blob.strip_prefix(PLAIN_TAG) {

@@ -319,6 +319,13 @@ pub trait Store: Send + Sync + 'static {
     /// none (so concurrent first starts agree on one value).
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 
+    /// Replaces a signing key's private blob (to seal a plain one); false if
+    /// there is no such key.
+    async fn replace_key_blob(&self, kid: &str, private_blob: &[u8]) -> StoreResult<bool>;
+    /// Replaces the secret stored under `name` (to seal a plain one); false
+    /// if there is none.
+    async fn replace_secret(&self, name: &str, value: &[u8]) -> StoreResult<bool>;
+
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads the audit trail, newest first.

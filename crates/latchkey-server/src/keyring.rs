@@ -24,6 +24,16 @@ pub enum KeyError {
     /// The master key is missing or wrong.
     #[error("LATCHKEY_MASTER_KEY: {0}")]
     Master(OpenError),
+    /// A master key is configured, but a secret is stored in plain.
+    #[error(
+        "LATCHKEY_MASTER_KEY is set, but {0} is stored unsealed: run `latchkey keys seal` \
+         with LATCHKEY_MASTER_KEY set to seal it"
+    )]
+    Unsealed(String),
+    /// No master key is configured, but the stored keys are sealed: a plain
+    /// key beside them would undo what sealing protects.
+    #[error("the stored keys are sealed: set LATCHKEY_MASTER_KEY to add a key")]
+    WouldMix,
     /// Stored key material is unusable.
     #[error("stored key material: {0}")]
     Material(#[from] latchkey_core::Error),
@@ -67,15 +77,10 @@ const REFRESH_SECRET: &str = "refresh_key";
 fn open(master: Option<&MasterKey>, label: &str, blob: &[u8]) -> Result<Vec<u8>, KeyError> {
     match seal::open(master, label, blob).map_err(KeyError::Master)? {
         Opened::Sealed(bytes) => Ok(bytes),
-        Opened::Plain(bytes) => {
-            if master.is_some() {
-                tracing::warn!(
-                    secret = label,
-                    "stored without a master key (created before LATCHKEY_MASTER_KEY was set)"
-                );
-            }
-            Ok(bytes)
-        }
+        // With a master key, every secret must be sealed: a plain one would
+        // be readable by whoever reads the database.
+        Opened::Plain(_) if master.is_some() => Err(KeyError::Unsealed(label.to_owned())),
+        Opened::Plain(bytes) => Ok(bytes),
     }
 }
 
@@ -107,6 +112,10 @@ pub async fn add_key(
     now: i64,
     activates_at: i64,
 ) -> Result<StoredKey, KeyError> {
+    let stored = store.signing_keys().await?;
+    if config.master_key.is_none() && stored.iter().any(|k| seal::is_sealed(&k.private_blob)) {
+        return Err(KeyError::WouldMix);
+    }
     let (key, pkcs8) = SigningKey::generate(config.signing_alg, rng)?;
     let record = StoredKey {
         kid: key.kid().to_owned(),
@@ -118,14 +127,48 @@ pub async fn add_key(
         activates_at,
         retires_at: None,
     };
-    let live_others = store
-        .signing_keys()
-        .await?
+    let live_others = stored
         .iter()
         .any(|k| k.retires_at.is_none() && k.activates_at <= activates_at);
     let retire_others_at = live_others.then(|| activates_at + retirement_delay(config));
     store.add_signing_key(&record, retire_others_at).await?;
     Ok(record)
+}
+
+/// Seals, under the configured master key, every signing key and secret
+/// stored in plain (made before `LATCHKEY_MASTER_KEY` was set). Returns what
+/// it sealed.
+pub async fn seal_stored(
+    store: &dyn Store,
+    config: &Config,
+    rng: &SystemRandom,
+) -> Result<Vec<String>, KeyError> {
+    let master = config
+        .master_key
+        .as_ref()
+        .ok_or(KeyError::Master(OpenError::NeedsMasterKey))?;
+    let mut sealed = Vec::new();
+    for key in store.signing_keys().await? {
+        if let Opened::Plain(pkcs8) =
+            seal::open(Some(master), &key.kid, &key.private_blob).map_err(KeyError::Master)?
+        {
+            let blob = seal::seal(Some(master), &key.kid, &pkcs8, rng)?;
+            store.replace_key_blob(&key.kid, &blob).await?;
+            sealed.push(format!("signing key {}", key.kid));
+        }
+    }
+    // A database without a refresh key yet gets a sealed one, as the
+    // server's first start would make it.
+    let candidate = seal::seal(Some(master), REFRESH_SECRET, &random_bytes::<32>(rng)?, rng)?;
+    let probe = store.secret_or_insert(REFRESH_SECRET, &candidate).await?;
+    if let Opened::Plain(secret) =
+        seal::open(Some(master), REFRESH_SECRET, &probe).map_err(KeyError::Master)?
+    {
+        let blob = seal::seal(Some(master), REFRESH_SECRET, &secret, rng)?;
+        store.replace_secret(REFRESH_SECRET, &blob).await?;
+        sealed.push("the refresh-token key".to_owned());
+    }
+    Ok(sealed)
 }
 
 /// Loads every published key; creates one of the configured algorithm, active

@@ -737,6 +737,26 @@ impl Store for PgStore {
             .map_err(backend)
     }
 
+    async fn replace_key_blob(&self, kid: &str, private_blob: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE signing_keys SET private_blob = $1 WHERE kid = $2")
+            .bind(private_blob)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_secret(&self, name: &str, value: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE secrets SET value = $1 WHERE name = $2")
+            .bind(value)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         insert_audit(&mut conn, e).await

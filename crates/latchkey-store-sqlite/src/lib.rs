@@ -936,6 +936,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_key_blob(&self, kid: &str, private_blob: &[u8]) -> StoreResult<bool> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE signing_keys SET private_blob = ? WHERE kid = ?",
+                params![private_blob, kid],
+            )
+            .map(|n| n == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn replace_secret(&self, name: &str, value: &[u8]) -> StoreResult<bool> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE secrets SET value = ? WHERE name = ?",
+                params![value, name],
+            )
+            .map(|n| n == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         self.write(|conn| insert_audit(conn, e).map_err(backend))
             .await

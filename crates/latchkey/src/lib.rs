@@ -108,6 +108,10 @@ enum UserCommand {
         /// Read the password from one line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Also revoke every session of the user (by default they stay
+        /// logged in where they are; use this after a suspected compromise).
+        #[arg(long)]
+        revoke_sessions: bool,
     },
     /// Disable a user and revoke all their sessions.
     Disable {
@@ -159,6 +163,10 @@ enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Seal, under LATCHKEY_MASTER_KEY, every signing key and secret stored
+    /// unsealed (made before the master key was set). A server with a master
+    /// key refuses to start while any is left.
+    Seal,
     /// Pre-publish a new key, switch signing to it after a delay, and retire
     /// the current key once every token it signed has expired.
     Rotate {
@@ -298,6 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
             keys_rotate(&config, store.as_ref(), activate_in).await
         }
+        Command::Keys(KeysCommand::Seal) => keys_seal(&config, store.as_ref()).await,
         Command::Sessions(command) => sessions(command, &config, store.as_ref()).await,
         Command::Audit {
             user,
@@ -426,13 +435,44 @@ async fn user(command: UserCommand, config: &Config, store: &dyn Store) -> Resul
         UserCommand::Passwd {
             name,
             password_stdin,
+            revoke_sessions,
         } => {
             let user = find_user(store, &name).await?;
             let password = read_password(password_stdin)?;
             store
                 .set_password(&user.id, &hash_password(password).await?)
                 .await?;
-            println!("password of {name} changed");
+            cli_audit(
+                store,
+                "password_changed",
+                Some(&user.id),
+                None,
+                "by the command line",
+            )
+            .await;
+            if !revoke_sessions {
+                println!(
+                    "password of {name} changed; their sessions stay (--revoke-sessions ends them)"
+                );
+                return Ok(());
+            }
+            let reason = RevocationReason::PasswordChanged;
+            let revoked = store.revoke_user_sessions(&user.id, reason, now()).await?;
+            announce(config, &revoked).await?;
+            for sid in &revoked {
+                cli_audit(
+                    store,
+                    "session_revoked",
+                    Some(&user.id),
+                    Some(sid),
+                    reason.as_str(),
+                )
+                .await;
+            }
+            println!(
+                "password of {name} changed; {} session(s) revoked",
+                revoked.len()
+            );
         }
         UserCommand::Disable { name } => {
             let user = find_user(store, &name).await?;
@@ -612,6 +652,19 @@ async fn keys_rotate(config: &Config, store: &dyn Store, activate_in: i64) -> Re
         timestamp(key.activates_at),
         latchkey_server::keyring::retirement_delay(config)
     );
+    Ok(())
+}
+
+async fn keys_seal(config: &Config, store: &dyn Store) -> Result<()> {
+    let sealed = latchkey_server::keyring::seal_stored(store, config, &SystemRandom::new()).await?;
+    if sealed.is_empty() {
+        println!("every key is sealed already");
+        return Ok(());
+    }
+    cli_audit(store, "keys_sealed", None, None, &sealed.join(", ")).await;
+    for what in sealed {
+        println!("sealed {what}");
+    }
     Ok(())
 }
 

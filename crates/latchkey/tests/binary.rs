@@ -508,3 +508,98 @@ async fn logs_never_hold_a_token_or_a_password() {
         assert!(!log.contains(secret), "the log holds a secret");
     }
 }
+
+const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+#[tokio::test]
+async fn keys_rotate_without_the_master_key_never_adds_a_plain_key_beside_sealed_ones() {
+    let mut env = Env::new(&[("LATCHKEY_MASTER_KEY", MASTER_KEY)]);
+    drop(env.serve());
+    env.vars.retain(|(k, _)| k != "LATCHKEY_MASTER_KEY");
+    let output = env.cli(&["keys", "rotate"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
+    let db = std::fs::read(env.db_path()).unwrap();
+    assert!(
+        !db.windows(11).any(|w| w == b"lk-plain-v1"),
+        "a plain key was stored"
+    );
+    env.set("LATCHKEY_MASTER_KEY", MASTER_KEY);
+    env.ok(&["keys", "rotate"], None);
+}
+
+#[tokio::test]
+async fn a_server_with_a_master_key_refuses_plain_keys_until_they_are_sealed() {
+    let mut env = Env::new(&[]);
+    env.add_user("alice");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    let before = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    drop(server);
+
+    env.set("LATCHKEY_MASTER_KEY", MASTER_KEY);
+    let output = env.cli(&["serve"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keys seal"));
+    let sealed = env.ok(&["keys", "seal"], None);
+    assert!(
+        sealed.contains("signing key") && sealed.contains("refresh-token key"),
+        "{sealed}"
+    );
+    assert!(env.ok(&["keys", "seal"], None).contains("sealed already"));
+
+    // Sealed, not replaced: the session from before still refreshes.
+    let server = env.serve();
+    let refreshed = http
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", before["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+}
+
+#[tokio::test]
+async fn user_passwd_keeps_sessions_unless_asked_to_revoke_them() {
+    let env = Env::new(&[]);
+    env.add_user("alice");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    let first = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    let me = |token: String| {
+        let request = http.get(server.url("/api/me")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    let access = |pair: &Value| pair["access_token"].as_str().unwrap().to_owned();
+
+    let out = env.ok(
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("second password here\n"),
+    );
+    assert!(out.contains("stay"), "{out}");
+    assert_eq!(me(access(&first)).await, 200);
+
+    let second = json(login(&http, &server.base, "alice", "second password here").await).await;
+    let out = env.ok(
+        &[
+            "user",
+            "passwd",
+            "alice",
+            "--password-stdin",
+            "--revoke-sessions",
+        ],
+        Some("third password here\n"),
+    );
+    assert!(out.contains("2 session(s) revoked"), "{out}");
+    assert_eq!(me(access(&first)).await, 401);
+    assert_eq!(me(access(&second)).await, 401);
+    assert_eq!(
+        login(&http, &server.base, "alice", "third password here")
+            .await
+            .status(),
+        200
+    );
+}

@@ -43,7 +43,11 @@ fn latchkey() -> (Env, Server) {
         .port();
     let listen = format!("127.0.0.1:{port}");
     let issuer = format!("http://{listen}");
-    let env = Env::new(&[("LATCHKEY_LISTEN", &listen), ("LATCHKEY_ISSUER", &issuer)]);
+    let env = Env::new(&[
+        ("LATCHKEY_LISTEN", &listen),
+        ("LATCHKEY_ISSUER", &issuer),
+        ("LATCHKEY_SCOPES", "profile email"),
+    ]);
     env.add_user("alice");
     let server = env.serve();
     (env, server)
