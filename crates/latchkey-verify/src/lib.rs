@@ -2,9 +2,12 @@
 //! the issuer per request.
 //!
 //! * [`RemoteVerifier::discover`] reads the issuer's RFC 8414 metadata, fetches
-//!   its JWKS and caches it; a token naming an unknown `kid` triggers one
-//!   refetch, at most once per interval (so invented `kid`s cannot make it
-//!   hammer the issuer);
+//!   its JWKS and caches it for the JWKS's `max-age` (at most
+//!   [`Options::max_key_age`], five minutes by default), then fetches it again
+//!   and trusts exactly the keys it now lists, so a key the issuer withdrew
+//!   stops verifying; a token naming an unknown `kid` triggers one refetch,
+//!   at most once per interval (so invented `kid`s cannot make it hammer the
+//!   issuer);
 //! * each key verifies only with its own algorithm; `typ` (`at+jwt`), `iss`,
 //!   `aud`, `exp`, `nbf` are checked (the checks of `latchkey-core`);
 //! * [`RemoteVerifier::layer`] is a tower layer that answers RFC 6750
@@ -12,7 +15,9 @@
 //!   request's extensions, and [`Claims`] extracts them in axum;
 //! * [`RemoteVerifier::follow_revocations`] polls the issuer's revocation feed,
 //!   so a revoked session's access tokens are refused within one poll
-//!   interval instead of at their `exp`.
+//!   interval instead of at their `exp`; [`RemoteVerifier::last_feed_poll`]
+//!   tells when it last succeeded, and [`FeedOptions::fail_closed_after`]
+//!   refuses every token (`503`) once that many polls in a row have failed.
 //!
 //! A protected axum service:
 //!
@@ -84,6 +89,9 @@ pub enum Rejection {
     /// The token lacks a required scope.
     #[error("insufficient scope")]
     InsufficientScope,
+    /// Revocations could not be learnt for too long (fail-closed feed).
+    #[error("revocations are unknown: the revocation feed is not reachable")]
+    RevocationsUnknown,
 }
 
 impl Rejection {
@@ -111,6 +119,11 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED,
                 format!("Bearer error=\"invalid_token\", error_description=\"{self}\""),
                 "invalid_token",
+            ),
+            Self::RevocationsUnknown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Bearer".to_owned(),
+                "temporarily_unavailable",
             ),
             Self::InsufficientScope => (
                 StatusCode::FORBIDDEN,
@@ -157,11 +170,87 @@ struct Inner {
     feed_uri: Option<String>,
     http: reqwest::Client,
     keys: RwLock<Verifier>,
+    /// Until when the JWKS fetched last may be trusted (its `max-age`).
+    keys_fresh_until: Mutex<Instant>,
     last_fetch: Mutex<Instant>,
-    refetch_interval: Duration,
+    options: Options,
     /// Revoked sessions from the feed, with the time after which none of
     /// their access tokens can be live.
     revoked: RwLock<HashMap<String, i64>>,
+    feed: Mutex<FeedState>,
+}
+
+/// How a [`RemoteVerifier`] keeps its keys.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Options {
+    /// Refetches of the JWKS (for an unknown `kid`, or when it has aged)
+    /// happen at most this often. Default 30 s.
+    pub refetch_interval: Duration,
+    /// The JWKS is trusted at most this long, whatever its `max-age` says
+    /// (and for this long when it says none). Default 5 minutes.
+    pub max_key_age: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            refetch_interval: Duration::from_secs(30),
+            max_key_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::refetch_interval`].
+    pub fn refetch_interval(mut self, interval: Duration) -> Self {
+        self.refetch_interval = interval;
+        self
+    }
+
+    /// Sets [`Options::max_key_age`].
+    pub fn max_key_age(mut self, age: Duration) -> Self {
+        self.max_key_age = age;
+        self
+    }
+}
+
+/// How [`RemoteVerifier::follow_revocations_with`] follows the feed.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct FeedOptions {
+    /// Time between polls.
+    pub interval: Duration,
+    /// `None` (the default): fail open, keep verifying tokens whatever
+    /// happens to the feed (a failed poll is logged). `Some(n)`: once `n`
+    /// intervals have passed without a successful poll, refuse every token
+    /// with `503` until a poll succeeds again.
+    pub fail_closed_after: Option<u32>,
+}
+
+impl FeedOptions {
+    /// Polls every `interval`, failing open.
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            interval,
+            fail_closed_after: None,
+        }
+    }
+
+    /// Refuses every token once `polls` intervals pass without a successful poll.
+    pub fn fail_closed_after(mut self, polls: u32) -> Self {
+        self.fail_closed_after = Some(polls.max(1));
+        self
+    }
+}
+
+/// What the feed follower knows.
+#[derive(Debug, Default)]
+struct FeedState {
+    /// When a poll last succeeded, on the wall clock and the monotonic one.
+    last_success: Option<(SystemTime, Instant)>,
+    /// When following started, and how strictly.
+    following: Option<(Instant, FeedOptions)>,
 }
 
 /// Verifies access tokens against the issuer's published keys. Cheap to clone.
@@ -209,6 +298,20 @@ impl RemoteVerifier {
         audience: &str,
         refetch_interval: Duration,
     ) -> Result<Self, Error> {
+        Self::discover_with_options(
+            issuer,
+            audience,
+            Options::default().refetch_interval(refetch_interval),
+        )
+        .await
+    }
+
+    /// Like [`RemoteVerifier::discover`], with the given [`Options`].
+    pub async fn discover_with_options(
+        issuer: &str,
+        audience: &str,
+        options: Options,
+    ) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/');
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -231,9 +334,11 @@ impl RemoteVerifier {
                 feed_uri: metadata.revocation_feed_endpoint,
                 http,
                 keys: RwLock::new(Verifier::new(issuer, audience)),
+                keys_fresh_until: Mutex::new(Instant::now()),
                 last_fetch: Mutex::new(Instant::now()),
-                refetch_interval,
+                options,
                 revoked: RwLock::new(HashMap::new()),
+                feed: Mutex::new(FeedState::default()),
             }),
         };
         verifier.fetch_keys().await?;
@@ -242,7 +347,28 @@ impl RemoteVerifier {
 
     /// Fetches the JWKS now and trusts exactly its keys.
     pub async fn fetch_keys(&self) -> Result<(), Error> {
-        let jwks: Jwks = get_json(&self.inner.http, &self.inner.jwks_uri).await?;
+        let url = &self.inner.jwks_uri;
+        let fail = |source| Error::Fetch {
+            url: url.clone(),
+            source,
+        };
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(fail)?;
+        let max_age = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age_of)
+            .map_or(self.inner.options.max_key_age, |age| {
+                age.min(self.inner.options.max_key_age)
+            });
+        let jwks: Jwks = response.json().await.map_err(fail)?;
         let mut fresh = Verifier::new(self.inner.issuer.clone(), self.inner.audience.clone());
         for key in jwks.keys {
             // Keys of other kinds or algorithms are skipped, not trusted.
@@ -251,15 +377,18 @@ impl RemoteVerifier {
             }
         }
         *write(&self.inner.keys) = fresh;
+        *lock(&self.inner.keys_fresh_until) = Instant::now() + max_age;
         Ok(())
     }
 
+    /// Whether the cached JWKS has outlived its `max-age`.
+    fn keys_stale(&self) -> bool {
+        Instant::now() >= *lock(&self.inner.keys_fresh_until)
+    }
+
     fn may_refetch(&self) -> bool {
-        let mut last = match self.inner.last_fetch.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if last.elapsed() >= self.inner.refetch_interval {
+        let mut last = lock(&self.inner.last_fetch);
+        if last.elapsed() >= self.inner.options.refetch_interval {
             *last = Instant::now();
             true
         } else {
@@ -270,6 +399,17 @@ impl RemoteVerifier {
     /// Verifies a token: signature and claims, then the revocation feed.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
         let now = now();
+        if self.feed_failed_closed() {
+            return Err(Rejection::RevocationsUnknown);
+        }
+        // Aged keys are fetched again before they verify anything more; if
+        // the issuer cannot be reached, the last set stays in use (logged),
+        // and a request after the refetch interval tries again.
+        if self.keys_stale() && self.may_refetch() {
+            if let Err(e) = self.fetch_keys().await {
+                tracing::warn!(error = %e, "JWKS refetch after its max-age failed");
+            }
+        }
         let first = read(&self.inner.keys).verify(token, now, Expiry::Enforce);
         let claims = match first {
             Err(VerifyError::UnknownKey) if self.may_refetch() => {
@@ -299,6 +439,18 @@ impl RemoteVerifier {
         client_secret: &str,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
+        self.follow_revocations_with(client_id, client_secret, FeedOptions::every(interval))
+    }
+
+    /// Like [`RemoteVerifier::follow_revocations`], with [`FeedOptions`]
+    /// (to fail closed after missed polls).
+    pub fn follow_revocations_with(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        options: FeedOptions,
+    ) -> tokio::task::JoinHandle<()> {
+        lock(&self.inner.feed).following = Some((Instant::now(), options));
         let verifier = self.clone();
         let (client_id, client_secret) = (client_id.to_owned(), client_secret.to_owned());
         tokio::spawn(async move {
@@ -307,18 +459,42 @@ impl RemoteVerifier {
                 return;
             };
             let mut since: Option<i64> = None;
-            let mut ticker = tokio::time::interval(interval);
+            let mut ticker = tokio::time::interval(options.interval);
             loop {
                 ticker.tick().await;
                 match verifier
                     .poll_feed(&feed, &client_id, &client_secret, since)
                     .await
                 {
-                    Ok(next) => since = Some(next),
+                    Ok(next) => {
+                        since = Some(next);
+                        lock(&verifier.inner.feed).last_success =
+                            Some((SystemTime::now(), Instant::now()));
+                    }
                     Err(e) => tracing::warn!(error = %e, "revocation feed poll failed"),
                 }
             }
         })
+    }
+
+    /// When a poll of the revocation feed last succeeded; `None` before the
+    /// first success (or when the feed is not followed).
+    pub fn last_feed_poll(&self) -> Option<SystemTime> {
+        lock(&self.inner.feed).last_success.map(|(at, _)| at)
+    }
+
+    /// Whether the feed is followed fail-closed and has gone unpolled for
+    /// longer than allowed.
+    fn feed_failed_closed(&self) -> bool {
+        let state = lock(&self.inner.feed);
+        let Some((started, options)) = state.following else {
+            return false;
+        };
+        let Some(polls) = options.fail_closed_after else {
+            return false;
+        };
+        let since = state.last_success.map_or(started, |(_, at)| at);
+        since.elapsed() > options.interval * polls
     }
 
     async fn poll_feed(
@@ -374,6 +550,29 @@ impl RemoteVerifier {
             scopes: Arc::new(Vec::new()),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The `max-age` of a `Cache-Control` value.
+fn max_age_of(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        value
+            .trim()
+            .trim_matches('"')
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    })
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -385,3 +385,112 @@ async fn a_verifier_started_before_a_key_rotation_learns_the_new_key() {
         "the old key must stay trusted until its tokens expire"
     );
 }
+
+/// Latchkey on a known port that re-reads its keys every second.
+fn latchkey_reloading_keys() -> (Env, Server) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let env = Env::new(&[
+        ("LATCHKEY_LISTEN", &listen),
+        ("LATCHKEY_ISSUER", &issuer),
+        ("LATCHKEY_KEYS_REFRESH_INTERVAL", "1s"),
+    ]);
+    env.add_user("alice");
+    let server = env.serve();
+    (env, server)
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_stops_verifying_after_its_max_age() {
+    let (env, server) = latchkey_reloading_keys();
+    let options = latchkey_verify::Options::default()
+        .refetch_interval(Duration::from_millis(200))
+        .max_key_age(Duration::from_secs(1));
+    let verifier =
+        latchkey_verify::RemoteVerifier::discover_with_options(&server.base, "latchkey", options)
+            .await
+            .unwrap();
+    let token = access_token(&server).await;
+    assert!(verifier.verify(&token).await.is_ok());
+    // Withdrawn after a compromise: retired at once, by hand.
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    let db = rusqlite::Connection::open(env.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE signing_keys SET retires_at = 1 WHERE kid = ?",
+        [&kid],
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jwks: Value = http
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !jwks.to_string().contains(&kid) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server still publishes the key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        verifier.verify(&token).await.unwrap_err(),
+        latchkey_verify::Rejection::Invalid(latchkey_core::jwt::VerifyError::UnknownKey)
+    );
+}
+
+#[tokio::test]
+async fn a_fail_closed_feed_follower_refuses_tokens_once_polls_fail() {
+    let (env, server) = latchkey_reloading_keys();
+    let client: Value =
+        serde_json::from_str(&env.ok(&["client", "add", "api", "--json"], None)).unwrap();
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let strict = latchkey_verify::RemoteVerifier::discover(&server.base, "latchkey")
+        .await
+        .unwrap();
+    let lenient = latchkey_verify::RemoteVerifier::discover(&server.base, "latchkey")
+        .await
+        .unwrap();
+    let interval = Duration::from_millis(200);
+    let options = latchkey_verify::FeedOptions::every(interval).fail_closed_after(2);
+    let _strict_feed = strict.follow_revocations_with(id, secret, options);
+    let _lenient_feed = lenient.follow_revocations(id, secret, interval);
+    let token = access_token(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while strict.last_feed_poll().is_none() || lenient.last_feed_poll().is_none() {
+        assert!(Instant::now() < deadline, "no successful poll");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let polled = strict.last_feed_poll().unwrap();
+    assert!(polled.elapsed().unwrap() < Duration::from_secs(2));
+    assert!(strict.verify(&token).await.is_ok());
+
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        strict.verify(&token).await.unwrap_err(),
+        latchkey_verify::Rejection::RevocationsUnknown
+    );
+    assert!(
+        lenient.verify(&token).await.is_ok(),
+        "fail-open is the default"
+    );
+    assert!(strict.last_feed_poll().unwrap() <= std::time::SystemTime::now());
+}
