@@ -5,6 +5,15 @@
 //! refresh run when many requests need one at the same moment
 //! (single-flight), and retries a request once after a 401.
 //!
+//! Every exchange has a timeout (30 s, 10 s to connect; see
+//! [`TokenClient::with_timeouts`]). A refresh runs on a task of its own and
+//! saves its result whatever happens to the caller: a caller that gives up
+//! (a cancelled future, a timeout around it) cannot lose a pair the server
+//! has already rotated, which would make the next refresh look like reuse
+//! and end the session. A refresh whose own HTTP exchange times out cannot
+//! know whether the server rotated; a server with a grace window
+//! (`LATCHKEY_REUSE_GRACE`) answers its retry with the same successor.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_client::TokenClient;
@@ -39,6 +48,9 @@ pub enum Error {
     /// There is no token pair to use.
     #[error("not logged in")]
     NoTokens,
+    /// The refresh task was stopped (its runtime is shutting down).
+    #[error("the refresh was cancelled")]
+    Cancelled,
 }
 
 /// An access token and the refresh token issued beside it.
@@ -114,107 +126,69 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The pair in a token response, or the refusal it states.
+async fn pair_from(
+    response: reqwest::Response,
+    previous_refresh: Option<&str>,
+) -> Result<TokenPair, Error> {
+    let status = response.status();
+    if !status.is_success() {
+        let code = response
+            .json::<ErrorResponse>()
+            .await
+            .map(|e| e.error)
+            .unwrap_or_else(|_| "unknown".into());
+        return Err(Error::Refused {
+            status: status.as_u16(),
+            code,
+        });
+    }
+    let body: TokenResponse = response.json().await?;
+    let refresh_token = match (body.refresh_token, previous_refresh) {
+        (Some(token), _) => token,
+        (None, Some(previous)) => previous.to_owned(),
+        (None, None) => return Err(Error::NoTokens),
+    };
+    Ok(TokenPair {
+        access_token: body.access_token,
+        refresh_token,
+        expires_at: now() + body.expires_in,
+    })
+}
+
 /// A token pair and the endpoint that refreshes it.
 pub struct TokenClient {
+    http: reqwest::Client,
+    shared: Arc<Shared>,
+    refresh_before: Duration,
+}
+
+/// What a refresh task needs, beyond the caller's lifetime.
+struct Shared {
     http: reqwest::Client,
     token_endpoint: String,
     client_id: Option<String>,
     store: Arc<dyn TokenStore>,
     /// Held by the one task that refreshes; the others wait, then reuse its result.
     refreshing: tokio::sync::Mutex<()>,
-    refresh_before: Duration,
     refreshes: AtomicU64,
 }
 
-impl TokenClient {
-    /// A client for the server at `base` (`http://host:port`) whose pair is in `store`.
-    pub fn new(base: &str, store: Arc<dyn TokenStore>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            token_endpoint: format!("{}/oauth/token", base.trim_end_matches('/')),
-            client_id: None,
-            store,
-            refreshing: tokio::sync::Mutex::new(()),
-            refresh_before: Duration::from_secs(30),
-            refreshes: AtomicU64::new(0),
-        }
-    }
+/// Time allowed for a whole exchange, by default.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to connect, by default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// Sends this public client's `client_id` on refresh (needed when the
-    /// pair was issued to a client).
-    pub fn with_client_id(mut self, client_id: &str) -> Self {
-        self.client_id = Some(client_id.to_owned());
-        self
-    }
+fn http_client(timeout: Duration, connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .build()
+        .unwrap_or_default()
+}
 
-    /// Refreshes when the access token has less than this left (default 30 s).
-    pub fn with_refresh_before(mut self, margin: Duration) -> Self {
-        self.refresh_before = margin;
-        self
-    }
-
-    /// Logs in at `{base}/auth/login` and keeps the pair in memory.
-    pub async fn login(base: &str, username: &str, password: &str) -> Result<Self, Error> {
-        let client = Self::new(base, Arc::new(MemoryStore::default()));
-        let url = format!("{}/auth/login", base.trim_end_matches('/'));
-        let response = client
-            .http
-            .post(url)
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await?;
-        let pair = Self::pair_from(response, None).await?;
-        client.store.save(pair).await;
-        Ok(client)
-    }
-
-    async fn pair_from(
-        response: reqwest::Response,
-        previous_refresh: Option<&str>,
-    ) -> Result<TokenPair, Error> {
-        let status = response.status();
-        if !status.is_success() {
-            let code = response
-                .json::<ErrorResponse>()
-                .await
-                .map(|e| e.error)
-                .unwrap_or_else(|_| "unknown".into());
-            return Err(Error::Refused {
-                status: status.as_u16(),
-                code,
-            });
-        }
-        let body: TokenResponse = response.json().await?;
-        let refresh_token = match (body.refresh_token, previous_refresh) {
-            (Some(token), _) => token,
-            (None, Some(previous)) => previous.to_owned(),
-            (None, None) => return Err(Error::NoTokens),
-        };
-        Ok(TokenPair {
-            access_token: body.access_token,
-            refresh_token,
-            expires_at: now() + body.expires_in,
-        })
-    }
-
-    /// How many refreshes this client has made.
-    pub fn refresh_count(&self) -> u64 {
-        self.refreshes.load(Ordering::Relaxed)
-    }
-
-    /// A usable access token, refreshed first if it expires soon.
-    pub async fn access_token(&self) -> Result<String, Error> {
-        let pair = self.store.load().await.ok_or(Error::NoTokens)?;
-        let margin = i64::try_from(self.refresh_before.as_secs()).unwrap_or(30);
-        if pair.expires_at - margin > now() {
-            return Ok(pair.access_token);
-        }
-        self.refresh(&pair.access_token).await
-    }
-
-    /// Refreshes unless another task already replaced `stale`; exactly one
-    /// refresh runs at a time, and the tasks that waited for it use its result.
-    pub async fn refresh(&self, stale: &str) -> Result<String, Error> {
+impl Shared {
+    async fn refresh(&self, stale: &str) -> Result<String, Error> {
         let _turn = self.refreshing.lock().await;
         let pair = self.store.load().await.ok_or(Error::NoTokens)?;
         if pair.access_token != stale {
@@ -234,10 +208,115 @@ impl TokenClient {
             .send()
             .await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        let fresh = Self::pair_from(response, Some(&pair.refresh_token)).await?;
+        let fresh = pair_from(response, Some(&pair.refresh_token)).await?;
         let token = fresh.access_token.clone();
         self.store.save(fresh).await;
         Ok(token)
+    }
+}
+
+impl TokenClient {
+    /// A client for the server at `base` (`http://host:port`) whose pair is in `store`.
+    pub fn new(base: &str, store: Arc<dyn TokenStore>) -> Self {
+        let http = http_client(TIMEOUT, CONNECT_TIMEOUT);
+        Self {
+            http: http.clone(),
+            shared: Arc::new(Shared {
+                http,
+                token_endpoint: format!("{}/oauth/token", base.trim_end_matches('/')),
+                client_id: None,
+                store,
+                refreshing: tokio::sync::Mutex::new(()),
+                refreshes: AtomicU64::new(0),
+            }),
+            refresh_before: Duration::from_secs(30),
+        }
+    }
+
+    /// Sends this public client's `client_id` on refresh (needed when the
+    /// pair was issued to a client).
+    pub fn with_client_id(mut self, client_id: &str) -> Self {
+        self.shared_mut().client_id = Some(client_id.to_owned());
+        self
+    }
+
+    /// Bounds every exchange (token endpoint and API requests) to `timeout`,
+    /// and connecting to `connect_timeout` (defaults: 30 s and 10 s).
+    pub fn with_timeouts(mut self, timeout: Duration, connect_timeout: Duration) -> Self {
+        let http = http_client(timeout, connect_timeout);
+        self.http = http.clone();
+        self.shared_mut().http = http;
+        self
+    }
+
+    /// The shared part, while this client is still being built (before any
+    /// refresh task holds it).
+    fn shared_mut(&mut self) -> &mut Shared {
+        if Arc::get_mut(&mut self.shared).is_none() {
+            let old = &self.shared;
+            self.shared = Arc::new(Shared {
+                http: old.http.clone(),
+                token_endpoint: old.token_endpoint.clone(),
+                client_id: old.client_id.clone(),
+                store: old.store.clone(),
+                refreshing: tokio::sync::Mutex::new(()),
+                refreshes: AtomicU64::new(old.refreshes.load(Ordering::Relaxed)),
+            });
+        }
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared,
+            None => unreachable!("a fresh Arc has one owner"),
+        }
+    }
+
+    /// Refreshes when the access token has less than this left (default 30 s).
+    pub fn with_refresh_before(mut self, margin: Duration) -> Self {
+        self.refresh_before = margin;
+        self
+    }
+
+    /// Logs in at `{base}/auth/login` and keeps the pair in memory.
+    pub async fn login(base: &str, username: &str, password: &str) -> Result<Self, Error> {
+        let client = Self::new(base, Arc::new(MemoryStore::default()));
+        let url = format!("{}/auth/login", base.trim_end_matches('/'));
+        let response = client
+            .http
+            .post(url)
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await?;
+        let pair = pair_from(response, None).await?;
+        client.shared.store.save(pair).await;
+        Ok(client)
+    }
+
+    /// How many refreshes this client has made.
+    pub fn refresh_count(&self) -> u64 {
+        self.shared.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// A usable access token, refreshed first if it expires soon.
+    pub async fn access_token(&self) -> Result<String, Error> {
+        let pair = self.shared.store.load().await.ok_or(Error::NoTokens)?;
+        let margin = i64::try_from(self.refresh_before.as_secs()).unwrap_or(30);
+        if pair.expires_at - margin > now() {
+            return Ok(pair.access_token);
+        }
+        self.refresh(&pair.access_token).await
+    }
+
+    /// Refreshes unless another task already replaced `stale`; exactly one
+    /// refresh runs at a time, and the tasks that waited for it use its
+    /// result. The refresh runs on a task of its own: if this future is
+    /// dropped, the refresh still completes and its pair is saved.
+    pub async fn refresh(&self, stale: &str) -> Result<String, Error> {
+        let shared = self.shared.clone();
+        let stale = stale.to_owned();
+        match tokio::spawn(async move { shared.refresh(&stale).await }).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::Cancelled),
+        }
     }
 
     /// Sends the request `build` makes, with the access token; after a 401,

@@ -494,3 +494,54 @@ async fn a_fail_closed_feed_follower_refuses_tokens_once_polls_fail() {
     );
     assert!(strict.last_feed_poll().unwrap() <= std::time::SystemTime::now());
 }
+
+/// A caller that gives up on a refresh (its future dropped at any moment)
+/// never loses a pair the server already rotated: the next refresh works
+/// and the session stays alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_refresh_never_loses_the_rotated_pair() {
+    let (_env, server) = latchkey();
+    let pair = login_pair(&server).await;
+    let store = Arc::new(MemoryStore::default());
+    store
+        .save(TokenPair {
+            access_token: pair["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: pair["refresh_token"].as_str().unwrap().to_owned(),
+            expires_at: 0,
+        })
+        .await;
+    let client = TokenClient::new(&server.base, store.clone());
+    let mut completed = 0;
+    for delay_us in (0..6_000).step_by(40) {
+        let current = store.load().await.unwrap().access_token;
+        // Dropped after `delay_us` microseconds (a thread's sleep: finer
+        // than the runtime's millisecond timers).
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(delay_us));
+            let _ = cancel.send(());
+        });
+        tokio::select! {
+            done = client.refresh(&current) => {
+                done.unwrap();
+                completed += 1;
+            }
+            _ = cancelled => {}
+        }
+        // Whatever the cancelled refresh did, the client's pair still works.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let current = store.load().await.unwrap().access_token;
+        client
+            .refresh(&current)
+            .await
+            .unwrap_or_else(|e| panic!("after a refresh cancelled at {delay_us} µs: {e}"));
+    }
+    assert!(completed < 150, "no refresh was cancelled");
+    let me = reqwest::Client::new()
+        .get(server.url("/api/me"))
+        .bearer_auth(store.load().await.unwrap().access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+}
