@@ -405,10 +405,11 @@ impl RemoteVerifier {
         // Aged keys are fetched again before they verify anything more; if
         // the issuer cannot be reached, the last set stays in use (logged),
         // and a request after the refetch interval tries again.
-        if self.keys_stale() && self.may_refetch() {
-            if let Err(e) = self.fetch_keys().await {
-                tracing::warn!(error = %e, "JWKS refetch after its max-age failed");
-            }
+        if self.keys_stale()
+            && self.may_refetch()
+            && let Err(e) = self.fetch_keys().await
+        {
+            tracing::warn!(error = %e, "JWKS refetch after its max-age failed");
         }
         let first = read(&self.inner.keys).verify(token, now, Expiry::Enforce);
         let claims = match first {
