@@ -330,6 +330,40 @@ async fn with_redis_failed_logins_are_counted_across_instances() {
     assert!(response.headers().contains_key("retry-after"));
 }
 
+/// 200 wrong passwords at once, split over two instances sharing Redis:
+/// at most the limit (10) are checked in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_redis_concurrent_wrong_passwords_are_checked_at_most_the_limit() {
+    let Some(env) = Env::postgres(&[]).await else {
+        return;
+    };
+    let Some(env) = env.with_redis().await else {
+        return;
+    };
+    env.add_user("alice");
+    let a = env.serve();
+    let b = env.serve();
+    let http = reqwest::Client::new();
+    let attempts: Vec<_> = (0..200)
+        .map(|i| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let request = http
+                .post(server.url("/auth/login"))
+                .form(&[("username", "alice"), ("password", "wrong password!")]);
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut checked = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            400 => checked += 1,
+            429 | 503 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!((1..=10).contains(&checked), "{checked} passwords checked");
+}
+
 #[tokio::test]
 async fn without_redis_instances_follow_revocations_through_postgresql() {
     let Some(env) = Env::postgres(&[]).await else {
