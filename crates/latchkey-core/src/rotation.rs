@@ -163,9 +163,9 @@ pub fn decide(
     if session.revoked_at.is_some() {
         return Decision::Reject(Rejection::SessionRevoked);
     }
-    if let Some(owner) = &session.client_id
-        && req.client_id.as_ref() != Some(owner)
-    {
+    // A token issued to a client needs that client; one issued without a
+    // client (first-party) takes none, and no other client may present it.
+    if session.client_id != req.client_id {
         return Decision::Reject(Rejection::ClientMismatch);
     }
     if let Some(expected) = &req.expected_session
@@ -332,6 +332,11 @@ mod tests {
         };
         assert_eq!(
             decide(&p, &token(), &s, false, &r),
+            Decision::Reject(Rejection::ClientMismatch)
+        );
+        // A first-party token presented by a client.
+        assert_eq!(
+            decide(&p, &token(), &session(), false, &r),
             Decision::Reject(Rejection::ClientMismatch)
         );
 

@@ -363,6 +363,17 @@ pub async fn grace_replays_the_same_successor(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(retry, Outcome::Replayed { .. }), "{retry:?}");
     assert!(!is_revoked(store.as_ref(), "ses_1").await);
+    // The successor stands as stored: a retry naming another one gets
+    // nothing, and no second token was stored.
+    let other = store
+        .rotate(&policy(10), &request(hash(1), hash(7), NOW + 10))
+        .await
+        .unwrap();
+    assert_eq!(other, Outcome::Rejected(Rejection::Unknown));
+    assert!(store.refresh_token(&hash(7)).await.unwrap().is_none());
+    let (successor, _) = store.refresh_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(successor.parent, Some(hash(1)));
+    assert_eq!(successor.used_at, None);
     let next = store
         .rotate(&policy(10), &request(hash(2), hash(3), NOW + 11))
         .await
@@ -387,12 +398,25 @@ pub async fn refusals_change_nothing(store: Arc<dyn Store>) {
         store.rotate(&policy(0), &wrong_session).await.unwrap(),
         Outcome::Rejected(Rejection::SessionMismatch)
     );
+    // A first-party token presented by a client.
     let wrong_client = RotationRequest {
         client_id: Some("lkc_x".into()),
         ..request(hash(1), hash(2), NOW)
     };
-    assert!(matches!(
+    assert_eq!(
         store.rotate(&policy(0), &wrong_client).await.unwrap(),
+        Outcome::Rejected(Rejection::ClientMismatch)
+    );
+    let (untouched, its_session) = store.refresh_token(&hash(1)).await.unwrap().unwrap();
+    assert_eq!(untouched.used_at, None);
+    assert!(its_session.revoked_at.is_none());
+    assert!(store.refresh_token(&hash(2)).await.unwrap().is_none());
+    // Still usable by its rightful holder.
+    assert!(matches!(
+        store
+            .rotate(&policy(0), &request(hash(1), hash(2), NOW))
+            .await
+            .unwrap(),
         Outcome::Rotated { .. }
     ));
     // Expired: idle lifetime passed.
@@ -552,10 +576,19 @@ pub async fn disabling_a_user_revokes_their_sessions(store: Arc<dyn Store>) {
 
 /// Concurrent first starts agree on one secret.
 pub async fn first_secret_wins(store: Arc<dyn Store>) {
-    let first = store.secret_or_insert("k", b"one").await.unwrap();
-    let second = store.secret_or_insert("k", b"two").await.unwrap();
-    assert_eq!(first, b"one");
-    assert_eq!(second, b"one");
+    let starts: Vec<_> = (0u8..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.secret_or_insert("k", &[i; 4]).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for start in starts {
+        seen.push(start.await.unwrap());
+    }
+    let first = seen[0].clone();
+    assert!(seen.iter().all(|s| *s == first), "{seen:?}");
+    assert_eq!(store.secret_or_insert("k", b"late").await.unwrap(), first);
 }
 
 /// Only live sessions are listed; a user revokes only their own.
