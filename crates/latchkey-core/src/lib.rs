@@ -21,6 +21,7 @@
 //! assert_eq!(keys.successor(&token).expose(), keys.successor(&token).expose());
 //! ```
 
+pub mod clock;
 pub mod coordination;
 pub mod error;
 pub mod id;

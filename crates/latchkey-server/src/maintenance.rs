@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::state::{AppState, now};
+use crate::state::AppState;
 
 /// Starts the garbage collector (every `LATCHKEY_GC_INTERVAL`) and the key
 /// reader (every `LATCHKEY_KEYS_REFRESH_INTERVAL`); they run until the
@@ -39,7 +39,7 @@ pub fn spawn(state: AppState) {
 /// could live, so that "revoked" is still the answer for them (and for the
 /// revocation feed); used refresh tokens stay while their session lives.
 pub async fn collect(state: &AppState) {
-    let now = now();
+    let now = state.now();
     let keep = state.deny_ttl();
     match state
         .store()
@@ -65,7 +65,7 @@ async fn listen(state: AppState) {
         let on_connected = {
             let state = state.clone();
             move |revoked: Vec<String>| {
-                let until = now() + state.deny_ttl();
+                let until = state.now() + state.deny_ttl();
                 state.revocations().connected(revoked, until);
                 tracing::info!("following revocations: sessions are cached until revoked");
             }
@@ -73,7 +73,7 @@ async fn listen(state: AppState) {
         let on_revoked: latchkey_core::coordination::OnRevoked = {
             let state = state.clone();
             Box::new(move |sid| {
-                let now = now();
+                let now = state.now();
                 state.revocations().revoke(sid, now + state.deny_ttl(), now);
             })
         };

@@ -2,9 +2,9 @@
 //! log in, refresh, mint and check access tokens.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFeed};
 use latchkey_core::id::random_id;
 use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
@@ -46,6 +46,8 @@ struct Inner {
     waiting_hashes: std::sync::atomic::AtomicUsize,
     /// Redis, when configured: shared counters and revocation fan-out.
     coordinator: Option<Arc<dyn Coordinator>>,
+    /// Where "now" comes from.
+    clock: Arc<dyn Clock>,
     /// Where revocations are learnt as they happen: Redis when configured,
     /// else the database when it can tell (PostgreSQL).
     feed: Option<Arc<dyn RevocationFeed>>,
@@ -94,12 +96,10 @@ struct Grant<'a> {
     auth_time: Option<i64>,
 }
 
-/// The current time in Unix seconds.
+/// The system's time in Unix seconds (for the command line; a server asks
+/// its clock, [`AppState::now`]).
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemClock.now()
 }
 
 const INVALID_CREDENTIALS: &str = "invalid username or password";
@@ -164,6 +164,19 @@ impl AppState {
         store: Arc<dyn Store>,
         coordinator: Option<Arc<dyn Coordinator>>,
     ) -> Result<Self, crate::keyring::KeyError> {
+        Self::with_clock(config, store, coordinator, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the state on `clock` (tests move a [`ManualClock`] instead of
+    /// sleeping).
+    ///
+    /// [`ManualClock`]: latchkey_core::clock::ManualClock
+    pub async fn with_clock(
+        config: Config,
+        store: Arc<dyn Store>,
+        coordinator: Option<Arc<dyn Coordinator>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::keyring::KeyError> {
         // Signers kept per key, before the first token is signed or verified.
         if !latchkey_core::signers::install() {
             tracing::debug!("JWT crypto provider already fixed; signers are built per signature");
@@ -172,7 +185,7 @@ impl AppState {
         let refresh_keys =
             crate::keyring::load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng)
                 .await?;
-        let keyring = load_keyring(store.as_ref(), &config, &rng, now()).await?;
+        let keyring = load_keyring(store.as_ref(), &config, &rng, clock.now()).await?;
         let passwords = PasswordHasher::new(&rng)?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -183,7 +196,7 @@ impl AppState {
         };
         let attempts: Arc<dyn AttemptCounter> = match &coordinator {
             Some(redis) => redis.clone(),
-            None => Arc::new(Throttle::new()),
+            None => Arc::new(Throttle::new(clock.clone())),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -193,6 +206,7 @@ impl AppState {
                 revocations: RevocationCache::default(),
                 attempts,
                 waiting_hashes: std::sync::atomic::AtomicUsize::new(0),
+                clock,
                 config: Arc::new(config),
                 store,
                 keyring: LiveKeyring::new(keyring),
@@ -208,6 +222,11 @@ impl AppState {
     /// Counts the requests in flight, which decide how many cores may hash.
     pub(crate) fn hash_gate(&self) -> &crate::hashing::HashGate {
         &self.inner.hash_gate
+    }
+
+    /// Now, in Unix seconds, by this server's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
     }
 
     /// The configuration.
@@ -252,7 +271,7 @@ impl AppState {
         detail: &str,
     ) {
         let event = AuditEvent {
-            at: now(),
+            at: self.now(),
             kind: kind.to_owned(),
             user_id: user_id.map(str::to_owned),
             session_id: session_id.map(str::to_owned),
@@ -430,7 +449,7 @@ impl AppState {
         if self.inner.feed.is_none() {
             return;
         }
-        let now = now();
+        let now = self.now();
         for sid in sids {
             self.inner
                 .revocations
@@ -470,7 +489,7 @@ impl AppState {
         client_id: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<bool, ApiError> {
-        let revoked = self.store().revoke_session(sid, reason, now()).await?;
+        let revoked = self.store().revoke_session(sid, reason, self.now()).await?;
         if revoked {
             self.announce_revoked(&[sid.to_owned()]).await;
             self.count_revocation(reason);
@@ -555,7 +574,7 @@ impl AppState {
         };
         self.login_succeeded(&keys).await;
 
-        let now = now();
+        let now = self.now();
         let config = self.config();
         let rng = self.rng();
         let session_id = random_id("ses_", rng)?;
@@ -660,7 +679,7 @@ impl AppState {
         } else {
             RefreshToken::generate(self.rng())?
         };
-        let now = now();
+        let now = self.now();
         let jti = random_id("", self.rng())?;
         let request = RotationRequest {
             presented: keys.hash(&token),
@@ -812,7 +831,7 @@ impl AppState {
             }
             _ => allowed,
         };
-        let now = now();
+        let now = self.now();
         let jti = random_id("", self.rng())?;
         let scope = scope.to_string();
         self.metrics().inc(
@@ -838,7 +857,7 @@ impl AppState {
 
     /// Re-reads the signing keys from the database.
     pub async fn reload_keys(&self) {
-        match load_keyring(self.store(), self.config(), self.rng(), now()).await {
+        match load_keyring(self.store(), self.config(), self.rng(), self.now()).await {
             Ok(fresh) => self.inner.keyring.replace(fresh),
             Err(e) => tracing::error!(error = %e, "reloading signing keys failed"),
         }
@@ -851,7 +870,7 @@ impl AppState {
         token: &str,
         expiry: Expiry,
     ) -> Result<AccessClaims, VerifyError> {
-        let now = now();
+        let now = self.now();
         match self.keyring().verifier.verify(token, now, expiry) {
             Err(VerifyError::UnknownKey) if self.inner.keyring.may_reload() => {
                 self.reload_keys().await;
@@ -874,7 +893,7 @@ impl AppState {
         let Some(sid) = claims.sid.as_deref() else {
             return Ok(Principal { claims, user: None });
         };
-        let now = now();
+        let now = self.now();
         let live = |session: &Session, user: &User| {
             session.revoked_at.is_none()
                 && session.user_id == claims.sub

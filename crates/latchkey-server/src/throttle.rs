@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use latchkey_core::clock::Clock;
 use latchkey_core::coordination::AttemptCounter;
 use latchkey_core::store::StoreResult;
 
@@ -41,17 +42,17 @@ impl Window {
 pub struct Throttle {
     hasher: RandomState,
     capacity: usize,
-    clock: fn() -> i64,
+    clock: Arc<dyn Clock>,
     windows: Mutex<HashMap<u64, Window>>,
 }
 
 impl Throttle {
-    /// An empty table of at most [`MAX_KEYS`] keys, reading the wall clock.
-    pub fn new() -> Self {
-        Self::with(MAX_KEYS, crate::state::now)
+    /// An empty table of at most [`MAX_KEYS`] keys, on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::with(MAX_KEYS, clock)
     }
 
-    fn with(capacity: usize, clock: fn() -> i64) -> Self {
+    fn with(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         Self {
             hasher: RandomState::new(),
             capacity,
@@ -130,16 +131,10 @@ impl Throttle {
     }
 }
 
-impl Default for Throttle {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[async_trait]
 impl AttemptCounter for Throttle {
     async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>> {
-        Ok(self.take(key, max, window, (self.clock)()))
+        Ok(self.take(key, max, window, self.clock.now()))
     }
 
     async fn give_back_attempt(&self, key: &str) -> StoreResult<()> {
@@ -175,7 +170,7 @@ mod tests {
 
     #[test]
     fn blocks_after_the_limit_until_the_window_ends() {
-        let throttle = Throttle::with(10, || 0);
+        let throttle = Throttle::with(10, Arc::new(latchkey_core::clock::ManualClock::new(0)));
         for i in 0..3 {
             assert_eq!(throttle.take("alice", 3, 60, 100 + i), None);
         }
@@ -194,7 +189,10 @@ mod tests {
 
     #[test]
     fn concurrent_attempts_admit_exactly_the_limit() {
-        let throttle = std::sync::Arc::new(Throttle::with(10, || 0));
+        let throttle = std::sync::Arc::new(Throttle::with(
+            10,
+            Arc::new(latchkey_core::clock::ManualClock::new(0)),
+        ));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let throttle = throttle.clone();
@@ -211,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded_and_keeps_blocked_keys() {
-        let throttle = Throttle::with(4, || 0);
+        let throttle = Throttle::with(4, Arc::new(latchkey_core::clock::ManualClock::new(0)));
         // A blocked key, then keys that are not.
         assert_eq!(throttle.take("victim", 1, 900, 0), None);
         for i in 0..3 {
@@ -223,7 +221,7 @@ mod tests {
         assert!(throttle.len() <= 4);
         assert!(throttle.take("victim", 1, 900, 1).is_some());
         // Full of blocked keys: a new key is refused, nothing grows.
-        let full = Throttle::with(2, || 0);
+        let full = Throttle::with(2, Arc::new(latchkey_core::clock::ManualClock::new(0)));
         assert_eq!(full.take("a", 1, 900, 0), None);
         assert_eq!(full.take("b", 1, 900, 0), None);
         assert_eq!(full.take("c", 1, 900, 0), Some(900));

@@ -52,8 +52,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn body_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let limit = std::time::Duration::from_secs(state.config().request_timeout.unsigned_abs());
-    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await
-    {
+    // A body already here (most are, and a GET has none) needs no timer.
+    let mut collect = std::pin::pin!(axum::body::to_bytes(body, MAX_BODY_BYTES));
+    let arrived = tokio::select! {
+        biased;
+        arrived = &mut collect => Ok(arrived),
+        () = std::future::ready(()) => tokio::time::timeout(limit, &mut collect).await,
+    };
+    let bytes = match arrived {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
             return ApiError::Plain {

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::extract::{self, Authorization, Params};
 use crate::error::ApiError;
-use crate::state::{AppState, Issued, RequestContext, now};
+use crate::state::{AppState, Issued, RequestContext};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -208,9 +208,9 @@ async fn introspect(
         {
             Some((record, session))
                 if record.used_at.is_none()
-                    && !has_expired(record.expires_at, now())
+                    && !has_expired(record.expires_at, state.now())
                     && session.revoked_at.is_none()
-                    && !has_expired(session.expires_at, now())
+                    && !has_expired(session.expires_at, state.now())
                     && session.client_id.as_deref().is_none_or(|c| c == caller.id) =>
             {
                 let username = state
@@ -290,7 +290,7 @@ async fn revocation_feed(
     };
     let axum::extract::Query(query) =
         query.map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?;
-    let now = now();
+    let now = state.now();
     let window = state.deny_ttl();
     let since = query.since.unwrap_or(0).max(now - window);
     let revoked: Vec<serde_json::Value> = state

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::extract::Authenticated;
 use crate::error::ApiError;
-use crate::state::{AppState, Principal, RequestContext, now};
+use crate::state::{AppState, Principal, RequestContext};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -44,7 +44,7 @@ async fn list(
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
     let (user_id, current) = user_of(&principal)?;
-    let sessions = state.store().live_sessions(user_id, now()).await?;
+    let sessions = state.store().live_sessions(user_id, state.now()).await?;
     let views: Vec<SessionView> = sessions
         .into_iter()
         .map(|s| SessionView {
@@ -74,7 +74,7 @@ async fn revoke_one(
     let reason = RevocationReason::UserRevoked;
     if !state
         .store()
-        .revoke_own_session(user_id, &id, reason, now())
+        .revoke_own_session(user_id, &id, reason, state.now())
         .await?
     {
         return Err(ApiError::not_found("no such session"));
@@ -104,7 +104,7 @@ async fn revoke_all(
     let reason = RevocationReason::LogoutEverywhere;
     let revoked = state
         .store()
-        .revoke_user_sessions(user_id, reason, now())
+        .revoke_user_sessions(user_id, reason, state.now())
         .await?;
     state.announce_revoked(&revoked).await;
     for _ in &revoked {

@@ -1,6 +1,9 @@
 // Included once per storage backend by tests/review.rs; `BACKEND` names it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use latchkey_core::clock::ManualClock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -364,12 +367,18 @@ async fn a_grace_replay_meets_the_ip_binding() {
 /// A grace-window replay past the session's absolute end is refused.
 #[tokio::test]
 async fn a_grace_replay_meets_the_absolute_lifetime() {
-    let app = start!(&[("LATCHKEY_REUSE_GRACE", "30s"), ("LATCHKEY_REFRESH_ABSOLUTE_TTL", "1s")]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(
+        &[("LATCHKEY_REUSE_GRACE", "30s"), ("LATCHKEY_REFRESH_ABSOLUTE_TTL", "60s")],
+        clock.clone()
+    );
     app.add_user("alice").await;
     let pair = app.login("alice").await;
     let old = field(&pair, "refresh_token");
     assert_eq!(app.refresh(old).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(10);
+    assert_eq!(app.refresh(old).await.status(), 200, "a replay within the grace window");
+    clock.advance(51);
     let replay = app.refresh(old).await;
     assert_eq!(error_code(replay).await, (400, "invalid_grant".into()));
 }
@@ -439,22 +448,22 @@ async fn first_party_is_a_client_id_the_endpoints_accept() {
 }
 
 /// Nothing expires before its lifetime: with whole-second times, a token
-/// issued late in a second used to die up to a second early.
+/// issued late in a second used to die up to a second early. Issued in
+/// second T (really anywhere in [T, T + 1)) with an idle lifetime of 2 s, it
+/// is usable through second T + 2 and expired from T + 3.
 #[tokio::test]
 async fn a_refresh_token_lives_its_whole_idle_lifetime() {
-    let app = start!(&[("LATCHKEY_REFRESH_IDLE_TTL", "2s")]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[("LATCHKEY_REFRESH_IDLE_TTL", "2s")], clock.clone());
     app.add_user("alice").await;
-    // Log in late in a second, refresh 1.2 s later (within 2 s).
-    let into_second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_millis();
-    let wait = (1900 + 1000 - u64::from(into_second)) % 1000;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
     let pair = app.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(2);
     let response = app.refresh(field(&pair, "refresh_token")).await;
     assert_eq!(response.status(), 200);
+    let next: Value = response.json().await.unwrap();
+    clock.advance(3);
+    let late = app.refresh(field(&next, "refresh_token")).await;
+    assert_eq!(error_code(late).await, (400, "invalid_grant".into()));
 }
 
 /// A refresh with the wrong client, or with another session's access

@@ -1,6 +1,8 @@
 // Included once per storage backend by tests/sessions.rs; `BACKEND` names it.
 
-use std::time::Duration;
+use std::sync::Arc;
+
+use latchkey_core::clock::ManualClock;
 
 use crate::common::{PASSWORD, TestApp, error_code, field};
 use latchkey_core::refresh::RefreshToken;
@@ -125,7 +127,8 @@ async fn a_user_lists_and_revokes_their_own_sessions() {
 
 #[tokio::test]
 async fn the_idle_timeout_expires_an_unused_refresh_token() {
-    let app = start!(&[("LATCHKEY_REFRESH_IDLE_TTL", "2s")]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[("LATCHKEY_REFRESH_IDLE_TTL", "2s")], clock.clone());
     app.add_user("alice").await;
     let pair = app.login("alice").await;
     let fresh = app.login("alice").await;
@@ -135,7 +138,7 @@ async fn the_idle_timeout_expires_an_unused_refresh_token() {
         .json()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    clock.advance(3);
     let (status, code) = error_code(app.refresh(field(&pair, "refresh_token")).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_grant"));
     let (status, _) = error_code(app.refresh(field(&next, "refresh_token")).await).await;
@@ -144,18 +147,22 @@ async fn the_idle_timeout_expires_an_unused_refresh_token() {
 
 #[tokio::test]
 async fn rotation_never_extends_the_absolute_lifetime() {
-    let app = start!(&[
-        ("LATCHKEY_REFRESH_ABSOLUTE_TTL", "3s"),
-        ("LATCHKEY_REFRESH_IDLE_TTL", "1h"),
-    ]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(
+        &[
+            ("LATCHKEY_REFRESH_ABSOLUTE_TTL", "3s"),
+            ("LATCHKEY_REFRESH_IDLE_TTL", "1h"),
+        ],
+        clock.clone()
+    );
     app.add_user("alice").await;
     let mut pair = app.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(1);
     let response = app.refresh(field(&pair, "refresh_token")).await;
     assert_eq!(response.status(), 200);
     pair = response.json().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2600)).await;
-    // Used 2.6 s ago, idle lifetime 1 h: only the absolute lifetime ends it.
+    clock.advance(3);
+    // Used 3 s ago, idle lifetime 1 h: only the absolute lifetime ends it.
     let (status, code) = error_code(app.refresh(field(&pair, "refresh_token")).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_grant"));
 }
@@ -164,8 +171,9 @@ async fn rotation_never_extends_the_absolute_lifetime() {
 async fn past_the_session_cap_the_oldest_session_is_revoked() {
     let app = start!(&[("LATCHKEY_MAX_SESSIONS_PER_USER", "2")]);
     app.add_user("alice").await;
+    // All three in the same second, most likely: the order of creation
+    // decides, not the clock.
     let first = app.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = app.login("alice").await;
     let third = app.login("alice").await;
     assert_eq!(app.me(field(&first, "access_token")).await.status(), 401);
@@ -415,10 +423,8 @@ fn stored_hash(app: &TestApp, token: &str) -> latchkey_core::refresh::TokenHash 
 #[tokio::test]
 async fn garbage_collection_deletes_dead_sessions_only() {
     // A session past its absolute end is deleted, used tokens and all.
-    let app = start!(&[
-        ("LATCHKEY_GC_INTERVAL", "1s"),
-        ("LATCHKEY_REFRESH_ABSOLUTE_TTL", "2s"),
-    ]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[("LATCHKEY_REFRESH_ABSOLUTE_TTL", "2s")], clock.clone());
     app.add_user("alice").await;
     let pair = app.login("alice").await;
     let next: Value = app
@@ -435,7 +441,8 @@ async fn garbage_collection_deletes_dead_sessions_only() {
             .unwrap()
             .is_some()
     );
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    clock.advance(3);
+    latchkey_server::maintenance::collect(&app.state).await;
     assert!(
         app.state
             .store()
@@ -454,7 +461,8 @@ async fn garbage_collection_deletes_dead_sessions_only() {
     );
 
     // A live session keeps its used tokens through collections: reuse is still caught.
-    let app = start!(&[("LATCHKEY_GC_INTERVAL", "1s")]);
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
     app.add_user("alice").await;
     let pair = app.login("alice").await;
     let next: Value = app
@@ -463,7 +471,10 @@ async fn garbage_collection_deletes_dead_sessions_only() {
         .json()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Later, within the access tokens' lifetime: a collection keeps the
+    // used token of the live session.
+    clock.advance(60);
+    latchkey_server::maintenance::collect(&app.state).await;
     let (used, _) = app
         .state
         .store()

@@ -30,6 +30,12 @@ macro_rules! start {
             None => return,
         }
     };
+    ($env:expr, $clock:expr) => {
+        match crate::common::TestApp::start_with_clock(BACKEND, $env, $clock).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
 }
 
 pub struct TestApp {
@@ -43,6 +49,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_with_clock(backend, env, Arc::new(latchkey_core::clock::SystemClock)).await
+    }
+
+    /// The same, on `clock` (a `ManualClock` moves time without sleeping).
+    pub async fn start_with_clock(
+        backend: Backend,
+        env: &[(&str, &str)],
+        clock: Arc<dyn latchkey_core::clock::Clock>,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("latchkey.db").display()),
@@ -55,7 +70,9 @@ impl TestApp {
             Backend::Sqlite => Arc::new(SqliteStore::open(&database_url).await.expect("store")),
             Backend::Postgres => Arc::new(PgStore::open(&database_url).await.expect("store")),
         };
-        let state = AppState::new(config, store, None).await.expect("state");
+        let state = AppState::with_clock(config, store, None, clock)
+            .await
+            .expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
