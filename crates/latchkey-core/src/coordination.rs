@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::store::StoreResult;
+use crate::store_error::StoreResult;
 
 /// A callback for announced revocations: the revoked session id.
 pub type OnRevoked = Box<dyn Fn(String) + Send + Sync>;
@@ -41,12 +41,31 @@ pub trait AttemptCounter: Send + Sync + 'static {
     async fn clear_attempts(&self, key: &str) -> StoreResult<()>;
 }
 
-/// State shared between instances.
+/// Tells the other instances that a session was revoked, beyond the
+/// database (which already says so).
 #[async_trait]
-pub trait Coordinator: RevocationFeed + AttemptCounter {
+pub trait RevocationFanout: Send + Sync + 'static {
     /// Deny-lists session `sid` for `ttl` seconds and announces it to every
     /// listening instance.
     async fn announce_revoked(&self, sid: &str, ttl: i64) -> StoreResult<()>;
+}
+
+/// The fan-out without Redis: nothing to add to the database, which is the
+/// only truth (PostgreSQL announces each revocation as it commits; SQLite
+/// serves one machine).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatabaseOnly;
+
+#[async_trait]
+impl RevocationFanout for DatabaseOnly {
+    async fn announce_revoked(&self, _sid: &str, _ttl: i64) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// State shared between instances.
+#[async_trait]
+pub trait Coordinator: RevocationFeed + AttemptCounter + RevocationFanout {
     /// Every session on the deny-list now.
     async fn revoked_sessions(&self) -> StoreResult<Vec<String>>;
 }

@@ -98,9 +98,10 @@ pub enum VerifyError {
     NotYetValid,
 }
 
-/// Whether [`Verifier::verify`] enforces `exp`.
+/// Whether a verification enforces `exp`: always, but through
+/// [`dangerous::verify_ignoring_expiry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
+enum Expiry {
     /// Expired tokens are refused (every protected resource).
     Enforce,
     /// Expired tokens still verify; used only to match an access token to
@@ -236,7 +237,11 @@ impl Verifier {
     }
 
     /// Verifies signature, `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` at `now`.
-    pub fn verify(
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, VerifyError> {
+        self.verify_with(token, now, Expiry::Enforce)
+    }
+
+    fn verify_with(
         &self,
         token: &str,
         now: i64,
@@ -335,6 +340,24 @@ fn check_header(header: &Header) -> Result<&str, VerifyError> {
     header.kid.as_deref().ok_or(VerifyError::UnknownKey)
 }
 
+/// Verification that skips a check, for the few places that need it. Never
+/// use it to grant access.
+pub mod dangerous {
+    use super::{AccessClaims, Expiry, Verifier, VerifyError};
+
+    /// Verifies everything [`Verifier::verify`] does but `exp`: an expired
+    /// access token still names its session. Used only to match an access
+    /// token sent with a refresh grant to the refresh token's session, and
+    /// to find the session a revocation request names.
+    pub fn verify_ignoring_expiry(
+        verifier: &Verifier,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, VerifyError> {
+        verifier.verify_with(token, now, Expiry::Ignore)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,11 +402,7 @@ mod tests {
         for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
             let (key, verifier) = setup(alg);
             let token = sign(&key, &claims()).unwrap();
-            assert_eq!(
-                verifier.verify(&token, NOW, Expiry::Enforce),
-                Ok(claims()),
-                "{alg}"
-            );
+            assert_eq!(verifier.verify(&token, NOW), Ok(claims()), "{alg}");
         }
     }
 
@@ -395,7 +414,7 @@ mod tests {
         let mut verifier = Verifier::new("https://issuer.test", "api");
         verifier.insert(&key.jwk).unwrap();
         let token = sign(&again, &claims()).unwrap();
-        assert!(verifier.verify(&token, NOW, Expiry::Enforce).is_ok());
+        assert!(verifier.verify(&token, NOW).is_ok());
     }
 
     #[test]
@@ -403,17 +422,17 @@ mod tests {
         let (key, verifier) = setup(SigningAlg::EdDSA);
         let token = sign(&key, &claims()).unwrap();
         assert_eq!(
-            verifier.verify(&token, NOW + 700, Expiry::Enforce),
+            verifier.verify(&token, NOW + 700),
             Err(VerifyError::Expired)
         );
-        assert!(verifier.verify(&token, NOW + 700, Expiry::Ignore).is_ok());
+        assert!(dangerous::verify_ignoring_expiry(&verifier, &token, NOW + 700).is_ok());
         assert_eq!(
-            verifier.verify(&token, NOW - 100, Expiry::Enforce),
+            verifier.verify(&token, NOW - 100),
             Err(VerifyError::NotYetValid)
         );
         // Within the leeway both ways.
-        assert!(verifier.verify(&token, NOW + 610, Expiry::Enforce).is_ok());
-        assert!(verifier.verify(&token, NOW - 10, Expiry::Enforce).is_ok());
+        assert!(verifier.verify(&token, NOW + 610).is_ok());
+        assert!(verifier.verify(&token, NOW - 10).is_ok());
     }
 
     #[test]
@@ -425,7 +444,7 @@ mod tests {
             &claims(),
             b"",
         );
-        assert!(verifier.verify(&none, NOW, Expiry::Enforce).is_err());
+        assert!(verifier.verify(&none, NOW).is_err());
 
         // HS256 keyed with the public key's bytes.
         let x = key.jwk.x.clone().unwrap();
@@ -439,7 +458,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            verifier.verify(&hs, NOW, Expiry::Enforce),
+            verifier.verify(&hs, NOW),
             Err(VerifyError::AlgorithmMismatch)
         );
 
@@ -451,7 +470,7 @@ mod tests {
             &URL_SAFE_NO_PAD.decode(sig).unwrap(),
         );
         assert_eq!(
-            verifier.verify(&embedded, NOW, Expiry::Enforce),
+            verifier.verify(&embedded, NOW),
             Err(VerifyError::EmbeddedKey)
         );
     }
@@ -465,7 +484,7 @@ mod tests {
         evil.sub = "usr_admin".into();
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_string(&evil).unwrap());
         assert_eq!(
-            verifier.verify(&parts.join("."), NOW, Expiry::Enforce),
+            verifier.verify(&parts.join("."), NOW),
             Err(VerifyError::BadSignature)
         );
 
@@ -473,32 +492,26 @@ mod tests {
         wrong_aud.aud = "other".into();
         let t = sign(&key, &wrong_aud).unwrap();
         assert_eq!(
-            verifier.verify(&t, NOW, Expiry::Enforce),
+            verifier.verify(&t, NOW),
             Err(VerifyError::WrongIssuerOrAudience)
         );
 
         let (other, _) = setup(SigningAlg::EdDSA);
         let t = sign(&other, &claims()).unwrap();
-        assert_eq!(
-            verifier.verify(&t, NOW, Expiry::Enforce),
-            Err(VerifyError::UnknownKey)
-        );
+        assert_eq!(verifier.verify(&t, NOW), Err(VerifyError::UnknownKey));
 
         let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some(key.kid().into());
         header.typ = Some("JWT".into());
         let t = jsonwebtoken::encode(&header, &claims(), key.encoding_key()).unwrap();
-        assert_eq!(
-            verifier.verify(&t, NOW, Expiry::Enforce),
-            Err(VerifyError::WrongType)
-        );
+        assert_eq!(verifier.verify(&t, NOW), Err(VerifyError::WrongType));
 
         assert_eq!(
-            verifier.verify(&"a".repeat(5000), NOW, Expiry::Enforce),
+            verifier.verify(&"a".repeat(5000), NOW),
             Err(VerifyError::TooLarge)
         );
         assert_eq!(
-            verifier.verify("lk_rt_abc", NOW, Expiry::Enforce),
+            verifier.verify("lk_rt_abc", NOW),
             Err(VerifyError::Malformed)
         );
     }
@@ -507,14 +520,14 @@ mod tests {
     fn a_remembered_token_still_expires_and_its_forgeries_still_fail() {
         let (key, verifier) = setup(SigningAlg::EdDSA);
         let t = sign(&key, &claims()).unwrap();
-        assert_eq!(verifier.verify(&t, NOW, Expiry::Enforce), Ok(claims()));
+        assert_eq!(verifier.verify(&t, NOW), Ok(claims()));
         // Remembered, yet its times are checked at every use.
         let late = NOW + 600 + LEEWAY_SECS;
+        assert_eq!(verifier.verify(&t, late), Err(VerifyError::Expired));
         assert_eq!(
-            verifier.verify(&t, late, Expiry::Enforce),
-            Err(VerifyError::Expired)
+            dangerous::verify_ignoring_expiry(&verifier, &t, late),
+            Ok(claims())
         );
-        assert_eq!(verifier.verify(&t, late, Expiry::Ignore), Ok(claims()));
         // Other claims under the remembered signature are other bytes.
         let (_, rest) = t.split_once('.').unwrap();
         let (_, sig) = rest.split_once('.').unwrap();
@@ -526,15 +539,12 @@ mod tests {
             URL_SAFE_NO_PAD.encode(serde_json::to_string(&changed).unwrap())
         );
         assert_eq!(
-            verifier.verify(&forged, NOW, Expiry::Enforce),
+            verifier.verify(&forged, NOW),
             Err(VerifyError::BadSignature)
         );
         // A new verifier (what a key change builds) remembers nothing.
         let (_, stranger) = setup(SigningAlg::EdDSA);
-        assert_eq!(
-            stranger.verify(&t, NOW, Expiry::Enforce),
-            Err(VerifyError::UnknownKey)
-        );
+        assert_eq!(stranger.verify(&t, NOW), Err(VerifyError::UnknownKey));
         assert_eq!(
             verifier.clone().verified.lock().unwrap().len(),
             0,

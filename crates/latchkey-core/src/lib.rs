@@ -28,11 +28,13 @@ pub mod id;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod records;
 pub mod refresh;
 pub mod rotation;
 pub mod scope;
 pub mod seal;
 pub mod signers;
 pub mod store;
+pub mod store_error;
 
 pub use error::{Error, Result};

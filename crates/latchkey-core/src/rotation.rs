@@ -2,9 +2,10 @@
 //! the same successor, and when reuse means theft. The storage backends run
 //! [`decide`] inside one transaction and apply what it says.
 
+pub use crate::records::RevocationReason;
+use crate::records::{RefreshRecord, Session};
 use crate::refresh::TokenHash;
 use crate::scope::Scope;
-use crate::store::{RefreshRecord, Session};
 
 /// What a refresh from another IP address than the login's does (§3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,47 +55,6 @@ pub struct RotationRequest {
     pub now: i64,
 }
 
-/// Why a session was revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RevocationReason {
-    /// A rotated refresh token was presented again.
-    Reuse,
-    /// A refresh came from another IP address under the `revoke` policy.
-    IpBinding,
-    /// The user logged out (or revoked a token, RFC 7009).
-    Logout,
-    /// The user revoked this session from another one.
-    UserRevoked,
-    /// The user logged out everywhere.
-    LogoutEverywhere,
-    /// An operator revoked it.
-    Admin,
-    /// The user was disabled.
-    UserDisabled,
-    /// A newer login pushed it past the per-user cap.
-    SessionCap,
-    /// The user's password was changed and their sessions ended with it.
-    PasswordChanged,
-}
-
-impl RevocationReason {
-    /// Stable name, stored and logged.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reuse => "reuse_detected",
-            Self::IpBinding => "ip_binding",
-            Self::Logout => "logout",
-            Self::UserRevoked => "user_revoked",
-            Self::LogoutEverywhere => "logout_everywhere",
-            Self::Admin => "admin",
-            Self::UserDisabled => "user_disabled",
-            Self::SessionCap => "session_cap",
-            Self::PasswordChanged => "password_changed",
-        }
-    }
-}
-
 /// Why a refresh was refused without changing anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -115,6 +75,36 @@ pub enum Rejection {
     ScopeWidened,
     /// The session's user is disabled.
     UserDisabled,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The token was consumed and its successor stored.
+    Rotated {
+        /// The session, as before this refresh.
+        session: Session,
+        /// Scope of the successor.
+        scope: String,
+        /// The IP differed from the login's (policy `log`).
+        binding_mismatch: bool,
+    },
+    /// The token had just been rotated (grace window): its successor stands.
+    Replayed {
+        /// The session.
+        session: Session,
+        /// Scope of the successor.
+        scope: String,
+    },
+    /// The session was revoked.
+    Revoked {
+        /// The session, before revocation.
+        session: Session,
+        /// Why.
+        reason: RevocationReason,
+    },
+    /// Refused; nothing changed.
+    Rejected(Rejection),
 }
 
 /// What to do with a presented refresh token.

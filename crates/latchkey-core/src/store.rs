@@ -1,225 +1,19 @@
-//! The storage trait and its records. Each backend (SQLite, PostgreSQL) is a
-//! type of its own implementing [`Store`]; the server holds a trait object.
+//! The storage trait. Each backend (SQLite, PostgreSQL) is a type of its own
+//! implementing [`Store`]; the server holds a trait object. The records it
+//! keeps are in [`crate::records`], re-exported here.
 
 use async_trait::async_trait;
 
+use crate::coordination::RevocationFeed;
 use crate::refresh::TokenHash;
-use crate::rotation::{Policy, Rejection, RevocationReason, RotationRequest};
+use crate::rotation::{Policy, RotationRequest};
 
-/// A user account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Stable id (`usr_…`), the `sub` of its tokens.
-    pub id: String,
-    /// Unique login name.
-    pub username: String,
-    /// Argon2id PHC string.
-    pub password_hash: String,
-    /// A disabled user cannot log in or refresh.
-    pub disabled: bool,
-    /// Creation time, Unix seconds.
-    pub created_at: i64,
-}
-
-/// A registered OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    /// The `client_id` (`lkc_…`).
-    pub id: String,
-    /// A name for people.
-    pub name: String,
-    /// Keyed hash of the secret; `None` for a public client.
-    pub secret_hash: Option<TokenHash>,
-    /// Scopes the client may request for itself (`client_credentials`).
-    pub scope: String,
-    /// Creation time, Unix seconds.
-    pub created_at: i64,
-}
-
-/// A session: the family of refresh tokens started by one login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// Session id (`ses_…`), the `sid` claim.
-    pub id: String,
-    /// Its user.
-    pub user_id: String,
-    /// The client it was issued to, if any.
-    pub client_id: Option<String>,
-    /// Scope granted at login.
-    pub scope: String,
-    /// Login time (`auth_time`), Unix seconds.
-    pub created_at: i64,
-    /// Absolute end, Unix seconds.
-    pub expires_at: i64,
-    /// Last refresh, Unix seconds.
-    pub last_used_at: i64,
-    /// When it was revoked.
-    pub revoked_at: Option<i64>,
-    /// Why it was revoked.
-    pub revoked_reason: Option<String>,
-    /// IP address at login.
-    pub ip: String,
-    /// User agent at login.
-    pub user_agent: String,
-}
-
-/// One refresh token, stored only as its keyed hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshRecord {
-    /// Keyed hash of the token.
-    pub hash: TokenHash,
-    /// Its session.
-    pub session_id: String,
-    /// The token it replaced.
-    pub parent: Option<TokenHash>,
-    /// Its scope.
-    pub scope: String,
-    /// Issue time, Unix seconds.
-    pub issued_at: i64,
-    /// Idle expiry, Unix seconds.
-    pub expires_at: i64,
-    /// When it was rotated; a used token is kept to detect reuse.
-    pub used_at: Option<i64>,
-    /// `jti` of the access token issued beside it.
-    pub access_jti: String,
-    /// Requesting IP address.
-    pub ip: String,
-    /// Requesting user agent.
-    pub user_agent: String,
-}
-
-/// A signing key as stored: the private half sealed (or marked plain).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Key id.
-    pub kid: String,
-    /// `EdDSA`, `ES256` or `RS256`.
-    pub alg: String,
-    /// The PKCS#8 private key, as made by [`crate::seal::seal`].
-    pub private_blob: Vec<u8>,
-    /// The public JWK, as JSON.
-    pub public_jwk: String,
-    /// Creation time, Unix seconds.
-    pub created_at: i64,
-    /// When it starts signing, Unix seconds; it is published before that.
-    pub activates_at: i64,
-    /// When it leaves the JWKS: after every token it signed has expired.
-    pub retires_at: Option<i64>,
-}
-
-/// A security event for the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    /// When, Unix seconds.
-    pub at: i64,
-    /// What, e.g. `login_failed`, `reuse_detected`.
-    pub kind: String,
-    /// Whose.
-    pub user_id: Option<String>,
-    /// Which session.
-    pub session_id: Option<String>,
-    /// Which client.
-    pub client_id: Option<String>,
-    /// From where.
-    pub ip: Option<String>,
-    /// With what.
-    pub user_agent: Option<String>,
-    /// Free-form detail; never a token or a password.
-    pub detail: String,
-}
-
-impl AuditEvent {
-    /// The `login` event of `session`, by the request that created it.
-    pub fn login(session: &Session) -> AuditEvent {
-        AuditEvent {
-            at: session.created_at,
-            kind: "login".into(),
-            user_id: Some(session.user_id.clone()),
-            session_id: Some(session.id.clone()),
-            client_id: session.client_id.clone(),
-            ip: Some(session.ip.clone()),
-            user_agent: Some(session.user_agent.clone()),
-            detail: String::new(),
-        }
-    }
-
-    /// The event of revoking `session_id` for `reason`, by the request that
-    /// `self` records, at the same time.
-    pub fn session_revoked(&self, session_id: &str, reason: RevocationReason) -> AuditEvent {
-        AuditEvent {
-            kind: "session_revoked".into(),
-            session_id: Some(session_id.to_owned()),
-            detail: reason.as_str().into(),
-            ..self.clone()
-        }
-    }
-}
-
-/// Which audit events to read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    /// Only this user's.
-    pub user_id: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// At most this many, newest first.
-    pub limit: u32,
-}
-
-/// What a garbage collection removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Collected {
-    /// Sessions deleted, with every refresh token in them.
-    pub sessions: u64,
-}
-
-/// What a rotation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The token was consumed and its successor stored.
-    Rotated {
-        /// The session, as before this refresh.
-        session: Session,
-        /// Scope of the successor.
-        scope: String,
-        /// The IP differed from the login's (policy `log`).
-        binding_mismatch: bool,
-    },
-    /// The token had just been rotated (grace window): its successor stands.
-    Replayed {
-        /// The session.
-        session: Session,
-        /// Scope of the successor.
-        scope: String,
-    },
-    /// The session was revoked.
-    Revoked {
-        /// The session, before revocation.
-        session: Session,
-        /// Why.
-        reason: RevocationReason,
-    },
-    /// Refused; nothing changed.
-    Rejected(Rejection),
-}
-
-/// Storage failures. Expected outcomes are values, not errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A unique name (username) is taken.
-    #[error("already exists")]
-    Conflict,
-    /// Stored data is not what this version expects.
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
-    /// The database failed.
-    #[error("database error")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Result of storage calls.
-pub type StoreResult<T> = std::result::Result<T, StoreError>;
+pub use crate::records::{
+    AuditEvent, AuditFilter, Client, Collected, RefreshRecord, RevocationReason, Session,
+    StoredKey, User,
+};
+pub use crate::rotation::Outcome;
+pub use crate::store_error::{StoreError, StoreResult};
 
 /// Everything Latchkey keeps. Implementations make [`Store::rotate`] and
 /// session creation atomic.
@@ -346,7 +140,7 @@ pub trait Store: Send + Sync + 'static {
     /// The database's own feed of revoked sessions, when it can tell of
     /// them as they commit, whoever made them (another instance, the
     /// command line, or SQL by hand). `None` by default.
-    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn crate::coordination::RevocationFeed>> {
+    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn RevocationFeed>> {
         None
     }
 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::clock::{Clock, SystemClock};
-use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFeed};
+use latchkey_core::coordination::{
+    AttemptCounter, Coordinator, DatabaseOnly, RevocationFanout, RevocationFeed,
+};
 use latchkey_core::id::random_id;
-use latchkey_core::jwt::{self, AccessClaims, Expiry, FIRST_PARTY_CLIENT_ID, VerifyError};
+use latchkey_core::jwt::{self, AccessClaims, FIRST_PARTY_CLIENT_ID, Verifier, VerifyError};
 use latchkey_core::password::PasswordHasher;
 use latchkey_core::refresh::{RefreshKeys, RefreshToken};
 use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
@@ -44,8 +46,9 @@ struct Inner {
     attempts: Arc<dyn AttemptCounter>,
     /// Logins waiting for a hash, at most `MAX_WAITING_HASHES`.
     waiting_hashes: std::sync::atomic::AtomicUsize,
-    /// Redis, when configured: shared counters and revocation fan-out.
-    coordinator: Option<Arc<dyn Coordinator>>,
+    /// Where revocations are announced beyond the database: Redis when
+    /// configured.
+    fanout: Arc<dyn RevocationFanout>,
     /// Where "now" comes from.
     clock: Arc<dyn Clock>,
     /// Where revocations are learnt as they happen: Redis when configured,
@@ -194,14 +197,19 @@ impl AppState {
             Some(redis) => Some(redis.clone() as Arc<dyn RevocationFeed>),
             None => store.revocation_feed(),
         };
-        let attempts: Arc<dyn AttemptCounter> = match &coordinator {
-            Some(redis) => redis.clone(),
-            None => Arc::new(Throttle::new(clock.clone())),
-        };
+        // The one place where Redis or its absence is decided.
+        let (attempts, fanout): (Arc<dyn AttemptCounter>, Arc<dyn RevocationFanout>) =
+            match &coordinator {
+                Some(redis) => (redis.clone(), redis.clone()),
+                None => (
+                    Arc::new(Throttle::new(clock.clone())),
+                    Arc::new(DatabaseOnly),
+                ),
+            };
         Ok(Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::default(),
-                coordinator,
+                fanout,
                 feed,
                 revocations: RevocationCache::default(),
                 attempts,
@@ -454,10 +462,13 @@ impl AppState {
             self.inner
                 .revocations
                 .revoke(sid.clone(), now + self.deny_ttl(), now);
-            if let Some(redis) = &self.inner.coordinator
-                && let Err(e) = redis.announce_revoked(sid, self.deny_ttl()).await
+            if let Err(e) = self
+                .inner
+                .fanout
+                .announce_revoked(sid, self.deny_ttl())
+                .await
             {
-                tracing::error!(error = %e, session_id = %sid, "revocation could not be announced through Redis");
+                tracing::error!(error = %e, session_id = %sid, "revocation could not be announced");
             }
         }
     }
@@ -865,16 +876,31 @@ impl AppState {
 
     /// Verifies a token's signature and claims, reloading keys from the
     /// database (rate-limited) when its `kid` is new to this process.
-    pub async fn verify_jwt(
+    pub async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.verify_jwt_by(token, Verifier::verify).await
+    }
+
+    /// The same, but an expired token still verifies: only to find the
+    /// session an access token names (refresh grant, revocation), never to
+    /// grant access.
+    pub async fn verify_jwt_ignoring_expiry(
         &self,
         token: &str,
-        expiry: Expiry,
+    ) -> Result<AccessClaims, VerifyError> {
+        self.verify_jwt_by(token, jwt::dangerous::verify_ignoring_expiry)
+            .await
+    }
+
+    async fn verify_jwt_by(
+        &self,
+        token: &str,
+        verify: fn(&Verifier, &str, i64) -> Result<AccessClaims, VerifyError>,
     ) -> Result<AccessClaims, VerifyError> {
         let now = self.now();
-        match self.keyring().verifier.verify(token, now, expiry) {
+        match verify(&self.keyring().verifier, token, now) {
             Err(VerifyError::UnknownKey) if self.inner.keyring.may_reload() => {
                 self.reload_keys().await;
-                self.keyring().verifier.verify(token, now, expiry)
+                verify(&self.keyring().verifier, token, now)
             }
             other => other,
         }
@@ -883,7 +909,7 @@ impl AppState {
     /// A valid access token of a live session (or of a client): what every
     /// protected resource of this server accepts.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = self.verify_jwt(token, Expiry::Enforce).await.map_err(|e| {
+        let claims = self.verify_jwt(token).await.map_err(|e| {
             tracing::debug!(reason = %e, "access token refused");
             ApiError::invalid_token(match e {
                 VerifyError::Expired => "the access token expired",

@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use latchkey_core::coordination::Coordinator;
+//! use latchkey_core::coordination::RevocationFanout;
 //! let redis = latchkey_store_redis::RedisCoordinator::connect("redis://127.0.0.1", "latchkey:").await?;
 //! redis.announce_revoked("ses_123", 630).await?;
 //! # Ok(()) }
@@ -19,7 +19,7 @@
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use latchkey_core::coordination::{
-    AttemptCounter, Coordinator, OnConnected, OnRevoked, RevocationFeed,
+    AttemptCounter, Coordinator, OnConnected, OnRevoked, RevocationFanout, RevocationFeed,
 };
 use latchkey_core::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
@@ -125,7 +125,7 @@ impl AttemptCounter for RedisCoordinator {
 }
 
 #[async_trait]
-impl Coordinator for RedisCoordinator {
+impl RevocationFanout for RedisCoordinator {
     async fn announce_revoked(&self, sid: &str, ttl: i64) -> StoreResult<()> {
         let ttl = u64::try_from(ttl.max(1)).unwrap_or(1);
         let _: ((), i64) = redis::pipe()
@@ -136,7 +136,10 @@ impl Coordinator for RedisCoordinator {
             .map_err(backend)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Coordinator for RedisCoordinator {
     async fn revoked_sessions(&self) -> StoreResult<Vec<String>> {
         let pattern = format!("{}revoked:*", self.prefix);
         let mut conn = self.conn.clone();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFeed};
+use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFanout, RevocationFeed};
 use latchkey_store_redis::RedisCoordinator;
 
 /// A coordinator under a fresh prefix, or `None` (skip) without Redis outside CI.

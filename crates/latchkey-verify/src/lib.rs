@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 pub use latchkey_core::jwt::AccessClaims;
-use latchkey_core::jwt::{Expiry, Verifier, VerifyError};
+use latchkey_core::jwt::{Verifier, VerifyError};
 use latchkey_core::keys::PublicJwk;
 use serde::Deserialize;
 
@@ -411,13 +411,13 @@ impl RemoteVerifier {
         {
             tracing::warn!(error = %e, "JWKS refetch after its max-age failed");
         }
-        let first = read(&self.inner.keys).verify(token, now, Expiry::Enforce);
+        let first = read(&self.inner.keys).verify(token, now);
         let claims = match first {
             Err(VerifyError::UnknownKey) if self.may_refetch() => {
                 if let Err(e) = self.fetch_keys().await {
                     tracing::warn!(error = %e, "JWKS refetch failed");
                 }
-                read(&self.inner.keys).verify(token, now, Expiry::Enforce)
+                read(&self.inner.keys).verify(token, now)
             }
             other => other,
         }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use latchkey_core::jwt::{Expiry, FIRST_PARTY_CLIENT_ID};
+use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::{RevocationReason, has_expired};
 use serde::Serialize;
@@ -85,7 +85,7 @@ async fn token(
             let presented = params.require("refresh_token")?;
             let expected_session = match access_token {
                 Some(token) => {
-                    let claims = state.verify_jwt(token, Expiry::Ignore).await.map_err(|_| {
+                    let claims = state.verify_jwt_ignoring_expiry(token).await.map_err(|_| {
                         ApiError::invalid_grant("the access token sent along is invalid")
                     })?;
                     Some(claims.sid.ok_or_else(|| {
@@ -155,7 +155,7 @@ async fn revoke(
             _ => None,
         }
     } else {
-        match state.verify_jwt(token, Expiry::Ignore).await {
+        match state.verify_jwt_ignoring_expiry(token).await {
             Ok(claims) => {
                 let token_client =
                     Some(claims.client_id.as_str()).filter(|c| *c != FIRST_PARTY_CLIENT_ID);
