@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod revocation;
 pub mod serve;
+pub mod service;
 pub mod state;
 pub mod throttle;
 

@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
+use crate::service::{Actor, Events, LocalFanout, Sessions};
 use crate::throttle::Throttle;
 
 /// What the server shares between requests. Cheap to clone.
@@ -40,21 +41,22 @@ struct Inner {
     hash_gate: crate::hashing::HashGate,
     hash_pool: crate::hashing::HashPool,
     rng: SystemRandom,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
+    /// Audit trail, log and metrics.
+    events: Events,
+    /// Revoking sessions.
+    sessions: Sessions,
     /// Login attempts per account and per address: Redis's, shared by every
     /// instance, when configured; else this process's.
     attempts: Arc<dyn AttemptCounter>,
     /// Logins waiting for a hash, at most `MAX_WAITING_HASHES`.
     waiting_hashes: std::sync::atomic::AtomicUsize,
-    /// Where revocations are announced beyond the database: Redis when
-    /// configured.
-    fanout: Arc<dyn RevocationFanout>,
     /// Where "now" comes from.
     clock: Arc<dyn Clock>,
     /// Where revocations are learnt as they happen: Redis when configured,
     /// else the database when it can tell (PostgreSQL).
     feed: Option<Arc<dyn RevocationFeed>>,
-    revocations: RevocationCache,
+    revocations: Arc<RevocationCache>,
 }
 
 /// Who is asking, as far as the transport tells.
@@ -206,12 +208,30 @@ impl AppState {
                     Arc::new(DatabaseOnly),
                 ),
             };
+        let metrics = Arc::new(Metrics::default());
+        let revocations = Arc::new(RevocationCache::default());
+        let events = Events::new(store.clone(), clock.clone(), metrics.clone());
+        let fanout = Arc::new(LocalFanout::new(
+            revocations.clone(),
+            feed.is_some(),
+            fanout,
+            clock.clone(),
+        ));
+        let deny_ttl = config.access_ttl + jwt::LEEWAY_SECS;
+        let sessions = Sessions::new(
+            store.clone(),
+            clock.clone(),
+            fanout,
+            events.clone(),
+            deny_ttl,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
-                metrics: Metrics::default(),
-                fanout,
+                metrics,
+                events,
+                sessions,
                 feed,
-                revocations: RevocationCache::default(),
+                revocations,
                 attempts,
                 waiting_hashes: std::sync::atomic::AtomicUsize::new(0),
                 clock,
@@ -278,20 +298,16 @@ impl AppState {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        let event = AuditEvent {
-            at: self.now(),
-            kind: kind.to_owned(),
-            user_id: user_id.map(str::to_owned),
-            session_id: session_id.map(str::to_owned),
-            client_id: client_id.map(str::to_owned),
-            ip: Some(ctx.ip.clone()),
-            user_agent: Some(ctx.user_agent.clone()),
-            detail: detail.to_owned(),
-        };
-        log_audit(&event);
-        if let Err(e) = self.store().append_audit(&event).await {
-            tracing::error!(error = %e, kind, "audit event could not be stored");
-        }
+        let actor = Actor::request(ctx, client_id);
+        self.inner
+            .events
+            .audit(kind, user_id, session_id, &actor, detail)
+            .await;
+    }
+
+    /// The revocation operations.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
     }
 
     /// Runs Argon2id off the async runtime, one per core at most, for at
@@ -454,23 +470,7 @@ impl AppState {
     /// knows at once; through PostgreSQL's feed, the others learn it from
     /// the database when the revocation commits.
     pub async fn announce_revoked(&self, sids: &[String]) {
-        if self.inner.feed.is_none() {
-            return;
-        }
-        let now = self.now();
-        for sid in sids {
-            self.inner
-                .revocations
-                .revoke(sid.clone(), now + self.deny_ttl(), now);
-            if let Err(e) = self
-                .inner
-                .fanout
-                .announce_revoked(sid, self.deny_ttl())
-                .await
-            {
-                tracing::error!(error = %e, session_id = %sid, "revocation could not be announced");
-            }
-        }
+        self.inner.sessions.announce(sids).await;
     }
 
     /// The revocation feed this instance follows, if any.
@@ -480,15 +480,12 @@ impl AppState {
 
     /// The local view of announced revocations.
     pub fn revocations(&self) -> &RevocationCache {
-        &self.inner.revocations
+        self.inner.revocations.as_ref()
     }
 
     /// Counts a revoked session by reason.
     pub fn count_revocation(&self, reason: RevocationReason) {
-        self.metrics().inc(
-            "latchkey_sessions_revoked_total",
-            &[("reason", reason.as_str())],
-        );
+        self.inner.events.count_revocation(reason);
     }
 
     /// Revokes a session and records why; false if it was already revoked.
@@ -500,21 +497,12 @@ impl AppState {
         client_id: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<bool, ApiError> {
-        let revoked = self.store().revoke_session(sid, reason, self.now()).await?;
-        if revoked {
-            self.announce_revoked(&[sid.to_owned()]).await;
-            self.count_revocation(reason);
-            self.audit(
-                "session_revoked",
-                Some(user_id),
-                Some(sid),
-                client_id,
-                ctx,
-                reason.as_str(),
-            )
-            .await;
-        }
-        Ok(revoked)
+        let actor = Actor::request(ctx, client_id);
+        Ok(self
+            .inner
+            .sessions
+            .revoke(sid, user_id, reason, &actor)
+            .await?)
     }
 
     /// Username and password to a new session (`/auth/login`, password grant).
@@ -638,11 +626,11 @@ impl AppState {
             .await;
             return Err(ApiError::invalid_grant(INVALID_CREDENTIALS));
         };
-        log_audit(&created);
+        Events::log(&created);
         self.announce_revoked(&evicted).await;
         for old in &evicted {
             self.count_revocation(RevocationReason::SessionCap);
-            log_audit(&created.session_revoked(old, RevocationReason::SessionCap));
+            Events::log(&created.session_revoked(old, RevocationReason::SessionCap));
         }
         self.metrics()
             .inc("latchkey_tokens_issued_total", &[("grant", "login")]);
@@ -958,18 +946,4 @@ impl AppState {
             _ => Err(ApiError::invalid_token("the session has been revoked")),
         }
     }
-}
-
-/// Writes an audit event to the log (target `latchkey::audit`).
-fn log_audit(event: &AuditEvent) {
-    tracing::info!(
-        target: "latchkey::audit",
-        kind = %event.kind,
-        user_id = event.user_id.as_deref(),
-        session_id = event.session_id.as_deref(),
-        client_id = event.client_id.as_deref(),
-        ip = event.ip.as_deref().unwrap_or_default(),
-        detail = %event.detail,
-        "audit"
-    );
 }

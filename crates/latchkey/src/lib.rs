@@ -10,14 +10,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use aws_lc_rs::rand::SystemRandom;
 use clap::{Parser, Subcommand};
-use latchkey_core::coordination::Coordinator;
+use latchkey_core::clock::{Clock, SystemClock};
+use latchkey_core::coordination::{Coordinator, DatabaseOnly, RevocationFanout};
 use latchkey_core::id::random_id;
-use latchkey_core::password::{PasswordHasher, check_new_password};
+use latchkey_core::password::check_new_password;
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{AuditEvent, AuditFilter, Client, Store, User};
+use latchkey_core::store::{AuditFilter, Client, Store, User};
 use latchkey_server::config::{Config, ConfigError};
 use latchkey_server::keyring::load_refresh_keys;
+use latchkey_server::metrics::Metrics;
+use latchkey_server::service::{
+    Actor, BlockingHasher, Events, ServiceError, Sessions, Users, check_username,
+};
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
 use latchkey_store_postgres::PgStore;
@@ -271,16 +276,32 @@ async fn open_coordinator(config: &Config) -> Result<Option<Arc<dyn Coordinator>
     Ok(Some(Arc::new(redis)))
 }
 
-/// Puts sessions the command line revoked on the Redis deny-list, so that
-/// running servers learn of them at once.
-async fn announce(config: &Config, sids: &[String]) -> Result<()> {
-    if let Some(redis) = open_coordinator(config).await? {
-        let ttl = config.access_ttl + latchkey_core::jwt::LEEWAY_SECS;
-        for sid in sids {
-            redis.announce_revoked(sid, ttl).await?;
-        }
-    }
-    Ok(())
+/// The account and session operations, as the server runs them: sessions
+/// the command line revokes go on the Redis deny-list too (when Redis is
+/// configured), so that running servers learn of them at once.
+async fn services(config: &Config, store: Arc<dyn Store>) -> Result<(Users, Sessions)> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let fanout: Arc<dyn RevocationFanout> = match open_coordinator(config).await? {
+        Some(redis) => redis,
+        None => Arc::new(DatabaseOnly),
+    };
+    let events = Events::new(store.clone(), clock.clone(), Arc::new(Metrics::default()));
+    let deny_ttl = config.access_ttl + latchkey_core::jwt::LEEWAY_SECS;
+    let sessions = Sessions::new(
+        store.clone(),
+        clock.clone(),
+        fanout,
+        events.clone(),
+        deny_ttl,
+    );
+    let users = Users::new(
+        store,
+        clock,
+        Arc::new(BlockingHasher),
+        sessions.clone(),
+        events,
+    );
+    Ok((users, sessions))
 }
 
 /// A database URL without its password, for logs.
@@ -300,14 +321,14 @@ async fn run(cli: Cli) -> Result<()> {
     let store = open_store(&config).await?;
     match cli.command {
         Command::Serve => serve(config, store).await,
-        Command::User(command) => user(command, &config, store.as_ref()).await,
+        Command::User(command) => user(command, &config, store).await,
         Command::Client(command) => client(command, &config, store.as_ref()).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
-            keys_rotate(&config, store.as_ref(), activate_in).await
+            keys_rotate(&config, store, activate_in).await
         }
-        Command::Keys(KeysCommand::Seal) => keys_seal(&config, store.as_ref()).await,
-        Command::Sessions(command) => sessions(command, &config, store.as_ref()).await,
+        Command::Keys(KeysCommand::Seal) => keys_seal(&config, store).await,
+        Command::Sessions(command) => sessions(command, &config, store).await,
         Command::Audit {
             user,
             kind,
@@ -390,45 +411,27 @@ fn read_password(from_stdin: bool) -> Result<String> {
     Ok(password)
 }
 
-async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let rng = SystemRandom::new();
-        let hasher = PasswordHasher::new(&rng)?;
-        hasher.hash(&password, &rng)
-    })
-    .await?
-    .map_err(Into::into)
+async fn find_user(users: &Users, name: &str) -> Result<User> {
+    match users.by_name(name).await {
+        Err(ServiceError::NotFound) => bail!("no user named {name:?}"),
+        other => Ok(other?),
+    }
 }
 
-async fn find_user(store: &dyn Store, name: &str) -> Result<User> {
-    store
-        .user_by_name(name)
-        .await?
-        .with_context(|| format!("no user named {name:?}"))
-}
-
-async fn user(command: UserCommand, config: &Config, store: &dyn Store) -> Result<()> {
+async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let (users, _) = services(config, store.clone()).await?;
+    let cli = Actor::cli();
     match command {
         UserCommand::Add {
             name,
             password_stdin,
         } => {
-            if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-                bail!("a user name has 1 to 256 characters and no control characters");
-            }
+            // The name is checked before a password is asked for.
+            check_username(&name)?;
             let password = read_password(password_stdin)?;
-            let user = User {
-                id: random_id("usr_", &SystemRandom::new())?,
-                username: name.clone(),
-                password_hash: hash_password(password).await?,
-                disabled: false,
-                created_at: now(),
-            };
-            match store.insert_user(&user).await {
-                Ok(()) => println!("user {name} added (id {})", user.id),
-                Err(latchkey_core::store::StoreError::Conflict) => {
-                    bail!("a user named {name:?} already exists")
-                }
+            match users.add(&name, password, &cli).await {
+                Ok(user) => println!("user {name} added (id {})", user.id),
+                Err(ServiceError::Taken) => bail!("a user named {name:?} already exists"),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -437,63 +440,30 @@ async fn user(command: UserCommand, config: &Config, store: &dyn Store) -> Resul
             password_stdin,
             revoke_sessions,
         } => {
-            let user = find_user(store, &name).await?;
+            let user = find_user(&users, &name).await?;
             let password = read_password(password_stdin)?;
-            store
-                .set_password(&user.id, &hash_password(password).await?)
+            let revoked = users
+                .set_password(&user, password, revoke_sessions, &cli)
                 .await?;
-            cli_audit(
-                store,
-                "password_changed",
-                Some(&user.id),
-                None,
-                "by the command line",
-            )
-            .await;
-            if !revoke_sessions {
+            if revoke_sessions {
+                println!(
+                    "password of {name} changed; {} session(s) revoked",
+                    revoked.len()
+                );
+            } else {
                 println!(
                     "password of {name} changed; their sessions stay (--revoke-sessions ends them)"
                 );
-                return Ok(());
             }
-            let reason = RevocationReason::PasswordChanged;
-            let revoked = store.revoke_user_sessions(&user.id, reason, now()).await?;
-            announce(config, &revoked).await?;
-            for sid in &revoked {
-                cli_audit(
-                    store,
-                    "session_revoked",
-                    Some(&user.id),
-                    Some(sid),
-                    reason.as_str(),
-                )
-                .await;
-            }
-            println!(
-                "password of {name} changed; {} session(s) revoked",
-                revoked.len()
-            );
         }
         UserCommand::Disable { name } => {
-            let user = find_user(store, &name).await?;
-            let revoked = store
-                .set_disabled(&user.id, true, now())
-                .await?
-                .unwrap_or_default();
-            announce(config, &revoked).await?;
-            cli_audit(
-                store,
-                "user_disabled",
-                Some(&user.id),
-                None,
-                "by the command line",
-            )
-            .await;
+            let user = find_user(&users, &name).await?;
+            users.set_disabled(&user, true, &cli).await?;
             println!("user {name} disabled; all their sessions are revoked");
         }
         UserCommand::Enable { name } => {
-            let user = find_user(store, &name).await?;
-            store.set_disabled(&user.id, false, now()).await?;
+            let user = find_user(&users, &name).await?;
+            users.set_disabled(&user, false, &cli).await?;
             println!("user {name} enabled");
         }
         UserCommand::List { json } => {
@@ -627,10 +597,10 @@ async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn keys_rotate(config: &Config, store: &dyn Store, activate_in: i64) -> Result<()> {
+async fn keys_rotate(config: &Config, store: Arc<dyn Store>, activate_in: i64) -> Result<()> {
     let now = now();
     let key = latchkey_server::keyring::add_key(
-        store,
+        store.as_ref(),
         config,
         &SystemRandom::new(),
         now,
@@ -640,8 +610,6 @@ async fn keys_rotate(config: &Config, store: &dyn Store, activate_in: i64) -> Re
     cli_audit(
         store,
         "key_rotated",
-        None,
-        None,
         &format!("next key {} signs from {}", key.kid, key.activates_at),
     )
     .await;
@@ -655,46 +623,32 @@ async fn keys_rotate(config: &Config, store: &dyn Store, activate_in: i64) -> Re
     Ok(())
 }
 
-async fn keys_seal(config: &Config, store: &dyn Store) -> Result<()> {
-    let sealed = latchkey_server::keyring::seal_stored(store, config, &SystemRandom::new()).await?;
+async fn keys_seal(config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let sealed =
+        latchkey_server::keyring::seal_stored(store.as_ref(), config, &SystemRandom::new()).await?;
     if sealed.is_empty() {
         println!("every key is sealed already");
         return Ok(());
     }
-    cli_audit(store, "keys_sealed", None, None, &sealed.join(", ")).await;
+    cli_audit(store, "keys_sealed", &sealed.join(", ")).await;
     for what in sealed {
         println!("sealed {what}");
     }
     Ok(())
 }
 
-/// Records what an operator did; the IP field says `cli`.
-async fn cli_audit(
-    store: &dyn Store,
-    kind: &str,
-    user_id: Option<&str>,
-    session_id: Option<&str>,
-    detail: &str,
-) {
-    let event = AuditEvent {
-        at: now(),
-        kind: kind.to_owned(),
-        user_id: user_id.map(str::to_owned),
-        session_id: session_id.map(str::to_owned),
-        client_id: None,
-        ip: Some("cli".to_owned()),
-        user_agent: None,
-        detail: detail.to_owned(),
-    };
-    if let Err(e) = store.append_audit(&event).await {
-        tracing::warn!(error = %e, "audit event could not be stored");
-    }
+/// Records what an operator did (the address says `cli`).
+async fn cli_audit(store: Arc<dyn Store>, kind: &str, detail: &str) {
+    let events = Events::new(store, Arc::new(SystemClock), Arc::new(Metrics::default()));
+    events.audit(kind, None, None, &Actor::cli(), detail).await;
 }
 
-async fn sessions(command: SessionsCommand, config: &Config, store: &dyn Store) -> Result<()> {
+async fn sessions(command: SessionsCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let (users, sessions) = services(config, store.clone()).await?;
+    let cli = Actor::cli();
     match command {
         SessionsCommand::List { user, json } => {
-            let user = find_user(store, &user).await?;
+            let user = find_user(&users, &user).await?;
             let sessions = store.live_sessions(&user.id, now()).await?;
             if json {
                 let list: Vec<_> = sessions
@@ -730,19 +684,10 @@ async fn sessions(command: SessionsCommand, config: &Config, store: &dyn Store) 
             let Some((session, _)) = store.session_with_user(&id).await? else {
                 bail!("no session {id:?}");
             };
-            if store
-                .revoke_session(&id, RevocationReason::Admin, now())
+            if sessions
+                .revoke(&id, &session.user_id, RevocationReason::Admin, &cli)
                 .await?
             {
-                announce(config, std::slice::from_ref(&id)).await?;
-                cli_audit(
-                    store,
-                    "session_revoked",
-                    Some(&session.user_id),
-                    Some(&id),
-                    RevocationReason::Admin.as_str(),
-                )
-                .await;
                 println!("session {id} revoked");
             } else {
                 println!("session {id} was already revoked");
@@ -750,21 +695,11 @@ async fn sessions(command: SessionsCommand, config: &Config, store: &dyn Store) 
         }
         SessionsCommand::Revoke { id: None, user } => {
             let name = user.context("give a session id or --user NAME")?;
-            let user = find_user(store, &name).await?;
-            let revoked = store
-                .revoke_user_sessions(&user.id, RevocationReason::Admin, now())
+            let user = find_user(&users, &name).await?;
+            let revoked = sessions
+                .revoke_all(&user.id, RevocationReason::Admin, &cli)
                 .await?;
-            announce(config, &revoked).await?;
-            let count = revoked.len();
-            cli_audit(
-                store,
-                "session_revoked",
-                Some(&user.id),
-                None,
-                &format!("admin ({count} sessions)"),
-            )
-            .await;
-            println!("{count} sessions of {name} revoked");
+            println!("{} sessions of {name} revoked", revoked.len());
         }
     }
     Ok(())
@@ -778,7 +713,13 @@ async fn audit(
     json: bool,
 ) -> Result<()> {
     let user_id = match user {
-        Some(name) => Some(find_user(store, &name).await?.id),
+        Some(name) => Some(
+            store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named {name:?}"))?
+                .id,
+        ),
         None => None,
     };
     let events = store

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::extract::Authenticated;
 use crate::error::ApiError;
+use crate::service::Actor;
 use crate::state::{AppState, Principal, RequestContext};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -71,26 +72,14 @@ async fn revoke_one(
 ) -> Result<Response, ApiError> {
     let (user_id, _) = user_of(&principal)?;
     super::extract::check_text("session id", &id)?;
-    let reason = RevocationReason::UserRevoked;
+    let actor = Actor::request(&ctx, None);
     if !state
-        .store()
-        .revoke_own_session(user_id, &id, reason, state.now())
+        .sessions()
+        .revoke_own(user_id, &id, RevocationReason::UserRevoked, &actor)
         .await?
     {
         return Err(ApiError::not_found("no such session"));
     }
-    state.announce_revoked(std::slice::from_ref(&id)).await;
-    state.count_revocation(reason);
-    state
-        .audit(
-            "session_revoked",
-            Some(user_id),
-            Some(&id),
-            None,
-            &ctx,
-            reason.as_str(),
-        )
-        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -101,18 +90,10 @@ async fn revoke_all(
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
     let (user_id, _) = user_of(&principal)?;
-    let reason = RevocationReason::LogoutEverywhere;
-    let revoked = state
-        .store()
-        .revoke_user_sessions(user_id, reason, state.now())
-        .await?;
-    state.announce_revoked(&revoked).await;
-    for _ in &revoked {
-        state.count_revocation(reason);
-    }
-    let detail = format!("{} ({} sessions)", reason.as_str(), revoked.len());
+    let actor = Actor::request(&ctx, None);
     state
-        .audit("session_revoked", Some(user_id), None, None, &ctx, &detail)
-        .await;
+        .sessions()
+        .revoke_all(user_id, RevocationReason::LogoutEverywhere, &actor)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,0 +1,52 @@
+//! The application layer: each operation on accounts and sessions once, for
+//! the HTTP handlers and the command line alike, which only parse, call and
+//! render. An operation depends on the store, a clock, the revocation
+//! fan-out and the [`Events`] sink (audit trail, log and metrics in one
+//! place), never on HTTP or on a terminal.
+//!
+//! What lives here so far: [`Sessions`] (revoking one, one's own, all of a
+//! user's, and announcing revocations made elsewhere) and [`Users`] (adding,
+//! changing a password, disabling and enabling). Login and refresh are
+//! still [`crate::AppState`]'s; they move here next.
+
+mod events;
+mod sessions;
+mod users;
+
+pub use events::Events;
+pub use sessions::{LocalFanout, Sessions};
+pub use users::{
+    BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, check_username,
+};
+
+/// Who acts, as far as the audit trail tells: a request's address and user
+/// agent, or the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    /// The client application acting, if any.
+    pub client_id: Option<String>,
+    /// The address (`cli` for the command line).
+    pub ip: String,
+    /// The user agent, if any.
+    pub user_agent: String,
+}
+
+impl Actor {
+    /// An operator at the command line.
+    pub fn cli() -> Self {
+        Self {
+            client_id: None,
+            ip: "cli".into(),
+            user_agent: String::new(),
+        }
+    }
+
+    /// A request from this address and user agent.
+    pub fn request(ctx: &crate::state::RequestContext, client_id: Option<&str>) -> Self {
+        Self {
+            client_id: client_id.map(str::to_owned),
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+        }
+    }
+}

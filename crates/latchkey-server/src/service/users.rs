@@ -1,0 +1,213 @@
+//! Accounts: the rules for names and passwords, and what disabling a user
+//! or changing a password does to their sessions, for every caller (the
+//! command line today; sign-up and the admin API next).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::clock::Clock;
+use latchkey_core::id::random_id;
+use latchkey_core::password::{PasswordHasher, WeakPassword, check_new_password};
+use latchkey_core::store::{RevocationReason, Store, StoreError, User};
+
+use super::{Actor, Events, Sessions};
+
+/// Why an account operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The username breaks the rule.
+    #[error("a user name has 1 to {MAX_USERNAME_CHARS} characters and no control characters")]
+    InvalidUsername,
+    /// The password breaks the rule.
+    #[error("{0}")]
+    WeakPassword(#[from] WeakPassword),
+    /// The username is taken.
+    #[error("a user with this name already exists")]
+    Taken,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// Hashing or randomness failed.
+    #[error("cryptography failed")]
+    Crypto(#[from] latchkey_core::Error),
+    /// The store failed.
+    #[error("the database failed")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Self::Taken,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// The longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 256;
+
+/// The username rule: 1 to 256 characters, none of them a control
+/// character (which covers NUL).
+pub fn check_username(name: &str) -> Result<(), ServiceError> {
+    let count = name.chars().count();
+    if count == 0 || count > MAX_USERNAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ServiceError::InvalidUsername);
+    }
+    Ok(())
+}
+
+/// Turns a new password into its stored hash, off the async runtime.
+#[async_trait]
+pub trait PasswordHashing: Send + Sync {
+    /// The Argon2id PHC string of `password`.
+    async fn hash(&self, password: String) -> Result<String, ServiceError>;
+}
+
+/// Hashing on tokio's blocking pool (the command line; a server uses its
+/// bounded hashing pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockingHasher;
+
+#[async_trait]
+impl PasswordHashing for BlockingHasher {
+    async fn hash(&self, password: String) -> Result<String, ServiceError> {
+        tokio::task::spawn_blocking(move || {
+            let rng = SystemRandom::new();
+            PasswordHasher::new(&rng)?.hash(&password, &rng)
+        })
+        .await
+        .map_err(|e| ServiceError::Store(StoreError::Backend(Box::new(e))))?
+        .map_err(ServiceError::Crypto)
+    }
+}
+
+/// The account operations.
+#[derive(Clone)]
+pub struct Users {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    hashing: Arc<dyn PasswordHashing>,
+    sessions: Sessions,
+    events: Events,
+}
+
+impl Users {
+    /// Accounts in `store`; their sessions revoked through `sessions`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hashing: Arc<dyn PasswordHashing>,
+        sessions: Sessions,
+        events: Events,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            hashing,
+            sessions,
+            events,
+        }
+    }
+
+    /// The user named `name`.
+    pub async fn by_name(&self, name: &str) -> Result<User, ServiceError> {
+        self.store
+            .user_by_name(name)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// Adds a user, checking the name and the password first.
+    pub async fn add(
+        &self,
+        name: &str,
+        password: String,
+        actor: &Actor,
+    ) -> Result<User, ServiceError> {
+        check_username(name)?;
+        check_new_password(&password)?;
+        let user = User {
+            id: random_id("usr_", &SystemRandom::new())?,
+            username: name.to_owned(),
+            password_hash: self.hashing.hash(password).await?,
+            disabled: false,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_user(&user).await?;
+        self.events
+            .audit("user_added", Some(&user.id), None, actor, "")
+            .await;
+        Ok(user)
+    }
+
+    /// Replaces a user's password; with `revoke_sessions`, ends every
+    /// session of theirs too (returned). The next login needs the new one.
+    pub async fn set_password(
+        &self,
+        user: &User,
+        password: String,
+        revoke_sessions: bool,
+        actor: &Actor,
+    ) -> Result<Vec<String>, ServiceError> {
+        check_new_password(&password)?;
+        let hash = self.hashing.hash(password).await?;
+        if !self.store.set_password(&user.id, &hash).await? {
+            return Err(ServiceError::NotFound);
+        }
+        self.events
+            .audit("password_changed", Some(&user.id), None, actor, "")
+            .await;
+        if !revoke_sessions {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .sessions
+            .revoke_all(&user.id, RevocationReason::PasswordChanged, actor)
+            .await?)
+    }
+
+    /// Disables a user and revokes every session of theirs (returned), or
+    /// enables them again.
+    pub async fn set_disabled(
+        &self,
+        user: &User,
+        disabled: bool,
+        actor: &Actor,
+    ) -> Result<Vec<String>, ServiceError> {
+        let revoked = self
+            .store
+            .set_disabled(&user.id, disabled, self.clock.now())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let kind = if disabled {
+            "user_disabled"
+        } else {
+            "user_enabled"
+        };
+        self.events
+            .audit(kind, Some(&user.id), None, actor, "")
+            .await;
+        self.sessions
+            .revoked(&revoked, &user.id, RevocationReason::UserDisabled, actor)
+            .await;
+        Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_have_one_to_256_characters_and_no_control_characters() {
+        assert!(check_username("alice").is_ok());
+        assert!(check_username(&"é".repeat(256)).is_ok());
+        assert!(check_username(&"é".repeat(257)).is_err());
+        assert!(check_username("").is_err());
+        assert!(check_username("al\0ice").is_err());
+        assert!(check_username("al\nice").is_err());
+    }
+}
