@@ -3,7 +3,7 @@
 //! [`decide`] inside one transaction and apply what it says.
 
 pub use crate::records::RevocationReason;
-use crate::records::{RefreshRecord, Session};
+use crate::records::{AuditEvent, RefreshRecord, Session};
 use crate::refresh::TokenHash;
 use crate::scope::Scope;
 
@@ -107,6 +107,24 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// Everything a rotation writes, in one transaction, and nothing a backend
+/// has to work out: the presented token marked used, its successor, the
+/// session's last use (`at`; written only when its second changes), and
+/// the `refresh` audit event. The write must also re-check, under its lock,
+/// that the presented token is still unused and its session unrevoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationWrites {
+    /// The presented token, to be marked used.
+    pub consumed: TokenHash,
+    /// When: the token's `used_at` and the session's `last_used_at`.
+    pub at: i64,
+    /// The successor: the session's scope (RFC 6749 §6), an idle expiry
+    /// never past the session's end.
+    pub successor: RefreshRecord,
+    /// The `refresh` event of the audit trail.
+    pub audit: AuditEvent,
+}
+
 /// What to do with a presented refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -116,10 +134,10 @@ pub enum Decision {
         /// Scope of the new access token: the token's, or the narrower one
         /// requested.
         scope: String,
-        /// Idle expiry of the successor, never past the session's end.
-        expires_at: i64,
         /// The IP differs from the login's (policy `log`).
         binding_mismatch: bool,
+        /// What the backend writes, atomically.
+        writes: RotationWrites,
     },
     /// Already rotated, within the grace window: hand out the same successor.
     Replay {
@@ -193,10 +211,38 @@ pub fn decide(
     if replay {
         return Decision::Replay { scope };
     }
+    let successor = RefreshRecord {
+        hash: req.successor,
+        session_id: session.id.clone(),
+        parent: Some(req.presented),
+        // The session's scope; a narrower one is the access token's alone.
+        scope: token.scope.clone(),
+        issued_at: req.now,
+        expires_at: (req.now + policy.idle_ttl).min(session.expires_at),
+        used_at: None,
+        access_jti: req.access_jti.clone(),
+        ip: req.ip.clone(),
+        user_agent: req.user_agent.clone(),
+    };
+    let audit = AuditEvent {
+        at: req.now,
+        kind: "refresh".into(),
+        user_id: Some(session.user_id.clone()),
+        session_id: Some(session.id.clone()),
+        client_id: req.client_id.clone(),
+        ip: Some(req.ip.clone()),
+        user_agent: Some(req.user_agent.clone()),
+        detail: String::new(),
+    };
     Decision::Rotate {
         scope,
-        expires_at: (req.now + policy.idle_ttl).min(session.expires_at),
         binding_mismatch: binding_mismatch && policy.binding_ip == BindingPolicy::Log,
+        writes: RotationWrites {
+            consumed: req.presented,
+            at: req.now,
+            successor,
+            audit,
+        },
     }
 }
 
@@ -265,14 +311,28 @@ mod tests {
         let mut s = session();
         s.expires_at = NOW + 10;
         let d = decide(&policy(), &token(), &s, false, &request());
-        assert_eq!(
-            d,
-            Decision::Rotate {
-                scope: "email profile".into(),
-                expires_at: NOW + 10,
-                binding_mismatch: false
-            }
-        );
+        let Decision::Rotate {
+            scope,
+            binding_mismatch,
+            writes,
+        } = d
+        else {
+            panic!("{d:?}");
+        };
+        assert_eq!(scope, "email profile");
+        assert!(!binding_mismatch);
+        assert_eq!(writes.consumed, TokenHash([1; 32]));
+        assert_eq!(writes.at, NOW);
+        let successor = &writes.successor;
+        assert_eq!(successor.hash, TokenHash([2; 32]));
+        assert_eq!(successor.parent, Some(TokenHash([1; 32])));
+        assert_eq!(successor.session_id, "ses_1");
+        assert_eq!(successor.expires_at, NOW + 10);
+        assert_eq!(successor.used_at, None);
+        assert_eq!(successor.access_jti, "jti2");
+        assert_eq!(writes.audit.kind, "refresh");
+        assert_eq!(writes.audit.session_id.as_deref(), Some("ses_1"));
+        assert_eq!(writes.audit.user_id.as_deref(), Some("usr_1"));
     }
 
     #[test]
@@ -454,10 +514,12 @@ mod tests {
             Decision::Rotate {
                 scope,
                 binding_mismatch,
-                ..
+                writes,
             } => {
                 assert_eq!(scope, "profile");
                 assert!(binding_mismatch);
+                // The successor keeps the whole scope (RFC 6749 §6).
+                assert_eq!(writes.successor.scope, "email profile");
             }
             other => panic!("{other:?}"),
         }

@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use latchkey_core::rotation::{self, Decision, Policy, RotationRequest};
+use latchkey_core::rotation::{self, Decision, Policy, RotationRequest, RotationWrites};
 use latchkey_core::store::{Outcome, Session, StoreError, StoreResult};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Row};
@@ -104,20 +104,8 @@ struct Decided {
     session: Session,
     /// The new access token's scope.
     scope: String,
-    /// The successor's: the presented token's.
-    token_scope: String,
-    expires_at: i64,
     binding_mismatch: bool,
-}
-
-/// One rotation to write: the request, its session as read, and what the
-/// rule decided.
-pub(crate) struct Write<'a> {
-    pub(crate) req: &'a RotationRequest,
-    pub(crate) session: &'a Session,
-    /// The successor's scope.
-    pub(crate) scope: &'a str,
-    pub(crate) expires_at: i64,
+    writes: RotationWrites,
 }
 
 /// Runs one batch on `conn`; false when the connection failed and must be
@@ -150,15 +138,7 @@ async fn run(conn: &mut PgConnection, jobs: Vec<Job>) -> bool {
     if decided.is_empty() {
         return true;
     }
-    let writes: Vec<Write<'_>> = decided
-        .iter()
-        .map(|d| Write {
-            req: &d.job.req,
-            session: &d.session,
-            scope: &d.token_scope,
-            expires_at: d.expires_at,
-        })
-        .collect();
+    let writes: Vec<&RotationWrites> = decided.iter().map(|d| &d.writes).collect();
     match write_rotations(conn, &writes).await {
         Ok(rotated) => {
             for d in decided {
@@ -239,15 +219,14 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
         match rotation::decide(&job.policy, &token, &session, user_disabled, &job.req) {
             Decision::Rotate {
                 scope,
-                expires_at,
                 binding_mismatch,
+                writes,
             } => decided.push(Decided {
                 job,
                 session,
                 scope,
-                token_scope: token.scope,
-                expires_at,
                 binding_mismatch,
+                writes,
             }),
             _ => {
                 let _ = job.reply.send(Ok(None));
@@ -265,7 +244,7 @@ async fn decide_all(conn: &mut PgConnection, jobs: Vec<Job>) -> Option<Vec<Decid
 /// audit event. Returns the presented hashes of the rotations made.
 pub(crate) async fn write_rotations(
     conn: &mut PgConnection,
-    writes: &[Write<'_>],
+    writes: &[&RotationWrites],
 ) -> Result<HashSet<[u8; 32]>, sqlx::Error> {
     let n = writes.len();
     let mut now = Vec::with_capacity(n);
@@ -278,20 +257,28 @@ pub(crate) async fn write_rotations(
     let mut user_agent = Vec::with_capacity(n);
     let mut client_id: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut session_id = Vec::with_capacity(n);
-    let mut user_id = Vec::with_capacity(n);
+    let mut user_id: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut audit_kind = Vec::with_capacity(n);
+    let mut audit_detail = Vec::with_capacity(n);
+    let mut audit_ip: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut audit_user_agent: Vec<Option<&str>> = Vec::with_capacity(n);
     for w in writes {
-        let req = w.req;
-        now.push(req.now);
-        presented.push(req.presented.0.to_vec());
-        successor.push(req.successor.0.to_vec());
-        scope.push(w.scope);
-        expires_at.push(w.expires_at);
-        access_jti.push(req.access_jti.as_str());
-        ip.push(req.ip.as_str());
-        user_agent.push(req.user_agent.as_str());
-        client_id.push(req.client_id.as_deref());
-        session_id.push(w.session.id.as_str());
-        user_id.push(w.session.user_id.as_str());
+        let t = &w.successor;
+        now.push(w.at);
+        presented.push(w.consumed.0.to_vec());
+        successor.push(t.hash.0.to_vec());
+        scope.push(t.scope.as_str());
+        expires_at.push(t.expires_at);
+        access_jti.push(t.access_jti.as_str());
+        ip.push(t.ip.as_str());
+        user_agent.push(t.user_agent.as_str());
+        session_id.push(t.session_id.as_str());
+        client_id.push(w.audit.client_id.as_deref());
+        user_id.push(w.audit.user_id.as_deref());
+        audit_kind.push(w.audit.kind.as_str());
+        audit_detail.push(w.audit.detail.as_str());
+        audit_ip.push(w.audit.ip.as_deref());
+        audit_user_agent.push(w.audit.user_agent.as_deref());
     }
     // The statement fixes its join order (`OFFSET 0` keeps a subquery from
     // being merged into a join the planner may reorder): a plan driven from
@@ -305,9 +292,10 @@ pub(crate) async fn write_rotations(
         "WITH input AS MATERIALIZED ( \
              SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], \
                  $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $11::text[]) \
+                 $11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) \
              AS i(now, presented, successor, scope, expires_at, access_jti, ip, user_agent, \
-                 client_id, session_id, user_id)), \
+                 client_id, session_id, user_id, audit_kind, audit_detail, audit_ip, \
+                 audit_user_agent)), \
          live AS MATERIALIZED ( \
              SELECT i.* FROM input i WHERE EXISTS ( \
                  SELECT 1 FROM sessions s WHERE s.id = i.session_id AND s.revoked_at IS NULL \
@@ -328,7 +316,8 @@ pub(crate) async fn write_rotations(
              WHERE s.id = x.session_id AND s.last_used_at < x.issued_at), \
          audit AS ( \
              INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-             SELECT l.now, 'refresh', l.user_id, l.session_id, l.client_id, l.ip, l.user_agent, '' \
+             SELECT l.now, l.audit_kind, l.user_id, l.session_id, l.client_id, l.audit_ip, \
+                 l.audit_user_agent, l.audit_detail \
              FROM successor x JOIN live l ON l.presented = x.parent_hash) \
          SELECT parent_hash FROM successor",
     )
@@ -343,6 +332,10 @@ pub(crate) async fn write_rotations(
     .bind(&client_id)
     .bind(&session_id)
     .bind(&user_id)
+    .bind(&audit_kind)
+    .bind(&audit_detail)
+    .bind(&audit_ip)
+    .bind(&audit_user_agent)
     .fetch_all(conn)
     .await?;
     Ok(rows

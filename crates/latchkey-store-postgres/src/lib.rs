@@ -636,16 +636,10 @@ impl Store for PgStore {
             }
             Decision::Rotate {
                 scope,
-                expires_at,
                 binding_mismatch,
+                writes,
             } => {
-                let write = batch::Write {
-                    req,
-                    session: &session,
-                    scope: &token.scope,
-                    expires_at,
-                };
-                let rotated = batch::write_rotations(&mut tx, std::slice::from_ref(&write))
+                let rotated = batch::write_rotations(&mut tx, &[&writes])
                     .await
                     .map_err(backend)?;
                 if !rotated.contains(&req.presented.0) {

@@ -468,57 +468,28 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
             }
             Decision::Rotate {
                 scope,
-                expires_at,
                 binding_mismatch,
+                writes,
             } => {
+                // Read and written under one write lock: the token is unused.
                 let consumed = conn
                     .prepare_cached(
                         "UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL",
                     )
-                    .and_then(|mut s| s.execute(params![req.now, &req.presented.0[..]]))
+                    .and_then(|mut s| s.execute(params![writes.at, &writes.consumed.0[..]]))
                     .map_err(backend)?;
                 if consumed != 1 {
                     return Err(StoreError::Corrupt("rotation lost its write lock".into()));
                 }
-                insert_token(
-                    conn,
-                    &RefreshRecord {
-                        hash: req.successor,
-                        session_id: session.id.clone(),
-                        parent: Some(req.presented),
-                        // The session's scope; a narrower one is the access token's alone.
-                        scope: token.scope.clone(),
-                        issued_at: req.now,
-                        expires_at,
-                        used_at: None,
-                        access_jti: req.access_jti.clone(),
-                        ip: req.ip.clone(),
-                        user_agent: req.user_agent.clone(),
-                    },
-                )
-                .map_err(backend)?;
+                insert_token(conn, &writes.successor).map_err(backend)?;
                 // Unix seconds: a session refreshed again within the same second
                 // already says so, and its row is not written again.
                 conn.prepare_cached(
                     "UPDATE sessions SET last_used_at = ?1 WHERE id = ?2 AND last_used_at < ?1",
                 )
-                .and_then(|mut s| s.execute(params![req.now, session.id]))
+                .and_then(|mut s| s.execute(params![writes.at, session.id]))
                 .map_err(backend)?;
-                // The `refresh` audit event commits with the rotation it records.
-                insert_audit(
-                    conn,
-                    &AuditEvent {
-                        at: req.now,
-                        kind: "refresh".into(),
-                        user_id: Some(session.user_id.clone()),
-                        session_id: Some(session.id.clone()),
-                        client_id: req.client_id.clone(),
-                        ip: Some(req.ip.clone()),
-                        user_agent: Some(req.user_agent.clone()),
-                        detail: String::new(),
-                    },
-                )
-                .map_err(backend)?;
+                insert_audit(conn, &writes.audit).map_err(backend)?;
                 Outcome::Rotated {
                     session,
                     scope,
