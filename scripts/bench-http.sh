@@ -14,7 +14,7 @@ concurrency=${CONCURRENCY:-64}
 seconds=${SECONDS_PER_RUN:-10}
 port=${PORT:-18080}
 
-cargo build --release -q -p latchkey -p latchkey-load
+cargo build --release -q -p latchkey -p latchkey-bench
 bin=target/release/latchkey
 load=target/release/latchkey-load
 

@@ -12,7 +12,7 @@ backend=${1:-sqlite}
 sessions=${SESSIONS:-1000000}
 port=${PORT:-18081}
 
-cargo build --release -q -p latchkey -p latchkey-load
+cargo build --release -q -p latchkey -p latchkey-bench
 bin=target/release/latchkey
 load=target/release/latchkey-load
 seed=target/release/latchkey-seed

@@ -20,7 +20,7 @@ latchkey_port=18091
 root=$PWD
 venv=$root/target/compare-django/venv
 
-cargo build --release -q -p latchkey -p latchkey-load
+cargo build --release -q -p latchkey -p latchkey-bench
 bin=$root/target/release/latchkey
 load=$root/target/release/latchkey-load
 

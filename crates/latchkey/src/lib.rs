@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use aws_lc_rs::rand::SystemRandom;
 use clap::{Parser, Subcommand};
+use latchkey_coordinator_redis::RedisCoordinator;
 use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::coordination::{Coordinator, DatabaseOnly, RevocationFanout};
 use latchkey_core::id::random_id;
@@ -26,7 +27,6 @@ use latchkey_server::service::{
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
 use latchkey_store_postgres::PgStore;
-use latchkey_store_redis::RedisCoordinator;
 use latchkey_store_sqlite::SqliteStore;
 
 /// Latchkey: access tokens and rotating refresh tokens.

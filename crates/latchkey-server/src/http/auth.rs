@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use latchkey_core::rotation::RevocationReason;
 
-use super::extract::{self, Authenticated, Params};
+use super::client_auth;
+use super::extract::{Authenticated, Params};
 use super::oauth::token_response;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
@@ -27,7 +28,7 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_body(&headers, &body, true)?;
-    let client = extract::client(&state, &headers, &params)
+    let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client);
     let username = params.require("username")?;

@@ -1,9 +1,11 @@
 //! The router: one module per resource.
 
-mod api;
 mod auth;
+mod client_auth;
 mod discovery;
 mod extract;
+mod health;
+mod me;
 mod oauth;
 mod sessions;
 
@@ -14,7 +16,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -30,20 +31,13 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(oauth::router())
         .merge(sessions::router())
-        .merge(api::router())
-        .route("/metrics", get(metrics))
+        .merge(me::router())
+        .merge(health::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
-    )
 }
 
 /// Reads the whole body (at most [`MAX_BODY_BYTES`]) within the request

@@ -13,6 +13,7 @@ use latchkey_core::rotation::{RevocationReason, has_expired};
 use serde::Serialize;
 use serde_json::json;
 
+use super::client_auth;
 use super::extract::{self, Authorization, Params};
 use crate::error::ApiError;
 use crate::state::{AppState, Issued, RequestContext};
@@ -77,7 +78,7 @@ async fn token(
         Authorization::Bearer(token) => Some(token),
         _ => None,
     };
-    let client = extract::client(&state, &headers, &params)
+    let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client);
     let issued = match grant_type {
@@ -138,7 +139,7 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_body(&headers, &body, false)?;
-    let client = extract::client(&state, &headers, &params)
+    let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client.id);
     let token = params.require("token")?;
@@ -189,7 +190,7 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_body(&headers, &body, false)?;
-    let Some(caller) = extract::client(&state, &headers, &params)
+    let Some(caller) = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client)
         .filter(|c| c.secret_hash.is_some())
@@ -279,7 +280,7 @@ async fn revocation_feed(
     headers: HeaderMap,
     query: Result<axum::extract::Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(_caller) = extract::client(&state, &headers, &Params::default())
+    let Some(_caller) = client_auth::client(&state, &headers, &Params::default())
         .await?
         .map(|c| c.client)
         .filter(|c| c.secret_hash.is_some())

@@ -43,7 +43,8 @@ impl Env {
     pub async fn with_redis(mut self) -> Option<Self> {
         let url = std::env::var("LATCHKEY_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        if let Err(e) = latchkey_store_redis::RedisCoordinator::connect(&url, "probe:").await {
+        if let Err(e) = latchkey_coordinator_redis::RedisCoordinator::connect(&url, "probe:").await
+        {
             if std::env::var_os("CI").is_some() {
                 panic!("Redis is required under CI but {url} is not reachable: {e}");
             }

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use latchkey_coordinator_redis::RedisCoordinator;
 use latchkey_core::coordination::{AttemptCounter, Coordinator, RevocationFanout, RevocationFeed};
-use latchkey_store_redis::RedisCoordinator;
 
 /// A coordinator under a fresh prefix, or `None` (skip) without Redis outside CI.
 async fn fresh() -> Option<RedisCoordinator> {

@@ -1,4 +1,4 @@
-//! Protected example resource and liveness.
+//! `GET /api/me`: the protected example resource.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -8,9 +8,7 @@ use super::extract::Authenticated;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/me", get(me))
-        .route("/healthz", get(healthz))
+    Router::new().route("/api/me", get(me))
 }
 
 async fn me(Authenticated(principal): Authenticated) -> Json<Value> {
@@ -22,8 +20,4 @@ async fn me(Authenticated(principal): Authenticated) -> Json<Value> {
         "sid": c.sid,
         "client_id": c.client_id,
     }))
-}
-
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
 }

@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_core::coordination::RevocationFanout;
-//! let redis = latchkey_store_redis::RedisCoordinator::connect("redis://127.0.0.1", "latchkey:").await?;
+//! let redis = latchkey_coordinator_redis::RedisCoordinator::connect("redis://127.0.0.1", "latchkey:").await?;
 //! redis.announce_revoked("ses_123", 630).await?;
 //! # Ok(()) }
 //! ```
