@@ -10,35 +10,37 @@ use latchkey_core::rotation::{BindingPolicy, Policy};
 use latchkey_core::scope::Scope;
 use latchkey_core::seal::MasterKey;
 
-/// Every setting, by its TOML key; the environment variable is
-/// `LATCHKEY_` + the key in upper case.
-const KEYS: &[&str] = &[
-    "listen",
-    "database_url",
-    "redis_url",
-    "issuer",
-    "audience",
-    "access_ttl",
-    "refresh_idle_ttl",
-    "refresh_absolute_ttl",
-    "reuse_grace",
-    "max_sessions_per_user",
-    "signing_alg",
-    "binding_ip",
-    "cookie_secure",
-    "password_grant",
-    "allowed_origins",
-    "master_key",
-    "scopes",
-    "default_scope",
-    "trusted_proxies",
-    "throttle_account",
-    "throttle_ip",
-    "gc_interval",
-    "keys_refresh_interval",
-    "redis_prefix",
-    "request_timeout",
-    "max_connections",
+/// Every setting, by its TOML key (the environment variable is `LATCHKEY_` +
+/// the key in upper case), with its default as the text a user would write:
+/// the one place a default is written. An empty default means unset (or,
+/// for `allowed_origins`, derived from the issuer).
+const SETTINGS: &[(&str, &str)] = &[
+    ("listen", "127.0.0.1:8080"),
+    ("database_url", "sqlite://latchkey.db"),
+    ("redis_url", ""),
+    ("issuer", "http://127.0.0.1:8080"),
+    ("audience", "latchkey"),
+    ("access_ttl", "10m"),
+    ("refresh_idle_ttl", "14d"),
+    ("refresh_absolute_ttl", "30d"),
+    ("reuse_grace", "0s"),
+    ("max_sessions_per_user", "10"),
+    ("signing_alg", "EdDSA"),
+    ("binding_ip", "log"),
+    ("cookie_secure", "true"),
+    ("password_grant", "false"),
+    ("allowed_origins", ""),
+    ("master_key", ""),
+    ("scopes", ""),
+    ("default_scope", "profile"),
+    ("trusted_proxies", ""),
+    ("throttle_account", "10/15m"),
+    ("throttle_ip", "100/15m"),
+    ("gc_interval", "10m"),
+    ("keys_refresh_interval", "30s"),
+    ("redis_prefix", "latchkey:"),
+    ("request_timeout", "10s"),
+    ("max_connections", "1024"),
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -223,7 +225,7 @@ impl Config {
             })?;
             for (key, value) in table {
                 let origin = format!("{key} in {path}");
-                let Some(known) = KEYS.iter().find(|k| **k == key) else {
+                let Some(known) = SETTINGS.iter().map(|(k, _)| k).find(|k| **k == key) else {
                     return Err(ConfigError {
                         setting: origin,
                         message: "unknown setting".into(),
@@ -264,7 +266,7 @@ impl Config {
                 continue;
             };
             let key = suffix.to_ascii_lowercase();
-            match KEYS.iter().find(|k| **k == key) {
+            match SETTINGS.iter().map(|(k, _)| k).find(|k| **k == key) {
                 Some(known) => {
                     values.insert(
                         known,
@@ -283,7 +285,11 @@ impl Config {
     }
 
     fn from_values(values: &BTreeMap<&'static str, Source>) -> Result<Config, ConfigError> {
-        let get = |key: &'static str, default: &str| -> (String, String) {
+        let get = |key: &'static str| -> (String, String) {
+            let default = SETTINGS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or("", |(_, d)| d);
             match values.get(key) {
                 Some(s) => (s.value.trim().to_owned(), s.origin.clone()),
                 None => (
@@ -296,8 +302,8 @@ impl Config {
             setting: origin.to_owned(),
             message,
         };
-        let duration = |key: &'static str, default: &str| -> Result<i64, ConfigError> {
-            let (text, origin) = get(key, default);
+        let duration = |key: &'static str| -> Result<i64, ConfigError> {
+            let (text, origin) = get(key);
             parse_duration(&text).ok_or_else(|| {
                 fail(
                     &origin,
@@ -305,8 +311,8 @@ impl Config {
                 )
             })
         };
-        let boolean = |key: &'static str, default: &str| -> Result<bool, ConfigError> {
-            let (text, origin) = get(key, default);
+        let boolean = |key: &'static str| -> Result<bool, ConfigError> {
+            let (text, origin) = get(key);
             match text.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" => Ok(false),
@@ -314,12 +320,12 @@ impl Config {
             }
         };
 
-        let (text, origin) = get("listen", "127.0.0.1:8080");
+        let (text, origin) = get("listen");
         let listen = text
             .parse()
             .map_err(|_| fail(&origin, format!("{text:?} is not an address:port")))?;
 
-        let (database_url, origin) = get("database_url", "sqlite://latchkey.db");
+        let (database_url, origin) = get("database_url");
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -337,41 +343,41 @@ impl Config {
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(fail(&get("redis_url", "").1, "expected redis://…".into()));
+            return Err(fail(&get("redis_url").1, "expected redis://…".into()));
         }
 
-        let (issuer, origin) = get("issuer", "http://127.0.0.1:8080");
+        let (issuer, origin) = get("issuer");
         let issuer = issuer.trim_end_matches('/').to_owned();
         let Some(issuer_origin) = origin_of(&issuer) else {
             return Err(fail(&origin, format!("{issuer:?} is not an http(s) URL")));
         };
 
-        let (audience, origin) = get("audience", "latchkey");
+        let (audience, origin) = get("audience");
         if audience.is_empty() {
             return Err(fail(&origin, "must not be empty".into()));
         }
 
-        let access_ttl = duration("access_ttl", "10m")?;
-        let idle_ttl = duration("refresh_idle_ttl", "14d")?;
-        let absolute_ttl = duration("refresh_absolute_ttl", "30d")?;
-        let reuse_grace = duration("reuse_grace", "0s")?;
+        let access_ttl = duration("access_ttl")?;
+        let idle_ttl = duration("refresh_idle_ttl")?;
+        let absolute_ttl = duration("refresh_absolute_ttl")?;
+        let reuse_grace = duration("reuse_grace")?;
         for (key, value) in [
             ("access_ttl", access_ttl),
             ("refresh_idle_ttl", idle_ttl),
             ("refresh_absolute_ttl", absolute_ttl),
         ] {
             if value <= 0 {
-                return Err(fail(&get(key, "").1, "must be longer than zero".into()));
+                return Err(fail(&get(key).1, "must be longer than zero".into()));
             }
         }
         if reuse_grace > 300 {
             return Err(fail(
-                &get("reuse_grace", "").1,
+                &get("reuse_grace").1,
                 "at most 5m: a longer window lets a thief use a stolen token unnoticed".into(),
             ));
         }
 
-        let (text, origin) = get("max_sessions_per_user", "10");
+        let (text, origin) = get("max_sessions_per_user");
         let max_sessions_per_user = match text.parse::<u32>() {
             Ok(n) if n >= 1 => n,
             _ => {
@@ -382,7 +388,7 @@ impl Config {
             }
         };
 
-        let (text, origin) = get("max_connections", "1024");
+        let (text, origin) = get("max_connections");
         let max_connections = match text.parse::<usize>() {
             Ok(n) if n >= 1 => n,
             _ => {
@@ -393,12 +399,12 @@ impl Config {
             }
         };
 
-        let (text, origin) = get("signing_alg", "EdDSA");
+        let (text, origin) = get("signing_alg");
         let signing_alg = text
             .parse::<SigningAlg>()
             .map_err(|e| fail(&origin, e.to_string()))?;
 
-        let (text, origin) = get("binding_ip", "log");
+        let (text, origin) = get("binding_ip");
         let binding_ip = match text.as_str() {
             "off" => BindingPolicy::Off,
             "log" => BindingPolicy::Log,
@@ -406,10 +412,13 @@ impl Config {
             _ => return Err(fail(&origin, format!("{text:?} is not off, log or revoke"))),
         };
 
-        let cookie_secure = boolean("cookie_secure", "true")?;
-        let password_grant = boolean("password_grant", "false")?;
+        let cookie_secure = boolean("cookie_secure")?;
+        let password_grant = boolean("password_grant")?;
 
-        let (text, origin) = get("allowed_origins", &issuer_origin);
+        let (mut text, origin) = get("allowed_origins");
+        if !values.contains_key("allowed_origins") {
+            text = issuer_origin.clone();
+        }
         let mut allowed_origins = Vec::new();
         for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
             let item = item.trim_end_matches('/');
@@ -436,7 +445,7 @@ impl Config {
             _ => None,
         };
 
-        let (text, origin) = get("default_scope", "profile");
+        let (text, origin) = get("default_scope");
         let default_scope =
             Scope::parse(&text).map_err(|_| fail(&origin, "not a valid scope".into()))?;
         // Unset: the default scope and `openid`, never whatever a login asks.
@@ -452,7 +461,7 @@ impl Config {
             None => default_scope.union(&Scope::parse("openid").unwrap_or_default()),
         };
 
-        let (text, origin) = get("trusted_proxies", "");
+        let (text, origin) = get("trusted_proxies");
         let mut trusted_proxies = Vec::new();
         for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
             trusted_proxies.push(IpRange::parse(item).ok_or_else(|| {
@@ -462,8 +471,8 @@ impl Config {
                 )
             })?);
         }
-        let limit = |key: &'static str, default: &str| -> Result<Limit, ConfigError> {
-            let (text, origin) = get(key, default);
+        let limit = |key: &'static str| -> Result<Limit, ConfigError> {
+            let (text, origin) = get(key);
             Limit::parse(&text).ok_or_else(|| {
                 fail(
                     &origin,
@@ -471,26 +480,26 @@ impl Config {
                 )
             })
         };
-        let throttle_account = limit("throttle_account", "10/15m")?;
-        let throttle_ip = limit("throttle_ip", "100/15m")?;
-        let gc_interval = duration("gc_interval", "10m")?;
-        let keys_refresh_interval = duration("keys_refresh_interval", "30s")?;
+        let throttle_account = limit("throttle_account")?;
+        let throttle_ip = limit("throttle_ip")?;
+        let gc_interval = duration("gc_interval")?;
+        let keys_refresh_interval = duration("keys_refresh_interval")?;
         if keys_refresh_interval <= 0 {
             return Err(fail(
-                &get("keys_refresh_interval", "").1,
+                &get("keys_refresh_interval").1,
                 "must be longer than zero".into(),
             ));
         }
-        let request_timeout = duration("request_timeout", "10s")?;
+        let request_timeout = duration("request_timeout")?;
         if request_timeout <= 0 {
             return Err(fail(
-                &get("request_timeout", "").1,
+                &get("request_timeout").1,
                 "must be longer than zero".into(),
             ));
         }
         if gc_interval <= 0 {
             return Err(fail(
-                &get("gc_interval", "").1,
+                &get("gc_interval").1,
                 "must be longer than zero".into(),
             ));
         }
@@ -521,7 +530,7 @@ impl Config {
             throttle_ip,
             gc_interval,
             keys_refresh_interval,
-            redis_prefix: get("redis_prefix", "latchkey:").0,
+            redis_prefix: get("redis_prefix").0,
             request_timeout,
             max_connections,
         })
@@ -581,6 +590,16 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The README's configuration table names every setting.
+    #[test]
+    fn every_setting_is_documented() {
+        let readme = include_str!("../../../README.md");
+        for (key, _) in SETTINGS {
+            let variable = format!("`LATCHKEY_{}`", key.to_ascii_uppercase());
+            assert!(readme.contains(&variable), "{variable} is not in the README");
+        }
     }
 
     #[test]
