@@ -598,7 +598,10 @@ mod tests {
         let readme = include_str!("../../../README.md");
         for (key, _) in SETTINGS {
             let variable = format!("`LATCHKEY_{}`", key.to_ascii_uppercase());
-            assert!(readme.contains(&variable), "{variable} is not in the README");
+            assert!(
+                readme.contains(&variable),
+                "{variable} is not in the README"
+            );
         }
     }
 

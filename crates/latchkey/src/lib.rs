@@ -495,6 +495,9 @@ async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> R
             public,
             json,
         } => {
+            if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
+                bail!("a client name has 1 to 256 characters and no control characters");
+            }
             let scope = Scope::parse(&scope)
                 .map_err(|_| anyhow::anyhow!("--scope is not a valid scope"))?;
             let rng = SystemRandom::new();
@@ -681,6 +684,9 @@ async fn sessions(command: SessionsCommand, config: &Config, store: Arc<dyn Stor
             }
         }
         SessionsCommand::Revoke { id: Some(id), .. } => {
+            if id.contains('\0') {
+                bail!("no session {id:?}");
+            }
             let Some((session, _)) = store.session_with_user(&id).await? else {
                 bail!("no session {id:?}");
             };

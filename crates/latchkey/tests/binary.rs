@@ -603,3 +603,21 @@ async fn user_passwd_keeps_sessions_unless_asked_to_revoke_them() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_command_line_refuses_control_characters_in_names() {
+    let env = Env::new(&[]);
+    for args in [
+        vec!["user", "add", "al\u{7}ice", "--password-stdin"],
+        vec!["client", "add", "bad\u{1b}[2Jname"],
+    ] {
+        let output = env.cli(&args, Some(&format!("{PASSWORD}\n")));
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("control characters"),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(!env.ok(&["user", "list"], None).contains("al"));
+}

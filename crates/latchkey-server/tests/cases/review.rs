@@ -536,3 +536,24 @@ async fn successors_are_random_without_a_grace_window() {
     let derived = graced.state.refresh_keys().successor(&old);
     assert_eq!(derived.expose(), field(&next, "refresh_token"));
 }
+
+/// IPv6 clients are counted by their /64: walking through one's own
+/// addresses does not get around the per-address limit.
+#[tokio::test]
+async fn ipv6_clients_are_throttled_by_their_64() {
+    let app = start!(&[
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1"),
+        ("LATCHKEY_THROTTLE_IP", "2/15m"),
+    ]);
+    let attempt = |from: &'static str, user: &'static str| {
+        app.http
+            .post(app.url("/auth/login"))
+            .header("x-forwarded-for", from)
+            .form(&[("username", user), ("password", "wrong")])
+            .send()
+    };
+    assert_eq!(attempt("2001:db8:0:7::1", "u1").await.unwrap().status(), 400);
+    assert_eq!(attempt("2001:db8:0:7::2", "u2").await.unwrap().status(), 400);
+    assert_eq!(attempt("2001:db8:0:7:ffff::3", "u3").await.unwrap().status(), 429);
+    assert_eq!(attempt("2001:db8:0:8::1", "u4").await.unwrap().status(), 400);
+}
