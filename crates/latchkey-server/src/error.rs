@@ -155,6 +155,21 @@ impl ApiError {
     }
 }
 
+impl From<crate::service::Refusal> for ApiError {
+    fn from(refusal: crate::service::Refusal) -> Self {
+        use crate::service::Refusal;
+        match refusal {
+            Refusal::InvalidRequest(d) => Self::invalid_request(d),
+            Refusal::InvalidGrant(d) => Self::invalid_grant(d),
+            Refusal::InvalidScope(d) => Self::invalid_scope(d),
+            Refusal::InvalidToken(d) => Self::invalid_token(d),
+            Refusal::TooManyRequests { retry_after } => Self::TooManyRequests { retry_after },
+            Refusal::Busy { retry_after } => Self::Busy { retry_after },
+            Refusal::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<latchkey_core::store::StoreError> for ApiError {
     fn from(e: latchkey_core::store::StoreError) -> Self {
         Self::internal(e)

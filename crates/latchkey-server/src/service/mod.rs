@@ -4,17 +4,24 @@
 //! fan-out and the [`Events`] sink (audit trail, log and metrics in one
 //! place), never on HTTP or on a terminal.
 //!
-//! What lives here so far: [`Sessions`] (revoking one, one's own, all of a
-//! user's, and announcing revocations made elsewhere) and [`Users`] (adding,
-//! changing a password, disabling and enabling). Login and refresh are
-//! still [`crate::AppState`]'s; they move here next.
+//! What lives here: [`TokenService`] (password login, refresh rotation,
+//! client credentials, checking access tokens), [`Sessions`] (revoking one,
+//! one's own, all of a user's, and announcing revocations made elsewhere)
+//! and [`Users`] (adding, changing a password, disabling and enabling).
+//! Operations answer a [`Refusal`], never an HTTP error.
 
 mod events;
+mod refusal;
 mod sessions;
+mod tokens;
 mod users;
 
 pub use events::Events;
+pub use refusal::Refusal;
 pub use sessions::{LocalFanout, Sessions};
+pub use tokens::{
+    Issued, MAX_USERNAME_BYTES, MAX_WAITING_HASHES, Principal, RequestContext, TokenService,
+};
 pub use users::{
     BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, check_username,
 };
@@ -42,7 +49,7 @@ impl Actor {
     }
 
     /// A request from this address and user agent.
-    pub fn request(ctx: &crate::state::RequestContext, client_id: Option<&str>) -> Self {
+    pub fn request(ctx: &RequestContext, client_id: Option<&str>) -> Self {
         Self {
             client_id: client_id.map(str::to_owned),
             ip: ctx.ip.clone(),

@@ -1,0 +1,77 @@
+//! Why an operation said no, in its own words; the HTTP layer turns each
+//! into its status, error code and headers (`crate::error::ApiError`), a
+//! command line into a message.
+
+/// An operation's refusal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The request is malformed (`invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The grant is invalid, expired, revoked or not the caller's
+    /// (`invalid_grant`).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The scope asked for is not available (`invalid_scope`).
+    #[error("{0}")]
+    InvalidScope(String),
+    /// An access token is invalid, expired or of a revoked session
+    /// (`invalid_token`).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// Too many attempts: wait this many seconds.
+    #[error("too many attempts; retry after {retry_after} s")]
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
+    /// Too busy now: retry after this many seconds.
+    #[error("busy; retry after {retry_after} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
+    /// A failure of the server, never of the caller.
+    #[error("internal failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Refusal {
+    /// `InvalidRequest`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::InvalidRequest(description.into())
+    }
+
+    /// `InvalidGrant`.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::InvalidGrant(description.into())
+    }
+
+    /// `InvalidScope`.
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::InvalidScope(description.into())
+    }
+
+    /// `InvalidToken`.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self::InvalidToken(description.into())
+    }
+
+    /// `Internal`.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<latchkey_core::store::StoreError> for Refusal {
+    fn from(e: latchkey_core::store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<latchkey_core::Error> for Refusal {
+    fn from(e: latchkey_core::Error) -> Self {
+        Self::internal(e)
+    }
+}
