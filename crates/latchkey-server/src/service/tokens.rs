@@ -453,7 +453,42 @@ impl TokenService {
             }
         };
         self.login_succeeded(&keys).await;
+        match self
+            .start_session(&user, client_id, &scope, ctx, "login")
+            .await?
+        {
+            Some(issued) => Ok(issued),
+            None => {
+                // Disabled (or deleted) while the password was being checked.
+                self.metrics().inc("latchkey_login_failures_total", &[]);
+                self.audit(
+                    "login_failed",
+                    Some(&user.id),
+                    None,
+                    client_id,
+                    ctx,
+                    "user disabled",
+                )
+                .await;
+                Err(Refusal::invalid_grant(INVALID_CREDENTIALS))
+            }
+        }
+    }
 
+    /// Starts a session of `user` (through `client_id`, with `scope`, which
+    /// the caller has checked) and issues its first token pair: what a login
+    /// does once the password is right, and what an application that
+    /// authenticated the user itself asks for. The session's `login` event
+    /// and the cap's revocations commit with it. `None`, having written
+    /// nothing, when the user is disabled or gone by then.
+    pub async fn start_session(
+        &self,
+        user: &User,
+        client_id: Option<&str>,
+        scope: &Scope,
+        ctx: &RequestContext,
+        grant_name: &'static str,
+    ) -> Result<Option<Issued>, Refusal> {
         let now = self.now();
         let config = self.config();
         let rng = self.rng();
@@ -494,18 +529,7 @@ impl TokenService {
             .create_session(&session, &record, config.max_sessions_per_user, &created)
             .await?
         else {
-            // Disabled (or deleted) while the password was being checked.
-            self.metrics().inc("latchkey_login_failures_total", &[]);
-            self.audit(
-                "login_failed",
-                Some(&user.id),
-                None,
-                client_id,
-                ctx,
-                "user disabled",
-            )
-            .await;
-            return Err(Refusal::invalid_grant(INVALID_CREDENTIALS));
+            return Ok(None);
         };
         Events::log(&created);
         self.announce_revoked(&evicted).await;
@@ -514,7 +538,7 @@ impl TokenService {
             Events::log(&created.session_revoked(old, RevocationReason::SessionCap));
         }
         self.metrics()
-            .inc("latchkey_tokens_issued_total", &[("grant", "login")]);
+            .inc("latchkey_tokens_issued_total", &[("grant", grant_name)]);
         let grant = Grant {
             sub: &user.id,
             client_id,
@@ -523,13 +547,13 @@ impl TokenService {
             auth_time: Some(now),
         };
         let access_token = self.mint(grant, jti, now)?;
-        Ok(Issued {
+        Ok(Some(Issued {
             access_token,
             expires_in: config.access_ttl,
             refresh_token: Some(token),
             scope: session.scope,
             session_id: Some(session_id),
-        })
+        }))
     }
 
     /// A refresh grant: rotate the presented token (§3.3–§3.5).
