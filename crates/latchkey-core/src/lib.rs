@@ -33,6 +33,7 @@ pub mod refresh;
 pub mod rotation;
 pub mod scope;
 pub mod seal;
+pub mod session;
 pub mod signers;
 pub mod store;
 pub mod store_error;

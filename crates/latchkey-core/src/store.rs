@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::coordination::RevocationFeed;
 use crate::refresh::TokenHash;
 use crate::rotation::{Policy, RotationRequest};
+use crate::session::SessionStart;
 
 pub use crate::records::{
     AuditEvent, AuditFilter, Client, Collected, RefreshRecord, RevocationReason, Session,
@@ -45,21 +46,19 @@ pub trait Store: Send + Sync + 'static {
     /// All clients, by name.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
 
-    /// Stores a new session with its first refresh token and `created`, the
-    /// audit event of its creation, then revokes the user's oldest other
-    /// live sessions beyond `max_sessions` (never the new one), each with
-    /// the audit event [`AuditEvent::session_revoked`] derives from
-    /// `created`: all in one transaction. The user is read under a lock
+    /// Stores `start` (a new session, its first refresh token and its
+    /// `login` event, as [`crate::session::start`] made it), then revokes the
+    /// user's oldest other live sessions beyond `max_sessions` (never the new
+    /// one), each with the audit event [`AuditEvent::session_revoked`]
+    /// derives from the `login` event: all in one transaction. The user is read under a lock
     /// that disabling the user also takes, so a session is never created for
     /// a user disabled meanwhile. Returns the revoked sessions' ids, or
     /// `None`, having written nothing, when the user is unknown or disabled.
     /// "Oldest" is the order of creation, even within one second.
     async fn create_session(
         &self,
-        session: &Session,
-        token: &RefreshRecord,
+        start: &SessionStart,
         max_sessions: u32,
-        created: &AuditEvent,
     ) -> StoreResult<Option<Vec<String>>>;
     /// A session and its user.
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;

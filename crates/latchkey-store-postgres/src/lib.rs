@@ -25,6 +25,7 @@ use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
     self, Decision, Policy, Rejection, RevocationReason, RotationRequest,
 };
+use latchkey_core::session::SessionStart;
 use latchkey_core::store::{
     AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
     StoreResult, StoredKey, User,
@@ -402,11 +403,10 @@ impl Store for PgStore {
 
     async fn create_session(
         &self,
-        session: &Session,
-        token: &RefreshRecord,
+        start: &SessionStart,
         max_sessions: u32,
-        created: &AuditEvent,
     ) -> StoreResult<Option<Vec<String>>> {
+        let (session, token, created) = (&start.session, &start.first_token, &start.audit);
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Concurrent logins of one user apply the cap one after another; and
         // disabling the user (an UPDATE of this row) waits for this session

@@ -65,7 +65,14 @@ async fn session(store: &PgStore, user: &User, name: &str, token: u8, expires_at
         user_agent: "feed".into(),
     };
     store
-        .create_session(&session, &record, 100, &AuditEvent::login(&session))
+        .create_session(
+            &latchkey_core::session::SessionStart {
+                audit: AuditEvent::login(&session),
+                session: session.clone(),
+                first_token: record.clone(),
+            },
+            100,
+        )
         .await
         .unwrap();
     id

@@ -39,6 +39,7 @@ use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
     self, Decision, Policy, Rejection, RevocationReason, RotationRequest,
 };
+use latchkey_core::session::SessionStart;
 use latchkey_core::store::{
     AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
     StoreResult, StoredKey, User,
@@ -669,11 +670,10 @@ impl Store for SqliteStore {
 
     async fn create_session(
         &self,
-        session: &Session,
-        token: &RefreshRecord,
+        start: &SessionStart,
         max_sessions: u32,
-        created: &AuditEvent,
     ) -> StoreResult<Option<Vec<String>>> {
+        let (session, token, created) = (&start.session, &start.first_token, &start.audit);
         self.write(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1034,7 +1034,14 @@ mod tests {
             user_agent: "t".into(),
         };
         store
-            .create_session(&session, &first, 10, &AuditEvent::login(&session))
+            .create_session(
+                &latchkey_core::session::SessionStart {
+                    audit: AuditEvent::login(&session),
+                    session: session.clone(),
+                    first_token: first.clone(),
+                },
+                10,
+            )
             .await
             .unwrap();
         let request = |hash: u8| RotationRequest {

@@ -62,7 +62,14 @@ async fn prepare(store: &dyn Store) {
         user_agent: "bench".into(),
     };
     store
-        .create_session(&session, &token, 10, &AuditEvent::login(&session))
+        .create_session(
+            &latchkey_core::session::SessionStart {
+                audit: AuditEvent::login(&session),
+                session: session.clone(),
+                first_token: token.clone(),
+            },
+            10,
+        )
         .await
         .expect("session");
 }

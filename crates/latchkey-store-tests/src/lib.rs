@@ -164,7 +164,14 @@ async fn session(
         user_agent: "suite".into(),
     };
     store
-        .create_session(&session, &token, cap, &AuditEvent::login(&session))
+        .create_session(
+            &latchkey_core::session::SessionStart {
+                audit: AuditEvent::login(&session),
+                session: session.clone(),
+                first_token: token.clone(),
+            },
+            cap,
+        )
         .await
         .expect("create session")
         .expect("the user is enabled")
@@ -512,7 +519,14 @@ pub async fn a_failed_session_creation_changes_nothing(store: Arc<dyn Store>) {
     let created = AuditEvent::login(&second);
     assert!(
         store
-            .create_session(&second, &taken, 1, &created)
+            .create_session(
+                &latchkey_core::session::SessionStart {
+                    session: second.clone(),
+                    first_token: taken.clone(),
+                    audit: created.clone(),
+                },
+                1,
+            )
             .await
             .is_err()
     );
@@ -883,7 +897,14 @@ pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>
                     user_agent: "suite".into(),
                 };
                 store
-                    .create_session(&s, &token, 100, &AuditEvent::login(&s))
+                    .create_session(
+                        &latchkey_core::session::SessionStart {
+                            audit: AuditEvent::login(&s),
+                            session: s.clone(),
+                            first_token: token.clone(),
+                        },
+                        100,
+                    )
                     .await
                     .unwrap()
             })
@@ -932,7 +953,14 @@ pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>
         user_agent: "suite".into(),
     };
     let created = store
-        .create_session(&s, &token, 100, &AuditEvent::login(&s))
+        .create_session(
+            &latchkey_core::session::SessionStart {
+                audit: AuditEvent::login(&s),
+                session: s.clone(),
+                first_token: token.clone(),
+            },
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(created, None);

@@ -15,7 +15,8 @@ use latchkey_core::password::PasswordHasher;
 use latchkey_core::refresh::{RefreshKeys, RefreshToken};
 use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{AuditEvent, Client, Outcome, RefreshRecord, Session, Store, User};
+use latchkey_core::session::{self, NewSession, SessionStart};
+use latchkey_core::store::{Client, Outcome, Session, Store, User};
 
 use super::{Actor, Events, Refusal, Sessions};
 use crate::config::Config;
@@ -495,42 +496,34 @@ impl TokenService {
         let session_id = random_id("ses_", rng)?;
         let jti = random_id("", rng)?;
         let token = RefreshToken::generate(rng)?;
-        let expires_at = now + config.policy.absolute_ttl;
-        let session = Session {
-            id: session_id.clone(),
-            user_id: user.id.clone(),
-            client_id: client_id.map(str::to_owned),
-            scope: scope.to_string(),
-            created_at: now,
-            expires_at,
-            last_used_at: now,
-            revoked_at: None,
-            revoked_reason: None,
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-        };
-        let record = RefreshRecord {
-            hash: self.refresh_keys().hash(&token),
-            session_id: session_id.clone(),
-            parent: None,
-            scope: session.scope.clone(),
-            issued_at: now,
-            expires_at: (now + config.policy.idle_ttl).min(expires_at),
-            used_at: None,
-            access_jti: jti.clone(),
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-        };
+        let start = session::start(
+            &config.policy,
+            NewSession {
+                id: session_id.clone(),
+                user_id: &user.id,
+                client_id,
+                scope: scope.to_string(),
+                first_token: self.refresh_keys().hash(&token),
+                access_jti: jti.clone(),
+                ip: &ctx.ip,
+                user_agent: &ctx.user_agent,
+                now,
+            },
+        );
         // The login's audit event, and those of the sessions the cap
         // revokes, are written in the session's own transaction.
-        let created = AuditEvent::login(&session);
         let Some(evicted) = self
             .store()
-            .create_session(&session, &record, config.max_sessions_per_user, &created)
+            .create_session(&start, config.max_sessions_per_user)
             .await?
         else {
             return Ok(None);
         };
+        let SessionStart {
+            session,
+            audit: created,
+            ..
+        } = start;
         Events::log(&created);
         self.announce_revoked(&evicted).await;
         for old in &evicted {
