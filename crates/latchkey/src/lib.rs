@@ -13,16 +13,14 @@ use clap::{Parser, Subcommand};
 use latchkey_coordinator_redis::RedisCoordinator;
 use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::coordination::{Coordinator, DatabaseOnly, RevocationFanout};
-use latchkey_core::id::random_id;
 use latchkey_core::password::check_new_password;
 use latchkey_core::rotation::RevocationReason;
-use latchkey_core::scope::Scope;
-use latchkey_core::store::{AuditFilter, Client, Store, User};
+use latchkey_core::store::{AuditFilter, Store, User};
 use latchkey_server::config::{Config, ConfigError};
 use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::metrics::Metrics;
 use latchkey_server::service::{
-    Actor, BlockingHasher, Events, ServiceError, Sessions, Users, check_username,
+    Actor, BlockingHasher, Clients, Events, Keys, ServiceError, Sessions, Users, check_username,
 };
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
@@ -285,7 +283,7 @@ async fn services(config: &Config, store: Arc<dyn Store>) -> Result<(Users, Sess
         Some(redis) => redis,
         None => Arc::new(DatabaseOnly),
     };
-    let events = Events::new(store.clone(), clock.clone(), Arc::new(Metrics::default()));
+    let events = cli_events(store.clone());
     let deny_ttl = config.access_ttl + latchkey_core::jwt::LEEWAY_SECS;
     let sessions = Sessions::new(
         store.clone(),
@@ -322,12 +320,12 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => serve(config, store).await,
         Command::User(command) => user(command, &config, store).await,
-        Command::Client(command) => client(command, &config, store.as_ref()).await,
+        Command::Client(command) => client(command, &config, store).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
-            keys_rotate(&config, store, activate_in).await
+            keys_rotate(config, store, activate_in).await
         }
-        Command::Keys(KeysCommand::Seal) => keys_seal(&config, store).await,
+        Command::Keys(KeysCommand::Seal) => keys_seal(config, store).await,
         Command::Sessions(command) => sessions(command, &config, store).await,
         Command::Audit {
             user,
@@ -487,7 +485,12 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
     Ok(())
 }
 
-async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> Result<()> {
+async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let clients = Clients::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        cli_events(store.clone()),
+    );
     match command {
         ClientCommand::Add {
             name,
@@ -495,27 +498,15 @@ async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> R
             public,
             json,
         } => {
-            if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
-                bail!("a client name has 1 to 256 characters and no control characters");
-            }
-            let scope = Scope::parse(&scope)
-                .map_err(|_| anyhow::anyhow!("--scope is not a valid scope"))?;
-            let rng = SystemRandom::new();
-            let (secret, secret_hash) = if public {
-                (None, None)
+            let keys = if public {
+                None
             } else {
-                let keys = load_refresh_keys(store, config.master_key.as_ref(), &rng).await?;
-                let (secret, hash) = keys.new_client_secret(&rng)?;
-                (Some(secret), Some(hash))
+                let rng = SystemRandom::new();
+                Some(load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng).await?)
             };
-            let client = Client {
-                id: random_id("lkc_", &rng)?,
-                name: name.clone(),
-                secret_hash,
-                scope: scope.to_string(),
-                created_at: now(),
-            };
-            store.insert_client(&client).await?;
+            let (client, secret) = clients
+                .add(&name, &scope, keys.as_ref(), &Actor::cli())
+                .await?;
             if json {
                 let mut doc = serde_json::json!({"client_id": client.id, "name": name, "scope": client.scope});
                 if let Some(secret) = &secret {
@@ -531,7 +522,7 @@ async fn client(command: ClientCommand, config: &Config, store: &dyn Store) -> R
             }
         }
         ClientCommand::List { json } => {
-            let clients = store.list_clients().await?;
+            let clients = clients.list().await?;
             if json {
                 let list: Vec<_> = clients
                     .iter()
@@ -600,50 +591,46 @@ async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn keys_rotate(config: &Config, store: Arc<dyn Store>, activate_in: i64) -> Result<()> {
-    let now = now();
-    let key = latchkey_server::keyring::add_key(
-        store.as_ref(),
-        config,
-        &SystemRandom::new(),
-        now,
-        now + activate_in,
-    )
-    .await?;
-    cli_audit(
-        store,
-        "key_rotated",
-        &format!("next key {} signs from {}", key.kid, key.activates_at),
-    )
-    .await;
+async fn keys_rotate(config: Config, store: Arc<dyn Store>, activate_in: i64) -> Result<()> {
+    let delay = latchkey_server::keyring::retirement_delay(&config);
+    let keys = Keys::new(
+        store.clone(),
+        Arc::new(config),
+        Arc::new(SystemClock),
+        cli_events(store),
+    );
+    let key = keys.rotate(activate_in, &Actor::cli()).await?;
     println!(
         "key {} ({}) is published now and signs from {} UTC; the current key retires {} s after that",
         key.kid,
         key.alg,
         timestamp(key.activates_at),
-        latchkey_server::keyring::retirement_delay(config)
+        delay
     );
     Ok(())
 }
 
-async fn keys_seal(config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    let sealed =
-        latchkey_server::keyring::seal_stored(store.as_ref(), config, &SystemRandom::new()).await?;
+async fn keys_seal(config: Config, store: Arc<dyn Store>) -> Result<()> {
+    let keys = Keys::new(
+        store.clone(),
+        Arc::new(config),
+        Arc::new(SystemClock),
+        cli_events(store),
+    );
+    let sealed = keys.seal(&Actor::cli()).await?;
     if sealed.is_empty() {
         println!("every key is sealed already");
-        return Ok(());
     }
-    cli_audit(store, "keys_sealed", &sealed.join(", ")).await;
     for what in sealed {
         println!("sealed {what}");
     }
     Ok(())
 }
 
-/// Records what an operator did (the address says `cli`).
-async fn cli_audit(store: Arc<dyn Store>, kind: &str, detail: &str) {
-    let events = Events::new(store, Arc::new(SystemClock), Arc::new(Metrics::default()));
-    events.audit(kind, None, None, &Actor::cli(), detail).await;
+/// The events of what an operator does at the command line (the address
+/// says `cli`).
+fn cli_events(store: Arc<dyn Store>) -> Events {
+    Events::new(store, Arc::new(SystemClock), Arc::new(Metrics::default()))
 }
 
 async fn sessions(command: SessionsCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {

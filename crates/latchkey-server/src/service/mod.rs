@@ -7,16 +7,21 @@
 //! What lives here: [`TokenService`] (password login, refresh rotation,
 //! client credentials, checking access tokens), [`Sessions`] (revoking one,
 //! one's own, all of a user's, and announcing revocations made elsewhere)
-//! and [`Users`] (adding, changing a password, disabling and enabling).
+//! [`Users`] (adding, changing a password, disabling and enabling),
+//! [`Clients`] (registering) and [`Keys`] (rotating, sealing).
 //! Operations answer a [`Refusal`], never an HTTP error.
 
+mod clients;
 mod events;
+mod keys;
 mod refusal;
 mod sessions;
 mod tokens;
 mod users;
 
+pub use clients::{Clients, MAX_CLIENT_NAME_CHARS};
 pub use events::Events;
+pub use keys::Keys;
 pub use refusal::Refusal;
 pub use sessions::{LocalFanout, Sessions};
 pub use tokens::{

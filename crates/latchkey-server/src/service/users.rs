@@ -17,6 +17,15 @@ use super::{Actor, Events, Sessions};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
+    /// The client name breaks the rule.
+    #[error(
+        "a client name has 1 to {} characters and no control characters",
+        super::MAX_CLIENT_NAME_CHARS
+    )]
+    InvalidClientName,
+    /// The scope is not a list of valid scope tokens.
+    #[error("not a valid scope")]
+    InvalidScope,
     /// The username breaks the rule.
     #[error("a user name has 1 to {MAX_USERNAME_CHARS} characters and no control characters")]
     InvalidUsername,
