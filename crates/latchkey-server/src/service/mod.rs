@@ -11,9 +11,13 @@
 //! [`Clients`] (registering) and [`Keys`] (rotating, sealing).
 //! Operations answer a [`Refusal`], never an HTTP error.
 
+mod access;
+mod client_credentials;
 mod clients;
 mod events;
 mod keys;
+mod login;
+mod refresh;
 mod refusal;
 mod sessions;
 mod tokens;
@@ -22,11 +26,10 @@ mod users;
 pub use clients::{Clients, MAX_CLIENT_NAME_CHARS};
 pub use events::Events;
 pub use keys::Keys;
+pub use login::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};
 pub use refusal::Refusal;
 pub use sessions::{LocalFanout, Sessions};
-pub use tokens::{
-    Issued, MAX_USERNAME_BYTES, MAX_WAITING_HASHES, Principal, RequestContext, TokenService,
-};
+pub use tokens::{Issued, Principal, RequestContext, TokenService};
 pub use users::{
     BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, check_username,
 };

@@ -1,0 +1,63 @@
+//! Checking the access tokens this server's own resources receive: a valid
+//! token of a live session (or of a client).
+
+use latchkey_core::jwt::VerifyError;
+use latchkey_core::store::{Session, User};
+
+use super::Refusal;
+use super::tokens::{Principal, TokenService};
+
+impl TokenService {
+    /// A valid access token of a live session (or of a client): what every
+    /// protected resource of this server accepts.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, Refusal> {
+        let claims = self.verify_jwt(token).await.map_err(|e| {
+            tracing::debug!(reason = %e, "access token refused");
+            Refusal::invalid_token(match e {
+                VerifyError::Expired => "the access token expired",
+                _ => "the access token is invalid",
+            })
+        })?;
+        let Some(sid) = claims.sid.as_deref() else {
+            return Ok(Principal { claims, user: None });
+        };
+        let now = self.now();
+        let live = |session: &Session, user: &User| {
+            session.revoked_at.is_none()
+                && session.user_id == claims.sub
+                && !latchkey_core::rotation::has_expired(session.expires_at, now)
+                && !user.disabled
+        };
+        // With a live revocation feed, announced revocations are all this
+        // instance needs to know: sessions are looked up once, then cached.
+        let cache = &self.revocations;
+        let trusted = cache.trusted();
+        if trusted.is_some() {
+            if cache.is_revoked(sid) {
+                return Err(Refusal::invalid_token("the session has been revoked"));
+            }
+            if let Some((session, user)) = cache.session(sid) {
+                if live(&session, &user) {
+                    return Ok(Principal {
+                        claims,
+                        user: Some(user),
+                    });
+                }
+                return Err(Refusal::invalid_token("the session has been revoked"));
+            }
+        }
+        self.metrics().inc("latchkey_session_lookups_total", &[]);
+        match self.store().session_with_user(sid).await? {
+            Some((session, user)) if live(&session, &user) => {
+                if let Some(generation) = trusted {
+                    cache.remember(session, user.clone(), generation);
+                }
+                Ok(Principal {
+                    claims,
+                    user: Some(user),
+                })
+            }
+            _ => Err(Refusal::invalid_token("the session has been revoked")),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The refresh grant: rotation of the presented token (SPEC §3.3–§3.5).
+
+use latchkey_core::id::random_id;
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
+use latchkey_core::scope::Scope;
+use latchkey_core::store::Outcome;
+
+use super::Refusal;
+use super::tokens::{Grant, Issued, RequestContext, TokenService};
+
+/// What every refused refresh says, whatever the reason: a thief learns
+/// nothing of the token's state (the audit trail and the log tell operators).
+const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+
+impl TokenService {
+    /// A refresh grant: rotate the presented token (§3.3–§3.5).
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client_id: Option<&str>,
+        expected_session: Option<String>,
+        scope: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Issued, Refusal> {
+        let Some(token) = RefreshToken::parse(presented) else {
+            return Err(Refusal::invalid_grant(INVALID_REFRESH));
+        };
+        let scope = match scope {
+            Some(text) => {
+                Some(Scope::parse(text).map_err(|_| Refusal::invalid_scope("malformed scope"))?)
+            }
+            None => None,
+        };
+        let keys = self.refresh_keys();
+        // Derived from its parent only where a retry must get the same one
+        // (the grace window); else drawn at random, so that not even the
+        // hashing key can tell a token's successors from the token.
+        let successor = if self.config().policy.reuse_grace > 0 {
+            keys.successor(&token)
+        } else {
+            RefreshToken::generate(self.rng())?
+        };
+        let now = self.now();
+        let jti = random_id("", self.rng())?;
+        let request = RotationRequest {
+            presented: keys.hash(&token),
+            successor: keys.hash(&successor),
+            client_id: client_id.map(str::to_owned),
+            expected_session,
+            scope,
+            access_jti: jti.clone(),
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            now,
+        };
+        let outcome = self.store().rotate(&self.config().policy, &request).await?;
+        let (session, scope) = match outcome {
+            Outcome::Rotated {
+                session,
+                scope,
+                binding_mismatch,
+            } => {
+                if binding_mismatch {
+                    let detail = format!("login from {}, refresh from {}", session.ip, ctx.ip);
+                    self.audit(
+                        "binding_mismatch",
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        &detail,
+                    )
+                    .await;
+                }
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
+                // The store wrote the audit row inside the rotation; log it too.
+                tracing::info!(target: "latchkey::audit", kind = "refresh", user_id = %session.user_id,
+                    session_id = %session.id, client_id, ip = %ctx.ip, "audit");
+                (session, scope)
+            }
+            Outcome::Replayed { session, scope } => {
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "replayed")]);
+                self.audit(
+                    "refresh_replayed",
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    "within grace window",
+                )
+                .await;
+                (session, scope)
+            }
+            Outcome::Revoked { session, reason } => {
+                self.announce_revoked(std::slice::from_ref(&session.id))
+                    .await;
+                let kind = match reason {
+                    RevocationReason::Reuse => "reuse_detected",
+                    _ => "session_revoked",
+                };
+                tracing::warn!(session_id = %session.id, user_id = %session.user_id, reason = reason.as_str(), "session revoked on refresh");
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "revoked")]);
+                if reason == RevocationReason::Reuse {
+                    self.metrics().inc("latchkey_reuse_detected_total", &[]);
+                }
+                self.count_revocation(reason);
+                self.audit(
+                    kind,
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    reason.as_str(),
+                )
+                .await;
+                return Err(Refusal::invalid_grant(INVALID_REFRESH));
+            }
+            Outcome::Rejected(why) => {
+                self.metrics()
+                    .inc("latchkey_refreshes_total", &[("outcome", "rejected")]);
+                if why == Rejection::ScopeWidened {
+                    return Err(Refusal::invalid_scope(
+                        "a refresh may narrow the scope, never widen it",
+                    ));
+                }
+                // Presenting a token with the wrong client, or with an
+                // access token of another session, is what a thief does.
+                let refused = match why {
+                    Rejection::ClientMismatch => Some("refresh token of another client"),
+                    Rejection::SessionMismatch => {
+                        Some("access token sent along belongs to another session")
+                    }
+                    Rejection::UserDisabled => Some("user disabled"),
+                    _ => None,
+                };
+                if let Some(detail) = refused
+                    && let Ok(Some((_, session))) =
+                        self.store().refresh_token(&request.presented).await
+                {
+                    self.audit(
+                        "refresh_refused",
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        detail,
+                    )
+                    .await;
+                }
+                tracing::debug!(reason = ?why, "refresh refused");
+                return Err(Refusal::invalid_grant(INVALID_REFRESH));
+            }
+        };
+        self.metrics().inc(
+            "latchkey_tokens_issued_total",
+            &[("grant", "refresh_token")],
+        );
+        let grant = Grant {
+            sub: &session.user_id,
+            client_id: session.client_id.as_deref(),
+            scope: &scope,
+            sid: Some(&session.id),
+            auth_time: Some(session.created_at),
+        };
+        let access_token = self.mint(grant, jti, now)?;
+        Ok(Issued {
+            access_token,
+            expires_in: self.config().access_ttl,
+            refresh_token: Some(successor),
+            scope,
+            session_id: Some(session.id),
+        })
+    }
+}
