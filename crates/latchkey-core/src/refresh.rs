@@ -1,5 +1,6 @@
-//! Opaque refresh tokens and client secrets, and the keyed hashes that are all
-//! the database ever holds of them.
+//! Opaque refresh tokens, and the keyed hashes that are all the database ever
+//! holds of them. The same server-side keys hash client secrets
+//! ([`crate::client_secret`]).
 
 use std::fmt;
 
@@ -14,8 +15,6 @@ use crate::id::random_bytes;
 
 /// The prefix of every refresh token, so that secret scanners can find leaks.
 pub const REFRESH_PREFIX: &str = "lk_rt_";
-/// The prefix of every client secret.
-pub const CLIENT_SECRET_PREFIX: &str = "lk_cs_";
 /// 32 random bytes in unpadded base64url.
 const ENCODED_LEN: usize = 43;
 
@@ -84,7 +83,7 @@ impl fmt::Debug for TokenHash {
 pub struct RefreshKeys {
     hash: hmac::Key,
     derive: hmac::Key,
-    client: hmac::Key,
+    pub(crate) client: hmac::Key,
 }
 
 impl RefreshKeys {
@@ -116,20 +115,7 @@ impl RefreshKeys {
         ))
     }
 
-    /// A new client secret and its keyed hash.
-    pub fn new_client_secret(&self, rng: &dyn SecureRandom) -> Result<(String, TokenHash)> {
-        let bytes = random_bytes::<32>(rng)?;
-        let secret = format!("{CLIENT_SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-        let hash = self.client_secret_hash(&secret);
-        Ok((secret, hash))
-    }
-
-    /// The keyed hash of a presented client secret.
-    pub fn client_secret_hash(&self, secret: &str) -> TokenHash {
-        Self::mac(&self.client, secret.as_bytes())
-    }
-
-    fn mac(key: &hmac::Key, data: &[u8]) -> TokenHash {
+    pub(crate) fn mac(key: &hmac::Key, data: &[u8]) -> TokenHash {
         let tag = hmac::sign(key, data);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
