@@ -2,7 +2,7 @@
 //! writes, decided here and persisted as-is by a backend in one
 //! transaction, like a rotation's [`RotationWrites`](crate::rotation::RotationWrites).
 
-use crate::records::{AuditEvent, RefreshRecord, Session};
+use crate::records::{AuditEvent, RefreshRecord, RevocationReason, Session};
 use crate::refresh::TokenHash;
 use crate::rotation::Policy;
 
@@ -80,6 +80,37 @@ pub fn start(policy: &Policy, new: NewSession<'_>) -> SessionStart {
     }
 }
 
+/// A session the cap revokes, with its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// The revoked session.
+    pub session_id: String,
+    /// Its `session_revoked` event (reason `session_cap`), by the login.
+    pub audit: AuditEvent,
+}
+
+/// The sessions `start` pushes past `max_sessions`: given the user's other
+/// live sessions newest first (in the order they were created), all but
+/// the `max_sessions - 1` newest, so that the new one counts first and is
+/// never among them.
+pub fn evictions(
+    start: &SessionStart,
+    others_newest_first: Vec<String>,
+    max_sessions: u32,
+) -> Vec<Eviction> {
+    let keep = usize::try_from(max_sessions.saturating_sub(1)).unwrap_or(usize::MAX);
+    others_newest_first
+        .into_iter()
+        .skip(keep)
+        .map(|session_id| Eviction {
+            audit: start
+                .audit
+                .session_revoked(&session_id, RevocationReason::SessionCap),
+            session_id,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +146,15 @@ mod tests {
         assert_eq!(start.audit.kind, "login");
         assert_eq!(start.audit.session_id.as_deref(), Some("ses_1"));
         assert_eq!(start.audit.at, 1000);
+
+        let others = vec!["ses_c".to_owned(), "ses_b".to_owned(), "ses_a".to_owned()];
+        let evicted = evictions(&start, others.clone(), 2);
+        let ids: Vec<&str> = evicted.iter().map(|e| e.session_id.as_str()).collect();
+        assert_eq!(ids, ["ses_b", "ses_a"], "the newest other session stays");
+        assert_eq!(evicted[0].audit.kind, "session_revoked");
+        assert_eq!(evicted[0].audit.detail, "session_cap");
+        assert_eq!(evicted[0].audit.session_id.as_deref(), Some("ses_b"));
+        assert!(evictions(&start, others.clone(), 4).is_empty());
+        assert_eq!(evictions(&start, others, 1).len(), 3);
     }
 }

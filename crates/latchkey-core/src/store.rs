@@ -47,10 +47,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
 
     /// Stores `start` (a new session, its first refresh token and its
-    /// `login` event, as [`crate::session::start`] made it), then revokes the
-    /// user's oldest other live sessions beyond `max_sessions` (never the new
-    /// one), each with the audit event [`AuditEvent::session_revoked`]
-    /// derives from the `login` event: all in one transaction. The user is read under a lock
+    /// `login` event, as [`crate::session::start`] made it), then reads the
+    /// user's other live sessions newest first (in the order of creation)
+    /// and revokes those [`crate::session::evictions`] chooses, each with its
+    /// event: all in one transaction. The user is read under a lock
     /// that disabling the user also takes, so a session is never created for
     /// a user disabled meanwhile. Returns the revoked sessions' ids, or
     /// `None`, having written nothing, when the user is unknown or disabled.

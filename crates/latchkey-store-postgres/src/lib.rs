@@ -441,31 +441,28 @@ impl Store for PgStore {
         // The other live sessions beyond the cap (the new one counts first),
         // newest first: by time, then by `created_seq`, which the logins of
         // one user (serialised by the lock above) take in order.
-        let evicted: Vec<String> = sqlx::query_scalar(
+        let others: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
-             AND id <> $3 ORDER BY created_at DESC, created_seq DESC OFFSET $4",
+             AND id <> $3 ORDER BY created_at DESC, created_seq DESC",
         )
         .bind(&session.user_id)
         .bind(session.created_at)
         .bind(&session.id)
-        .bind(i64::from(max_sessions.saturating_sub(1)))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        for id in &evicted {
+        let evictions = latchkey_core::session::evictions(start, others, max_sessions);
+        for eviction in &evictions {
             revoke(
                 &mut tx,
-                id,
+                &eviction.session_id,
                 RevocationReason::SessionCap,
                 session.created_at,
             )
             .await?;
-            insert_audit(
-                &mut tx,
-                &created.session_revoked(id, RevocationReason::SessionCap),
-            )
-            .await?;
+            insert_audit(&mut tx, &eviction.audit).await?;
         }
+        let evicted: Vec<String> = evictions.into_iter().map(|e| e.session_id).collect();
         tx.commit().await.map_err(backend)?;
         Ok(Some(evicted))
     }

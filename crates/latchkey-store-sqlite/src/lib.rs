@@ -710,32 +710,32 @@ impl Store for SqliteStore {
             // The other live sessions beyond the cap (the new one counts
             // first), newest first: by time, then by rowid, which grows with
             // every insert, so logins of one second keep their order.
-            let evicted: Vec<String> = tx
+            let others: Vec<String> = tx
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at >= ? \
-                     AND id <> ? ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+                     AND id <> ? ORDER BY created_at DESC, rowid DESC",
                 )
                 .and_then(|mut s| {
                     s.query_map(
-                        params![
-                            session.user_id,
-                            session.created_at,
-                            session.id,
-                            i64::from(max_sessions.saturating_sub(1))
-                        ],
+                        params![session.user_id, session.created_at, session.id],
                         |r| r.get(0),
                     )?
                     .collect()
                 })
                 .map_err(backend)?;
-            for id in &evicted {
-                revoke(&tx, id, RevocationReason::SessionCap, session.created_at)
-                    .map_err(backend)?;
-                insert_audit(&tx, &created.session_revoked(id, RevocationReason::SessionCap))
-                    .map_err(backend)?;
+            let evictions = latchkey_core::session::evictions(start, others, max_sessions);
+            for eviction in &evictions {
+                revoke(
+                    &tx,
+                    &eviction.session_id,
+                    RevocationReason::SessionCap,
+                    session.created_at,
+                )
+                .map_err(backend)?;
+                insert_audit(&tx, &eviction.audit).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(Some(evicted))
+            Ok(Some(evictions.into_iter().map(|e| e.session_id).collect()))
         })
         .await
     }
