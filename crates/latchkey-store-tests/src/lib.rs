@@ -16,6 +16,7 @@ use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
     BindingPolicy, Policy, Rejection, RevocationReason, RotationRequest,
 };
+use latchkey_core::session::{self, NewSession, SessionStart};
 use latchkey_core::store::{
     AuditEvent, AuditFilter, Outcome, RefreshRecord, Session, Store, StoreError, User,
 };
@@ -130,6 +131,30 @@ async fn user(store: &dyn Store, name: &str) -> User {
     user
 }
 
+/// What a login of `user` at `at` writes: session `id` (scope `email
+/// profile`, a day long) and its first token `first` (an hour idle).
+fn login_start(user: &User, id: &str, first: TokenHash, at: i64) -> SessionStart {
+    session::start(
+        &Policy {
+            idle_ttl: 3600,
+            absolute_ttl: 86400,
+            reuse_grace: 0,
+            binding_ip: BindingPolicy::Log,
+        },
+        NewSession {
+            id: id.to_owned(),
+            user_id: &user.id,
+            client_id: None,
+            scope: "email profile".into(),
+            first_token: first,
+            access_jti: "jti0".into(),
+            ip: "127.0.0.1",
+            user_agent: "suite",
+            now: at,
+        },
+    )
+}
+
 async fn session(
     store: &dyn Store,
     user: &User,
@@ -138,40 +163,8 @@ async fn session(
     at: i64,
     cap: u32,
 ) -> Vec<String> {
-    let session = Session {
-        id: id.to_owned(),
-        user_id: user.id.clone(),
-        client_id: None,
-        scope: "email profile".into(),
-        created_at: at,
-        expires_at: at + 86400,
-        last_used_at: at,
-        revoked_at: None,
-        revoked_reason: None,
-        ip: "127.0.0.1".into(),
-        user_agent: "suite".into(),
-    };
-    let token = RefreshRecord {
-        hash: first,
-        session_id: id.to_owned(),
-        parent: None,
-        scope: "email profile".into(),
-        issued_at: at,
-        expires_at: at + 3600,
-        used_at: None,
-        access_jti: "jti0".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "suite".into(),
-    };
     store
-        .create_session(
-            &latchkey_core::session::SessionStart {
-                audit: AuditEvent::login(&session),
-                session: session.clone(),
-                first_token: token.clone(),
-            },
-            cap,
-        )
+        .create_session(&login_start(user, id, first, at), cap)
         .await
         .expect("create session")
         .expect("the user is enabled")
@@ -867,47 +860,8 @@ pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>
     let logins: Vec<_> = (0u8..20)
         .map(|i| {
             let store = store.clone();
-            let alice = alice.clone();
-            tokio::spawn(async move {
-                let id = format!("ses_{i}");
-                let mut s = Session {
-                    id: id.clone(),
-                    user_id: alice.id.clone(),
-                    client_id: None,
-                    scope: "profile".into(),
-                    created_at: NOW,
-                    expires_at: NOW + 86400,
-                    last_used_at: NOW,
-                    revoked_at: None,
-                    revoked_reason: None,
-                    ip: "127.0.0.1".into(),
-                    user_agent: "suite".into(),
-                };
-                s.id = id.clone();
-                let token = RefreshRecord {
-                    hash: hash(i + 1),
-                    session_id: id,
-                    parent: None,
-                    scope: "profile".into(),
-                    issued_at: NOW,
-                    expires_at: NOW + 3600,
-                    used_at: None,
-                    access_jti: "jti".into(),
-                    ip: "127.0.0.1".into(),
-                    user_agent: "suite".into(),
-                };
-                store
-                    .create_session(
-                        &latchkey_core::session::SessionStart {
-                            audit: AuditEvent::login(&s),
-                            session: s.clone(),
-                            first_token: token.clone(),
-                        },
-                        100,
-                    )
-                    .await
-                    .unwrap()
-            })
+            let start = login_start(&alice, &format!("ses_{i}"), hash(i + 1), NOW);
+            tokio::spawn(async move { store.create_session(&start, 100).await.unwrap() })
         })
         .collect();
     let disabling = {
@@ -927,43 +881,8 @@ pub async fn no_session_outlives_the_disabling_of_its_user(store: Arc<dyn Store>
             .is_empty()
     );
     // Now disabled: nothing is written at all.
-    let s = Session {
-        id: "ses_late".into(),
-        user_id: alice.id.clone(),
-        client_id: None,
-        scope: "profile".into(),
-        created_at: NOW,
-        expires_at: NOW + 86400,
-        last_used_at: NOW,
-        revoked_at: None,
-        revoked_reason: None,
-        ip: "127.0.0.1".into(),
-        user_agent: "suite".into(),
-    };
-    let token = RefreshRecord {
-        hash: hash(99),
-        session_id: "ses_late".into(),
-        parent: None,
-        scope: "profile".into(),
-        issued_at: NOW,
-        expires_at: NOW + 3600,
-        used_at: None,
-        access_jti: "jti".into(),
-        ip: "127.0.0.1".into(),
-        user_agent: "suite".into(),
-    };
-    let created = store
-        .create_session(
-            &latchkey_core::session::SessionStart {
-                audit: AuditEvent::login(&s),
-                session: s.clone(),
-                first_token: token.clone(),
-            },
-            100,
-        )
-        .await
-        .unwrap();
-    assert_eq!(created, None);
+    let late = login_start(&alice, "ses_late", hash(99), NOW);
+    assert_eq!(store.create_session(&late, 100).await.unwrap(), None);
     assert!(store.session_with_user("ses_late").await.unwrap().is_none());
     assert!(store.refresh_token(&hash(99)).await.unwrap().is_none());
 }

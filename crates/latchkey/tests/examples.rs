@@ -36,6 +36,11 @@ impl Drop for Running {
 
 /// Latchkey on a known port, so that its issuer is its real address.
 fn latchkey() -> (Env, Server) {
+    latchkey_with(&[("LATCHKEY_SCOPES", "profile email")])
+}
+
+/// The same, with more settings.
+fn latchkey_with(extra: &[(&str, &str)]) -> (Env, Server) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -43,11 +48,10 @@ fn latchkey() -> (Env, Server) {
         .port();
     let listen = format!("127.0.0.1:{port}");
     let issuer = format!("http://{listen}");
-    let env = Env::new(&[
-        ("LATCHKEY_LISTEN", &listen),
-        ("LATCHKEY_ISSUER", &issuer),
-        ("LATCHKEY_SCOPES", "profile email"),
-    ]);
+    let mut env = Env::new(&[("LATCHKEY_LISTEN", &listen), ("LATCHKEY_ISSUER", &issuer)]);
+    for (name, value) in extra {
+        env.set(name, value);
+    }
     env.add_user("alice");
     let server = env.serve();
     (env, server)
@@ -388,21 +392,7 @@ async fn a_verifier_started_before_a_key_rotation_learns_the_new_key() {
 
 /// Latchkey on a known port that re-reads its keys every second.
 fn latchkey_reloading_keys() -> (Env, Server) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let issuer = format!("http://{listen}");
-    let env = Env::new(&[
-        ("LATCHKEY_LISTEN", &listen),
-        ("LATCHKEY_ISSUER", &issuer),
-        ("LATCHKEY_KEYS_REFRESH_INTERVAL", "1s"),
-    ]);
-    env.add_user("alice");
-    let server = env.serve();
-    (env, server)
+    latchkey_with(&[("LATCHKEY_KEYS_REFRESH_INTERVAL", "1s")])
 }
 
 #[tokio::test]
