@@ -1,4 +1,5 @@
-//! First-party login and logout.
+//! First-party login, refresh and logout: bearer mode (tokens in JSON) and
+//! browser mode (the refresh token in a cookie, see [`super::browser`]).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,15 +9,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use latchkey_core::rotation::RevocationReason;
 
+use super::browser;
 use super::client_auth;
-use super::extract::{Authenticated, Params};
+use super::extract::Params;
 use super::oauth::token_response;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
+use latchkey_core::refresh::RefreshToken;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
 }
 
@@ -27,6 +31,10 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let browser = browser::requested(&headers);
+    if browser {
+        browser::check(&headers, state.config(), false)?;
+    }
     let params = Params::from_body(&headers, &body, true)?;
     let client = client_auth::client(&state, &headers, &params)
         .await?
@@ -42,15 +50,58 @@ async fn login(
             &ctx,
         )
         .await?;
+    if browser {
+        return browser::token_response(state.config(), &issued);
+    }
     Ok(token_response(&issued))
 }
 
-/// Bearer mode: revokes the session of the access token presented.
+/// Browser mode: rotates the refresh token in the cookie.
+async fn refresh(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    browser::check(&headers, state.config(), true)?;
+    let Some(token) = browser::refresh_cookie(&headers, state.config()) else {
+        return Err(ApiError::invalid_grant("no refresh token cookie"));
+    };
+    let issued = state.refresh(&token, None, None, None, &ctx).await?;
+    browser::token_response(state.config(), &issued)
+}
+
+/// Revokes the caller's session: in browser mode the cookie's (and clears
+/// it), else the bearer access token's.
 async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,
-    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if browser::requested(&headers) {
+        browser::check(&headers, state.config(), true)?;
+        if let Some(token) = browser::refresh_cookie(&headers, state.config())
+            .as_deref()
+            .and_then(RefreshToken::parse)
+            && let Some((_, session)) = state
+                .store()
+                .refresh_token(&state.refresh_keys().hash(&token))
+                .await?
+            && session.client_id.is_none()
+        {
+            state
+                .revoke_session(
+                    &session.id,
+                    &session.user_id,
+                    RevocationReason::Logout,
+                    None,
+                    &ctx,
+                )
+                .await?;
+        }
+        return browser::logged_out(state.config());
+    }
+    let token = super::extract::bearer(&headers)?;
+    let principal = state.authenticate(token).await?;
     if let Some(sid) = principal.claims.sid.as_deref() {
         state
             .revoke_session(

@@ -1,6 +1,7 @@
 //! The router: one module per resource.
 
 mod auth;
+mod browser;
 mod client_auth;
 mod discovery;
 mod extract;
