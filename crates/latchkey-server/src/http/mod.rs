@@ -13,7 +13,7 @@ mod sessions;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,6 @@ pub fn app(state: AppState) -> Router {
         .merge(me::router())
         .merge(health::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

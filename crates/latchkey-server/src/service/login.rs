@@ -9,9 +9,10 @@ use super::tokens::{Issued, RequestContext, TokenService};
 
 const INVALID_CREDENTIALS: &str = "invalid username or password";
 
-/// The longest username a login looks up (the CLI allows 256 characters of
-/// up to 4 bytes); longer ones are refused before any counting.
-pub const MAX_USERNAME_BYTES: usize = 1024;
+/// The longest username a login looks up: the longest a user can have
+/// (256 characters of up to 4 bytes); longer ones are refused before any
+/// counting.
+pub const MAX_USERNAME_BYTES: usize = 4 * super::MAX_USERNAME_CHARS;
 
 /// Logins waiting for a hash or hashing, at most: beyond that a login is
 /// answered `503` at once instead of queueing (about a second of work on two
@@ -150,6 +151,12 @@ impl TokenService {
     }
 
     /// Gives back an attempt that was not checked.
+    /// Gives back both attempts of a login whose password was not checked.
+    async fn give_back_attempts(&self, keys: &AttemptKeys) {
+        self.give_back_attempt(&keys.account).await;
+        self.give_back_attempt(&keys.address).await;
+    }
+
     async fn give_back_attempt(&self, key: &str) {
         self.counted(self.attempts.give_back_attempt(key)).await;
     }
@@ -206,8 +213,7 @@ impl TokenService {
         let user = match self.store().user_by_name(username).await {
             Ok(user) => user,
             Err(e) => {
-                self.give_back_attempt(&keys.account).await;
-                self.give_back_attempt(&keys.address).await;
+                self.give_back_attempts(&keys).await;
                 return Err(e.into());
             }
         };
@@ -221,8 +227,7 @@ impl TokenService {
             Ok(ok) => ok,
             // Not checked (the queue was full): the attempt does not count.
             Err(e) => {
-                self.give_back_attempt(&keys.account).await;
-                self.give_back_attempt(&keys.address).await;
+                self.give_back_attempts(&keys).await;
                 return Err(e);
             }
         };

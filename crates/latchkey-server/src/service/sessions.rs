@@ -66,13 +66,8 @@ impl Sessions {
             .revoke_session(sid, reason, self.clock.now())
             .await?;
         if revoked {
-            self.revoked(
-                std::slice::from_ref(&sid.to_owned()),
-                user_id,
-                reason,
-                actor,
-            )
-            .await;
+            self.revoked(&[sid.to_owned()], user_id, reason, actor)
+                .await;
         }
         Ok(revoked)
     }
@@ -91,13 +86,8 @@ impl Sessions {
             .revoke_own_session(user_id, sid, reason, self.clock.now())
             .await?;
         if revoked {
-            self.revoked(
-                std::slice::from_ref(&sid.to_owned()),
-                user_id,
-                reason,
-                actor,
-            )
-            .await;
+            self.revoked(&[sid.to_owned()], user_id, reason, actor)
+                .await;
         }
         Ok(revoked)
     }
