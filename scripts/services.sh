@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts on loopback what the test suite
-# needs: PostgreSQL and Redis. Idempotent: what is installed is not installed
+# needs: PostgreSQL and Redis, and Debian's Chromium with its WebDriver for the
+# browser tests (never a browser download of its own). Idempotent: what is installed is not installed
 # again, what runs is not started again. Used by .ci/run and by hand.
 #
 #   scripts/services.sh          install if missing, then start
@@ -71,9 +72,14 @@ start_redis() {
   fi
 }
 
+install_browser() {
+  install_missing chromium chromium-driver
+}
+
 start_postgres
 start_redis
-log "PostgreSQL and Redis are up"
+install_browser
+log "PostgreSQL and Redis are up; $(chromium --version 2>/dev/null || echo 'chromium missing')"
 
 if [ "${1:-}" = "--print" ]; then
   echo "LATCHKEY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"

@@ -51,6 +51,11 @@ pub struct AccessClaims {
     /// Confirmation (proof-of-possession binding), when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<serde_json::Value>,
+    /// The SHA-256 (base64url) of the browser fingerprint cookie the token
+    /// is bound to, when the issuing server set one (OWASP "token
+    /// sidejacking"); only that server can check it.
+    #[serde(rename = "lk_fgp", default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// Signs `claims` with `key` as an `at+jwt`.
@@ -381,6 +386,7 @@ mod tests {
             sid: Some("ses_1".into()),
             auth_time: Some(NOW),
             cnf: None,
+            fingerprint: None,
         }
     }
 

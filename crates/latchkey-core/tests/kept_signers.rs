@@ -22,6 +22,7 @@ fn claims() -> AccessClaims {
         sid: Some("ses_1".into()),
         auth_time: None,
         cnf: None,
+        fingerprint: None,
     }
 }
 

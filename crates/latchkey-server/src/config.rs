@@ -28,6 +28,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("signing_alg", "EdDSA"),
     ("binding_ip", "log"),
     ("cookie_secure", "true"),
+    ("cookie_fingerprint", "false"),
     ("password_grant", "false"),
     ("allowed_origins", ""),
     ("master_key", ""),
@@ -73,6 +74,10 @@ pub struct Config {
     pub signing_alg: SigningAlg,
     /// `LATCHKEY_COOKIE_SECURE`: `false` only for plain-http development. Default `true`.
     pub cookie_secure: bool,
+    /// `LATCHKEY_COOKIE_FINGERPRINT`: browser-mode access tokens carry the
+    /// SHA-256 of a random value in a hardened cookie, and this server
+    /// refuses them without it. Default `false`.
+    pub cookie_fingerprint: bool,
     /// `LATCHKEY_PASSWORD_GRANT`: allow `grant_type=password`. Default `false`.
     pub password_grant: bool,
     /// `LATCHKEY_ALLOWED_ORIGINS`: browser origins, comma-separated. Default: the issuer's origin.
@@ -413,6 +418,7 @@ impl Config {
         };
 
         let cookie_secure = boolean("cookie_secure")?;
+        let cookie_fingerprint = boolean("cookie_fingerprint")?;
         let password_grant = boolean("password_grant")?;
 
         let (mut text, origin) = get("allowed_origins");
@@ -520,6 +526,7 @@ impl Config {
             max_sessions_per_user,
             signing_alg,
             cookie_secure,
+            cookie_fingerprint,
             password_grant,
             allowed_origins,
             master_key,

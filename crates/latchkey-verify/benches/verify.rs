@@ -31,6 +31,7 @@ fn claims() -> AccessClaims {
         sid: Some("ses_BHyLMR3aj5P_vQXBOtb6ug".into()),
         auth_time: Some(NOW),
         cnf: None,
+        fingerprint: None,
     }
 }
 

@@ -27,13 +27,16 @@ pub(crate) fn router() -> Router<AppState> {
 /// `username`, `password`, optional `scope` and `client_id`; form or JSON.
 async fn login(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let browser = browser::requested(&headers);
+    let mut fingerprint = None;
     if browser {
         browser::check(&headers, state.config(), false)?;
+        fingerprint = browser::fingerprint(&headers, state.config(), state.rng())?;
+        ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
     }
     let params = Params::from_body(&headers, &body, true)?;
     let client = client_auth::client(&state, &headers, &params)
@@ -51,7 +54,7 @@ async fn login(
         )
         .await?;
     if browser {
-        return browser::token_response(state.config(), &issued);
+        return browser::token_response(state.config(), &issued, fingerprint.as_ref());
     }
     Ok(token_response(&issued))
 }
@@ -59,15 +62,17 @@ async fn login(
 /// Browser mode: rotates the refresh token in the cookie.
 async fn refresh(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     browser::check(&headers, state.config(), true)?;
     let Some(token) = browser::refresh_cookie(&headers, state.config()) else {
         return Err(ApiError::invalid_grant("no refresh token cookie"));
     };
+    let fingerprint = browser::fingerprint(&headers, state.config(), state.rng())?;
+    ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
     let issued = state.refresh(&token, None, None, None, &ctx).await?;
-    browser::token_response(state.config(), &issued)
+    browser::token_response(state.config(), &issued, fingerprint.as_ref())
 }
 
 /// Revokes the caller's session: in browser mode the cookie's (and clears
@@ -102,6 +107,7 @@ async fn logout(
     }
     let token = super::extract::bearer(&headers)?;
     let principal = state.authenticate(token).await?;
+    browser::check_fingerprint(&headers, state.config(), &principal.claims)?;
     if let Some(sid) = principal.claims.sid.as_deref() {
         state
             .revoke_session(

@@ -4,9 +4,14 @@
 //! a simple cross-origin request cannot send) and, on refresh and logout, an
 //! `Origin` among `LATCHKEY_ALLOWED_ORIGINS`.
 
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_core::jwt::AccessClaims;
 use latchkey_core::refresh::RefreshToken;
 use serde::Serialize;
 
@@ -58,9 +63,8 @@ fn forbidden(description: &str) -> ApiError {
     }
 }
 
-/// The refresh token in the request's cookie, if any.
-pub(crate) fn refresh_cookie(headers: &HeaderMap, config: &Config) -> Option<String> {
-    let name = cookie_name(config);
+/// The value of the request's first cookie called `name`.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -68,16 +72,104 @@ pub(crate) fn refresh_cookie(headers: &HeaderMap, config: &Config) -> Option<Str
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| value)
 }
 
-fn set_cookie(config: &Config, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
+/// The refresh token in the request's cookie, if any.
+pub(crate) fn refresh_cookie(headers: &HeaderMap, config: &Config) -> Option<String> {
+    cookie(headers, cookie_name(config)).map(str::to_owned)
+}
+
+fn set_cookie(
+    config: &Config,
+    name: &str,
+    path: &str,
+    value: &str,
+    max_age: i64,
+) -> Result<HeaderValue, ApiError> {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{}={value}; HttpOnly{secure}; SameSite=Strict; Path=/auth; Max-Age={max_age}",
-        cookie_name(config)
+        "{name}={value}; HttpOnly{secure}; SameSite=Strict; Path={path}; Max-Age={max_age}"
     ))
     .map_err(ApiError::internal)
+}
+
+/// The fingerprint cookie's name: `__Host-` prefixed (`Secure`, `Path=/`,
+/// no `Domain`: no subdomain can set or shadow it) unless
+/// `LATCHKEY_COOKIE_SECURE=false`.
+fn fingerprint_name(config: &Config) -> &'static str {
+    if config.cookie_secure {
+        "__Host-lk_fgp"
+    } else {
+        "lk_fgp"
+    }
+}
+
+/// Random bytes in a fingerprint.
+const FINGERPRINT_BYTES: usize = 32;
+
+/// The browser's fingerprint (OWASP "token sidejacking"): a random value
+/// in a hardened cookie whose SHA-256 goes into the access tokens minted
+/// for that browser.
+pub(crate) struct Fingerprint {
+    value: String,
+    /// SHA-256 of the value, base64url: what the access token carries.
+    pub(crate) hash: String,
+}
+
+fn fingerprint_hash(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, value.as_bytes()))
+}
+
+/// With fingerprints on: the browser's fingerprint, kept while its cookie
+/// holds a well-formed one (so that every tab's tokens stay valid), else a
+/// new one.
+pub(crate) fn fingerprint(
+    headers: &HeaderMap,
+    config: &Config,
+    rng: &SystemRandom,
+) -> Result<Option<Fingerprint>, ApiError> {
+    if !config.cookie_fingerprint {
+        return Ok(None);
+    }
+    let kept = cookie(headers, fingerprint_name(config)).filter(|v| {
+        v.len() == 43
+            && URL_SAFE_NO_PAD
+                .decode(v)
+                .is_ok_and(|b| b.len() == FINGERPRINT_BYTES)
+    });
+    let value = match kept {
+        Some(value) => value.to_owned(),
+        None => {
+            let mut bytes = [0u8; FINGERPRINT_BYTES];
+            rng.fill(&mut bytes).map_err(ApiError::internal)?;
+            URL_SAFE_NO_PAD.encode(bytes)
+        }
+    };
+    Ok(Some(Fingerprint {
+        hash: fingerprint_hash(&value),
+        value,
+    }))
+}
+
+/// A token bound to a fingerprint is accepted only beside its cookie.
+pub(crate) fn check_fingerprint(
+    headers: &HeaderMap,
+    config: &Config,
+    claims: &AccessClaims,
+) -> Result<(), ApiError> {
+    let Some(expected) = &claims.fingerprint else {
+        return Ok(());
+    };
+    let presented = cookie(headers, fingerprint_name(config)).map(fingerprint_hash);
+    // Both sides are digests of secrets: comparing them leaks nothing useful.
+    if presented.as_deref() == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_token(
+            "the access token is bound to another browser",
+        ))
+    }
 }
 
 #[derive(Serialize)]
@@ -89,8 +181,12 @@ struct BrowserTokens<'a> {
 }
 
 /// A token response for a browser: the access token in the body, the
-/// refresh token in the cookie only.
-pub(crate) fn token_response(config: &Config, issued: &Issued) -> Result<Response, ApiError> {
+/// refresh token in the cookie only (and the fingerprint, if any, in its own).
+pub(crate) fn token_response(
+    config: &Config,
+    issued: &Issued,
+    fingerprint: Option<&Fingerprint>,
+) -> Result<Response, ApiError> {
     let body = BrowserTokens {
         token_type: "Bearer",
         access_token: &issued.access_token,
@@ -109,19 +205,39 @@ pub(crate) fn token_response(config: &Config, issued: &Issued) -> Result<Respons
     if let Some(token) = &issued.refresh_token {
         let cookie = set_cookie(
             config,
+            cookie_name(config),
+            "/auth",
             RefreshToken::expose(token),
             config.policy.absolute_ttl,
         )?;
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    if let Some(fingerprint) = fingerprint {
+        let cookie = set_cookie(
+            config,
+            fingerprint_name(config),
+            "/",
+            &fingerprint.value,
+            config.policy.absolute_ttl,
+        )?;
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
 }
 
-/// `204` that clears the refresh-token cookie.
+/// `204` that clears the refresh-token cookie (and the fingerprint's).
 pub(crate) fn logged_out(config: &Config) -> Result<Response, ApiError> {
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(config, "", 0)?);
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(config, cookie_name(config), "/auth", "", 0)?,
+    );
+    if config.cookie_fingerprint {
+        headers.append(
+            header::SET_COOKIE,
+            set_cookie(config, fingerprint_name(config), "/", "", 0)?,
+        );
+    }
     Ok(response)
 }

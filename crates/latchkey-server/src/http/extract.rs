@@ -37,7 +37,11 @@ impl FromRequestParts<AppState> for RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect())
             .unwrap_or_default();
-        Ok(RequestContext { ip, user_agent })
+        Ok(RequestContext {
+            ip,
+            user_agent,
+            fingerprint: None,
+        })
     }
 }
 
@@ -222,7 +226,9 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
-        state.authenticate(token).await.map(Authenticated)
+        let principal = state.authenticate(token).await?;
+        super::browser::check_fingerprint(&parts.headers, state.config(), &principal.claims)?;
+        Ok(Authenticated(principal))
     }
 }
 

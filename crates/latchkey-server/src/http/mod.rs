@@ -1,5 +1,6 @@
 //! The router: one module per resource.
 
+mod account;
 mod auth;
 mod browser;
 mod client_auth;
@@ -28,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The whole HTTP interface over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .merge(account::router())
         .merge(discovery::router())
         .merge(auth::router())
         .merge(oauth::router())

@@ -39,6 +39,7 @@ impl TokenService {
             scope: &scope,
             sid: None,
             auth_time: None,
+            fingerprint: None,
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {

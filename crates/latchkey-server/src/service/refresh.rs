@@ -165,6 +165,7 @@ impl TokenService {
             scope: &scope,
             sid: Some(&session.id),
             auth_time: Some(session.created_at),
+            fingerprint: ctx.fingerprint.as_deref(),
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {

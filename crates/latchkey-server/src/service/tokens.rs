@@ -61,6 +61,10 @@ pub struct RequestContext {
     pub ip: String,
     /// `User-Agent`, truncated.
     pub user_agent: String,
+    /// In browser mode with fingerprints on: the SHA-256 (base64url) of the
+    /// browser's fingerprint cookie, which the access tokens minted for this
+    /// request carry.
+    pub fingerprint: Option<String>,
 }
 
 /// A token response before serialisation.
@@ -94,6 +98,7 @@ pub(super) struct Grant<'a> {
     pub(super) scope: &'a str,
     pub(super) sid: Option<&'a str>,
     pub(super) auth_time: Option<i64>,
+    pub(super) fingerprint: Option<&'a str>,
 }
 
 impl TokenService {
@@ -170,6 +175,7 @@ impl TokenService {
             sid: grant.sid.map(str::to_owned),
             auth_time: grant.auth_time,
             cnf: None,
+            fingerprint: grant.fingerprint.map(str::to_owned),
         };
         Ok(jwt::sign(self.keyring().signing(now), &claims)?)
     }
@@ -278,6 +284,7 @@ impl TokenService {
             scope: &session.scope,
             sid: Some(&session_id),
             auth_time: Some(now),
+            fingerprint: ctx.fingerprint.as_deref(),
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Some(Issued {

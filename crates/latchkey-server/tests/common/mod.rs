@@ -63,7 +63,16 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("latchkey.db").display()),
             Backend::Postgres => latchkey_store_tests::postgres_schema_url().await?,
         };
-        let mut vars = vec![("LATCHKEY_DATABASE_URL".to_owned(), database_url.clone())];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // The issuer (and so the allowed browser origin) is this server's
+        // own address unless the case sets one.
+        let mut vars = vec![
+            ("LATCHKEY_DATABASE_URL".to_owned(), database_url.clone()),
+            ("LATCHKEY_ISSUER".to_owned(), format!("http://{addr}")),
+        ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::load(None, vars).expect("config").config;
         let store: Arc<dyn Store> = match backend {
@@ -73,10 +82,6 @@ impl TestApp {
         let state = AppState::with_clock(config, store, None, clock)
             .await
             .expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         latchkey_server::maintenance::spawn(state.clone());
         let limits = latchkey_server::Limits::of(state.config());
         let router = app(state.clone());

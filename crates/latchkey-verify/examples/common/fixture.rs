@@ -21,5 +21,6 @@ pub(crate) fn claims(n: usize) -> AccessClaims {
         sid: Some("ses_BHyLMR3aj5P_vQXBOtb6ug".into()),
         auth_time: Some(NOW),
         cnf: None,
+        fingerprint: None,
     }
 }

@@ -1,0 +1,271 @@
+// The account page (SPEC §4), in browser mode: the access token lives only in
+// this script's memory; the refresh token is an HttpOnly cookie on /auth that
+// no script can read. Every text the server sends is shown with textContent,
+// never parsed as HTML.
+'use strict';
+
+(() => {
+  const BROWSER = { 'X-Latchkey-Browser': '1' };
+  const LOCK = 'latchkey-refresh';
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('latchkey') : null;
+
+  /** The access token and when (on this clock) to stop using it. */
+  let access = null;
+  /** This tab's refresh in flight, shared by every call that needs it. */
+  let refreshing = null;
+
+  const $ = (id) => document.getElementById(id);
+
+  class SignedOut extends Error {}
+
+  function keep(body) {
+    // Renewed a few seconds early; the server's clock has the last word (401).
+    access = { token: body.access_token, until: Date.now() + Math.max(0, body.expires_in - 5) * 1000 };
+  }
+
+  // One refresh at a time across every tab of this browser: the Web Lock
+  // queues them, so each sends the cookie the one before it set, and none
+  // looks like the reuse of a rotated token. `stale` is the token that
+  // failed; when another tab has already replaced it (its new token arrives
+  // on the BroadcastChannel), that one is used without a refresh. The
+  // server's grace window is only the last line.
+  function refresh(stale) {
+    if (!refreshing) {
+      const run = async () => {
+        if (access && access.token !== stale && access.until > Date.now()) return access.token;
+        const response = await fetch('/auth/refresh', {
+          method: 'POST',
+          headers: BROWSER,
+          credentials: 'same-origin',
+        });
+        if (response.status === 400 || response.status === 401 || response.status === 403) {
+          access = null;
+          return null;
+        }
+        if (!response.ok) throw new Error(await describe(response));
+        const body = await response.json();
+        keep(body);
+        channel?.postMessage({ type: 'token', body });
+        return access.token;
+      };
+      const queued = navigator.locks ? navigator.locks.request(LOCK, run) : run();
+      refreshing = queued.finally(() => { refreshing = null; });
+    }
+    return refreshing;
+  }
+
+  function call(method, path, token) {
+    return fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: 'same-origin',
+    });
+  }
+
+  // A call to a protected endpoint: refreshes first when the token is due,
+  // and once more when the server answers 401 (expired by its clock, or the
+  // session revoked, in which case the refresh fails and the page signs out).
+  async function api(method, path) {
+    let token = access && access.until > Date.now() ? access.token : await refresh(access?.token);
+    if (!token) throw new SignedOut();
+    let response = await call(method, path, token);
+    if (response.status === 401) {
+      token = await refresh(token);
+      if (!token) throw new SignedOut();
+      response = await call(method, path, token);
+    }
+    if (response.status === 401) throw new SignedOut();
+    if (!response.ok) throw new Error(await describe(response));
+    return response;
+  }
+
+  async function describe(response) {
+    if (response.status === 429) return 'Too many attempts. Wait a while, then try again.';
+    try {
+      const body = await response.json();
+      if (typeof body.error_description === 'string') return body.error_description;
+      if (typeof body.error === 'string') return body.error;
+    } catch {
+      // Not JSON: fall through.
+    }
+    return `The server answered ${response.status}.`;
+  }
+
+  function say(text) {
+    $('status').textContent = text;
+  }
+
+  function showSignedOut(message) {
+    access = null;
+    $('signed-in').hidden = true;
+    $('signed-out').hidden = false;
+    $('session-rows').replaceChildren();
+    $('whoami').textContent = '';
+    say(message);
+  }
+
+  function when(seconds) {
+    return new Date(seconds * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  }
+
+  function cell(text, className) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  // "Chrome on Linux" rather than the whole User-Agent, when it is plain
+  // which; the whole string otherwise.
+  function deviceName(agent) {
+    if (!agent) return 'Unknown device';
+    const browsers = [['Edg/', 'Edge'], ['Firefox/', 'Firefox'], ['Chrome/', 'Chrome'], ['Safari/', 'Safari']];
+    const systems = [['Android', 'Android'], ['iPhone', 'iOS'], ['iPad', 'iPadOS'], ['Windows', 'Windows'],
+      ['Mac OS X', 'macOS'], ['CrOS', 'ChromeOS'], ['Linux', 'Linux']];
+    const browser = browsers.find(([mark]) => agent.includes(mark));
+    const system = systems.find(([mark]) => agent.includes(mark));
+    return browser && system ? `${browser[1]} on ${system[1]}` : agent;
+  }
+
+  function sessionRow(session, index) {
+    const row = document.createElement('tr');
+    const device = cell(deviceName(session.user_agent), 'device');
+    device.title = session.user_agent;
+    device.id = `device-${index}`;
+    if (session.client_id) device.append(` (through ${session.client_id})`);
+    row.append(device, cell(session.ip), cell(when(session.created_at)), cell(when(session.last_used_at)));
+    const action = document.createElement('td');
+    if (session.current) {
+      row.className = 'current';
+      action.textContent = 'This device';
+    } else {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = 'Revoke';
+      button.setAttribute('aria-describedby', device.id);
+      button.addEventListener('click', () => act(button, async () => {
+        await api('DELETE', `/sessions/${encodeURIComponent(session.id)}`);
+        await loadSessions();
+        say('The session was revoked.');
+      }));
+      action.append(button);
+    }
+    row.append(action);
+    return row;
+  }
+
+  async function loadSessions() {
+    const { sessions } = await (await api('GET', '/sessions')).json();
+    sessions.sort((a, b) => (b.current - a.current) || (b.last_used_at - a.last_used_at));
+    $('session-rows').replaceChildren(...sessions.map(sessionRow));
+  }
+
+  async function loadAccount() {
+    const me = await (await api('GET', '/api/me')).json();
+    $('whoami').textContent = me.username ?? me.sub;
+    await loadSessions();
+    $('signed-out').hidden = true;
+    $('signed-in').hidden = false;
+  }
+
+  // Runs a button's action: the button is disabled meanwhile, and a failure
+  // is said in the status line (or signs the page out).
+  async function act(button, action) {
+    button.disabled = true;
+    try {
+      await action();
+    } catch (error) {
+      if (error instanceof SignedOut) {
+        showSignedOut('Your session has ended. Log in again.');
+      } else {
+        say(`Something went wrong: ${error.message}`);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Ends this browser's session: the server revokes it and clears the cookie.
+  async function endSession() {
+    const run = () => fetch('/auth/logout', { method: 'POST', headers: BROWSER, credentials: 'same-origin' });
+    const response = await (navigator.locks ? navigator.locks.request(LOCK, run) : run());
+    if (!response.ok) throw new Error(await describe(response));
+    access = null;
+    channel?.postMessage({ type: 'signed-out' });
+  }
+
+  async function logIn(event) {
+    event.preventDefault();
+    const username = $('username').value;
+    const password = $('password').value;
+    const error = $('login-error');
+    if (!username || !password) {
+      error.textContent = 'Enter your username and password.';
+      return;
+    }
+    const path = event.submitter?.value === 'signup' ? '/auth/signup' : '/auth/login';
+    const buttons = $('login-form').querySelectorAll('button');
+    buttons.forEach((b) => { b.disabled = true; });
+    error.textContent = '';
+    try {
+      const response = await fetch(path, {
+        method: 'POST',
+        headers: BROWSER,
+        body: new URLSearchParams({ username, password }),
+        credentials: 'same-origin',
+      });
+      if (!response.ok) {
+        error.textContent = await describe(response);
+        return;
+      }
+      const body = await response.json();
+      keep(body);
+      channel?.postMessage({ type: 'token', body });
+      $('password').value = '';
+      say('');
+      await loadAccount();
+    } catch (e) {
+      error.textContent = e instanceof SignedOut ? 'Your session has ended. Log in again.' : `Something went wrong: ${e.message}`;
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  function listen() {
+    $('login-form').addEventListener('submit', logIn);
+    $('reload').addEventListener('click', (e) => act(e.currentTarget, loadSessions));
+    $('logout').addEventListener('click', (e) => act(e.currentTarget, async () => {
+      await endSession();
+      showSignedOut('You have logged out.');
+    }));
+    $('logout-everywhere').addEventListener('click', (e) => act(e.currentTarget, async () => {
+      await api('DELETE', '/sessions');
+      await endSession();
+      showSignedOut('You have logged out on every device.');
+    }));
+    channel?.addEventListener('message', ({ data }) => {
+      if (data?.type === 'token') {
+        const signedOut = !access;
+        keep(data.body);
+        if (signedOut) loadAccount().catch(() => showSignedOut(''));
+      } else if (data?.type === 'signed-out') {
+        showSignedOut('You have logged out in another tab.');
+      }
+    });
+  }
+
+  async function start() {
+    listen();
+    try {
+      if (await refresh(null)) {
+        await loadAccount();
+      } else {
+        showSignedOut('');
+      }
+    } catch (error) {
+      showSignedOut(error instanceof SignedOut ? '' : `Something went wrong: ${error.message}`);
+    }
+  }
+
+  start();
+})();

@@ -1,0 +1,417 @@
+//! The account page in real headless Chromium (Debian's, driven over
+//! WebDriver): the form, the cookie no script can read, silent refresh,
+//! tabs that share one session, revocation from another browser, and a
+//! page on another origin that tries to use the victim's cookie. On SQLite:
+//! what the page does is the same on every backend, which the HTTP cases of
+//! `tests/browser.rs` check.
+
+#![allow(clippy::unwrap_used)] // A test that cannot unwrap has failed.
+
+#[macro_use]
+mod common;
+mod driver;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Backend, PASSWORD, TestApp};
+use driver::Browser;
+use latchkey_core::clock::ManualClock;
+
+const BACKEND: Backend = Backend::Sqlite;
+
+/// Past the default ten-minute access token lifetime, well within the
+/// refresh token's idle lifetime.
+const PAST_ACCESS_EXPIRY: i64 = 11 * 60;
+
+macro_rules! browser {
+    () => {
+        match Browser::launch().await {
+            Some(browser) => browser,
+            None => return,
+        }
+    };
+}
+
+/// Refresh-grant tokens this server has issued, from `/metrics`.
+async fn refreshes(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("latchkey_tokens_issued_total") && l.contains("grant=\"refresh_token\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// How many live sessions `user` has.
+async fn live_sessions(app: &TestApp, user: &str) -> usize {
+    app.state
+        .store()
+        .live_sessions(user, app.state.now())
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_in_through_the_form_keeps_the_refresh_token_from_scripts() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let browser = browser!();
+
+    // A wrong password is said in an alert and signs nobody in.
+    browser.goto(&app.url("/")).await;
+    browser
+        .field("Username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys("not the password")
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    browser.wait_for_text("invalid").await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 0);
+    browser.field("Password").await.clear().await.unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    browser.wait_for_text("Signed in as alice").await;
+    browser.wait_for_text("This device").await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 1);
+
+    // The browser holds the refresh token, HttpOnly; the page cannot see it
+    // and keeps nothing in storage.
+    let cookies = browser.cookies_for(&app.url("/auth/refresh")).await;
+    let refresh = cookies.iter().find(|(name, _, _)| name == "__Secure-lk_rt");
+    let (_, value, http_only) = refresh.expect("the refresh cookie is set");
+    assert!(value.starts_with("lk_rt_"), "{cookies:?}");
+    assert!(http_only);
+    let visible = browser.eval("return document.cookie").await;
+    assert_eq!(visible, "", "scripts see cookies: {visible}");
+    let stored = browser
+        .eval("return localStorage.length + sessionStorage.length")
+        .await;
+    assert_eq!(stored, 0);
+    let page = browser.client.source().await.unwrap();
+    assert!(!page.contains(value.as_str()));
+
+    // The current session has no Revoke button: it is "This device".
+    assert!(browser.all_named("button", "Revoke").await.is_empty());
+
+    // Logging out ends the session and clears the cookie.
+    browser.button("Log out").await.click().await.unwrap();
+    browser.wait_for_text("You have logged out.").await;
+    browser.field("Username").await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 0);
+    assert!(
+        !browser
+            .cookies_for(&app.url("/auth/refresh"))
+            .await
+            .iter()
+            .any(|(name, _, _)| name == "__Secure-lk_rt")
+    );
+    // A reload finds no session to restore.
+    browser.goto(&app.url("/")).await;
+    browser.field("Username").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_access_token_is_renewed_through_the_cookie() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[("LATCHKEY_COOKIE_FINGERPRINT", "true")], clock.clone());
+    app.add_user("alice").await;
+    let browser = browser!();
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    // The fingerprint cookie is hardened too.
+    let cookies = browser.cookies_for(&app.url("/api/me")).await;
+    assert!(
+        cookies
+            .iter()
+            .any(|(name, _, http_only)| name == "__Host-lk_fgp" && *http_only),
+        "{cookies:?}"
+    );
+
+    let before = refreshes(&app).await;
+    clock.advance(PAST_ACCESS_EXPIRY);
+    browser
+        .button("Reload sessions")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(|| async { refreshes(&app).await == before + 1 }).await;
+    browser.wait_for_text("This device").await;
+    assert!(browser.text().await.contains("Signed in as alice"));
+    assert_eq!(live_sessions(&app, "usr_alice").await, 1);
+
+    // A reload of the page restores the session through the cookie alone.
+    browser.goto(&app.url("/")).await;
+    browser.wait_for_text("Signed in as alice").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_refreshing_at_once_keep_the_session() {
+    // No grace window (the default): a refresh that sent a rotated cookie
+    // would revoke the session. Only the tabs' coordination keeps it alive.
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    app.add_user("alice").await;
+    let browser = browser!();
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    let first = browser.client.window().await.unwrap();
+    let second = browser.client.new_window(false).await.unwrap().handle;
+    browser
+        .client
+        .switch_to_window(second.clone())
+        .await
+        .unwrap();
+    browser.goto(&app.url("/")).await;
+    browser.wait_for_text("Signed in as alice").await;
+
+    // Both access tokens expire; both tabs then call at the same instant and
+    // both need a refresh.
+    clock.advance(PAST_ACCESS_EXPIRY);
+    let before = refreshes(&app).await;
+    let at = browser
+        .eval("return Date.now() + 1500")
+        .await
+        .as_f64()
+        .unwrap();
+    let click_at = format!(
+        "const b = [...document.querySelectorAll('button')].find(b => b.textContent === 'Reload sessions');
+         setTimeout(() => b.click(), {at} - Date.now());"
+    );
+    browser.eval(&click_at).await;
+    browser
+        .client
+        .switch_to_window(first.clone())
+        .await
+        .unwrap();
+    browser.eval(&click_at).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    wait_until(|| async { refreshes(&app).await > before }).await;
+
+    for window in [first, second] {
+        browser.client.switch_to_window(window).await.unwrap();
+        browser.wait_for_text("This device").await;
+        assert!(
+            browser.text().await.contains("Signed in as alice"),
+            "{}",
+            browser.text().await
+        );
+        browser
+            .button("Reload sessions")
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser.wait_for_text("This device").await;
+    }
+    assert_eq!(
+        live_sessions(&app, "usr_alice").await,
+        1,
+        "the session was revoked"
+    );
+    assert!(app.audit("reuse_detected").await.is_empty());
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_from_another_browser_is_logged_out_at_its_next_call() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let laptop = browser!();
+    let phone = browser!();
+    laptop.log_in(&app.base, "alice", PASSWORD).await;
+    phone.log_in(&app.base, "alice", PASSWORD).await;
+
+    // The phone sees both sessions and revokes the laptop's.
+    phone.button("Reload sessions").await.click().await.unwrap();
+    let revoke = phone.button("Revoke").await;
+    assert_eq!(phone.all_named("button", "Revoke").await.len(), 1);
+    if let Some(path) = std::env::var_os("LATCHKEY_TEST_SCREENSHOT") {
+        std::fs::write(path, phone.client.screenshot().await.unwrap()).unwrap();
+    }
+    revoke.click().await.unwrap();
+    phone.wait_for_text("The session was revoked.").await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 1);
+    assert!(phone.all_named("button", "Revoke").await.is_empty());
+
+    // The laptop's next call fails, and so does its refresh: it is signed out.
+    laptop
+        .button("Reload sessions")
+        .await
+        .click()
+        .await
+        .unwrap();
+    laptop.wait_for_text("Your session has ended").await;
+    laptop.field("Username").await;
+    // The phone is still signed in.
+    phone.button("Reload sessions").await.click().await.unwrap();
+    phone.wait_for_text("This device").await;
+    laptop.quit().await;
+    phone.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_everywhere_ends_every_browser() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let laptop = browser!();
+    let phone = browser!();
+    laptop.log_in(&app.base, "alice", PASSWORD).await;
+    phone.log_in(&app.base, "alice", PASSWORD).await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 2);
+
+    laptop
+        .button("Log out everywhere")
+        .await
+        .click()
+        .await
+        .unwrap();
+    laptop
+        .wait_for_text("You have logged out on every device.")
+        .await;
+    assert_eq!(live_sessions(&app, "usr_alice").await, 0);
+    assert!(
+        !laptop
+            .cookies_for(&app.url("/auth/refresh"))
+            .await
+            .iter()
+            .any(|(name, _, _)| name == "__Secure-lk_rt")
+    );
+
+    phone.button("Reload sessions").await.click().await.unwrap();
+    phone.wait_for_text("Your session has ended").await;
+    laptop.quit().await;
+    phone.quit().await;
+}
+
+/// What a hostile page on another origin (`localhost`, another site than
+/// `127.0.0.1`) tries against the victim's server.
+const HOSTILE_PAGE: &str = r#"<!doctype html>
+<title>hostile</title>
+<p id="out">running</p>
+<form id="f" method="post" target="sink"></form>
+<iframe name="sink"></iframe>
+<script>
+const victim = new URLSearchParams(location.search).get('victim');
+const results = [];
+async function attempt(name, path, init) {
+  try {
+    const r = await fetch(victim + path, init);
+    results.push(name + ':' + r.type + ':' + r.status);
+  } catch (e) {
+    results.push(name + ':blocked');
+  }
+}
+(async () => {
+  // With the custom header: a preflight the server never grants.
+  await attempt('refresh-cors', '/auth/refresh',
+    { method: 'POST', credentials: 'include', headers: { 'X-Latchkey-Browser': '1' } });
+  await attempt('logout-cors', '/auth/logout',
+    { method: 'POST', credentials: 'include', headers: { 'X-Latchkey-Browser': '1' } });
+  // Simple requests the browser sends without asking (the answer is opaque).
+  await attempt('refresh-simple', '/auth/refresh', { method: 'POST', mode: 'no-cors', credentials: 'include' });
+  await attempt('logout-simple', '/auth/logout', { method: 'POST', mode: 'no-cors', credentials: 'include' });
+  // A cross-site form post.
+  const form = document.getElementById('f');
+  form.action = victim + '/auth/logout';
+  form.submit();
+  await new Promise(r => setTimeout(r, 500));
+  document.getElementById('out').textContent = 'done ' + results.join(' ');
+})();
+</script>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_can_neither_refresh_nor_log_out() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let hostile = serve_hostile_page().await;
+    let browser = browser!();
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    let cookie_before = refresh_cookie(&browser, &app).await;
+    let refreshes_before = refreshes(&app).await;
+    let victim = browser.client.window().await.unwrap();
+
+    let tab = browser.client.new_window(true).await.unwrap().handle;
+    browser.client.switch_to_window(tab).await.unwrap();
+    browser
+        .goto(&format!("{hostile}/?victim={}", app.base))
+        .await;
+    browser.wait_for_text("done").await;
+    let report = browser.text().await;
+    assert!(report.contains("refresh-cors:blocked"), "{report}");
+    assert!(report.contains("logout-cors:blocked"), "{report}");
+
+    // Nothing was refreshed or revoked; the cookie is the one from before.
+    assert_eq!(refreshes(&app).await, refreshes_before);
+    assert_eq!(live_sessions(&app, "usr_alice").await, 1);
+    assert!(app.audit("session_revoked").await.is_empty());
+    browser.client.switch_to_window(victim).await.unwrap();
+    browser.goto(&app.url("/")).await;
+    browser.wait_for_text("Signed in as alice").await;
+    assert_eq!(refreshes(&app).await, refreshes_before + 1);
+    // The reload rotated the cookie from before, which proves no one else had.
+    assert_ne!(refresh_cookie(&browser, &app).await, cookie_before);
+    assert!(app.audit("reuse_detected").await.is_empty());
+    browser.quit().await;
+}
+
+async fn refresh_cookie(browser: &Browser, app: &TestApp) -> String {
+    browser
+        .cookies_for(&app.url("/auth/refresh"))
+        .await
+        .into_iter()
+        .find(|(name, _, _)| name == "__Secure-lk_rt")
+        .map(|(_, value, _)| value)
+        .expect("the refresh cookie")
+}
+
+/// Serves [`HOSTILE_PAGE`] on a loopback port, reached as `localhost`: a
+/// different site from the victim's `127.0.0.1`.
+async fn serve_hostile_page() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html(HOSTILE_PAGE) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://localhost:{port}")
+}
+
+/// Polls `condition` until it holds, for at most a few seconds.
+async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the condition never held");
+}
