@@ -160,6 +160,12 @@ pub struct AuditFilter {
     pub user_id: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only events at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only events before this time (Unix seconds).
+    pub until: Option<i64>,
+    /// Only events older than the event with this id (the cursor of a page).
+    pub before_id: Option<i64>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -169,6 +175,8 @@ pub struct AuditFilter {
 pub struct Collected {
     /// Sessions deleted, with every refresh token in them.
     pub sessions: u64,
+    /// Deleted users whose last session has gone, removed for good.
+    pub users: u64,
 }
 
 /// Why a session was revoked.
@@ -189,6 +197,8 @@ pub enum RevocationReason {
     Admin,
     /// The user was disabled.
     UserDisabled,
+    /// The user was deleted.
+    UserDeleted,
     /// A newer login pushed it past the per-user cap.
     SessionCap,
     /// The user's password was changed and their sessions ended with it.
@@ -206,6 +216,7 @@ impl RevocationReason {
             Self::LogoutEverywhere => "logout_everywhere",
             Self::Admin => "admin",
             Self::UserDisabled => "user_disabled",
+            Self::UserDeleted => "user_deleted",
             Self::SessionCap => "session_cap",
             Self::PasswordChanged => "password_changed",
         }

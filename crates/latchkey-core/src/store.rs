@@ -22,14 +22,23 @@ pub use crate::store_error::{StoreError, StoreResult};
 pub trait Store: Send + Sync + 'static {
     /// Adds a user; [`StoreError::Conflict`] if the name is taken.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
-    /// The user with this name.
+    /// The user with this name (never a deleted one).
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
-    /// The user with this id.
+    /// The user with this id (never a deleted one).
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     /// All users, by name.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// At most `limit` users by id, after the id `after`: one page.
+    async fn users_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
     /// Replaces a password hash; false if there is no such user.
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Deletes a user: in one transaction every session of theirs is
+    /// revoked (their ids are returned, for the revocation feed) and the
+    /// user disappears from every lookup, freeing the name. The row stays,
+    /// disabled and renamed, while revoked sessions still point to it;
+    /// garbage collection removes it with the last one. Audit events stay.
+    /// `None` if there is no such user.
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<Option<Vec<String>>>;
     /// Disables or enables a user; disabling revokes all their sessions,
     /// whose ids it returns. `None` if there is no such user.
     async fn set_disabled(
@@ -122,7 +131,17 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads the audit trail, newest first.
-    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        Ok(self
+            .audit_page(filter)
+            .await?
+            .into_iter()
+            .map(|(_, event)| event)
+            .collect())
+    }
+    /// The same, each with its id (newest first), which pages further with
+    /// [`AuditFilter::before_id`].
+    async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>>;
 
     /// Deletes sessions that can never be used again, with their tokens:
     /// past their absolute end, revoked before `revoked_before`, or whose

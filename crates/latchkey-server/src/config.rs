@@ -30,6 +30,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("cookie_secure", "true"),
     ("cookie_fingerprint", "false"),
     ("password_grant", "false"),
+    ("signup", "off"),
     ("allowed_origins", ""),
     ("master_key", ""),
     ("scopes", ""),
@@ -78,6 +79,9 @@ pub struct Config {
     /// SHA-256 of a random value in a hardened cookie, and this server
     /// refuses them without it. Default `false`.
     pub cookie_fingerprint: bool,
+    /// `LATCHKEY_SIGNUP`: `open` lets anyone create an account at
+    /// `POST /auth/signup`. Default `off`.
+    pub signup_open: bool,
     /// `LATCHKEY_PASSWORD_GRANT`: allow `grant_type=password`. Default `false`.
     pub password_grant: bool,
     /// `LATCHKEY_ALLOWED_ORIGINS`: browser origins, comma-separated. Default: the issuer's origin.
@@ -420,6 +424,14 @@ impl Config {
         let cookie_secure = boolean("cookie_secure")?;
         let cookie_fingerprint = boolean("cookie_fingerprint")?;
         let password_grant = boolean("password_grant")?;
+        let signup_open = {
+            let (text, origin) = get("signup");
+            match text.as_str() {
+                "off" => false,
+                "open" => true,
+                _ => return Err(fail(&origin, format!("{text:?} is not off or open"))),
+            }
+        };
 
         let (mut text, origin) = get("allowed_origins");
         if !values.contains_key("allowed_origins") {
@@ -527,6 +539,7 @@ impl Config {
             signing_alg,
             cookie_secure,
             cookie_fingerprint,
+            signup_open,
             password_grant,
             allowed_origins,
             master_key,

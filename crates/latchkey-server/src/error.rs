@@ -170,6 +170,37 @@ impl From<crate::service::Refusal> for ApiError {
     }
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match e {
+            ServiceError::InvalidClientName
+            | ServiceError::InvalidScope
+            | ServiceError::InvalidUsername
+            | ServiceError::WeakPassword(_) => Self::invalid_request(e.to_string()),
+            ServiceError::Taken => Self::Plain {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                description: e.to_string(),
+            },
+            ServiceError::NotFound => Self::not_found(e.to_string()),
+            ServiceError::Busy { retry_after } => Self::Busy { retry_after },
+            ServiceError::Crypto(e) => Self::internal(e),
+            ServiceError::Store(e) => Self::internal(e),
+            ServiceError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<crate::service::SignUpRefusal> for ApiError {
+    fn from(e: crate::service::SignUpRefusal) -> Self {
+        match e {
+            crate::service::SignUpRefusal::Account(e) => e.into(),
+            crate::service::SignUpRefusal::Token(e) => e.into(),
+        }
+    }
+}
+
 impl From<latchkey_core::store::StoreError> for ApiError {
     fn from(e: latchkey_core::store::StoreError) -> Self {
         Self::internal(e)

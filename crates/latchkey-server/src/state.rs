@@ -21,7 +21,9 @@ use crate::error::ApiError;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
-use crate::service::{Events, LocalFanout, Sessions, TokenService};
+use crate::service::{
+    Events, LocalFanout, PasswordHashing, Refusal, ServiceError, Sessions, TokenService, Users,
+};
 use crate::throttle::Throttle;
 
 pub use crate::service::{Issued, Principal, RequestContext};
@@ -31,6 +33,7 @@ pub use crate::service::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<TokenService>,
+    users: Users,
 }
 
 /// The system's time in Unix seconds (for the command line; a server asks
@@ -102,26 +105,37 @@ impl AppState {
             events.clone(),
             deny_ttl,
         );
-        Ok(Self {
-            inner: Arc::new(TokenService {
-                metrics,
-                events,
-                sessions,
-                feed,
-                revocations,
-                attempts,
-                waiting_hashes: std::sync::atomic::AtomicUsize::new(0),
-                clock,
-                config: Arc::new(config),
-                store,
-                keyring: LiveKeyring::new(keyring),
-                refresh_keys,
-                passwords: Arc::new(passwords),
-                hash_gate: crate::hashing::HashGate::new(cores),
-                hash_pool: crate::hashing::HashPool::new(cores),
-                rng,
-            }),
-        })
+        let inner = Arc::new(TokenService {
+            metrics,
+            events,
+            sessions,
+            feed,
+            revocations,
+            attempts,
+            waiting_hashes: std::sync::atomic::AtomicUsize::new(0),
+            clock,
+            config: Arc::new(config),
+            store,
+            keyring: LiveKeyring::new(keyring),
+            refresh_keys,
+            passwords: Arc::new(passwords),
+            hash_gate: crate::hashing::HashGate::new(cores),
+            hash_pool: crate::hashing::HashPool::new(cores),
+            rng,
+        });
+        let users = Users::new(
+            inner.store.clone(),
+            inner.clock.clone(),
+            Arc::new(ServerHashing(inner.clone())),
+            inner.sessions.clone(),
+            inner.events.clone(),
+        );
+        Ok(Self { inner, users })
+    }
+
+    /// The account operations (sign-up, the admin API).
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     /// Counts the requests in flight, which decide how many cores may hash.
@@ -290,5 +304,19 @@ impl AppState {
     /// A valid access token of a live session (or of a client).
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         Ok(self.inner.authenticate(token).await?)
+    }
+}
+
+/// New passwords hashed on the server's hashing pool, in the queue logins
+/// wait in.
+struct ServerHashing(Arc<TokenService>);
+
+#[async_trait::async_trait]
+impl PasswordHashing for ServerHashing {
+    async fn hash(&self, password: String) -> Result<String, ServiceError> {
+        self.0.hash_password(password).await.map_err(|e| match e {
+            Refusal::Busy { retry_after } => ServiceError::Busy { retry_after },
+            other => ServiceError::Internal(Box::new(other)),
+        })
     }
 }

@@ -415,3 +415,45 @@ where
     }
     panic!("the condition never held");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_sign_up_signs_the_new_user_in_from_the_page() {
+    let app = start!(&[("LATCHKEY_SIGNUP", "open")]);
+    app.add_user("alice").await;
+    let browser = browser!();
+    browser.goto(&app.url("/")).await;
+    browser
+        .field("Username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    // A taken name is said, and signs nobody in.
+    browser.button("Sign up").await.click().await.unwrap();
+    browser.wait_for_text("already exists").await;
+    browser.field("Username").await.clear().await.unwrap();
+    browser
+        .field("Username")
+        .await
+        .send_keys("newcomer")
+        .await
+        .unwrap();
+    browser.button("Sign up").await.click().await.unwrap();
+    browser.wait_for_text("Signed in as newcomer").await;
+    browser.wait_for_text("This device").await;
+    let user = app
+        .state
+        .store()
+        .user_by_name("newcomer")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live_sessions(&app, &user.id).await, 1);
+    browser.quit().await;
+}

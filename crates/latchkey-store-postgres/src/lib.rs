@@ -65,6 +65,24 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_sess
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 
+/// Revokes every live session of `user_id` inside `tx`; their ids.
+async fn revoke_all_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
 impl PgStore {
     /// Connects to `url` (`postgres://…`; `?options=-c search_path=…` selects
     /// a schema) and migrates the database.
@@ -294,7 +312,9 @@ impl Store for PgStore {
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1 AND u.deleted_at IS NULL"
+        );
         let row = sqlx::query(&sql)
             .bind(username)
             .fetch_optional(&self.pool)
@@ -304,7 +324,8 @@ impl Store for PgStore {
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -314,7 +335,9 @@ impl Store for PgStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.username");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL ORDER BY u.username"
+        );
         let rows = sqlx::query(&sql)
             .fetch_all(&self.pool)
             .await
@@ -322,13 +345,49 @@ impl Store for PgStore {
         rows.iter().map(user_from).collect()
     }
 
-    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(&self.pool)
+    async fn users_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+             AND ($1::text IS NULL OR u.id > $1) ORDER BY u.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Control characters never occur in a username, so the tombstone's
+        // name frees the old one and collides with none.
+        let done = sqlx::query(
+            "UPDATE users SET disabled = TRUE, deleted_at = $1, username = chr(1) || 'deleted ' || id \
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let revoked = revoke_all_in(&mut tx, user_id, RevocationReason::UserDeleted, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(revoked))
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(password_hash)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -339,25 +398,18 @@ impl Store for PgStore {
         now: i64,
     ) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-            .bind(disabled)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let done =
+            sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(disabled)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         if done.rows_affected() != 1 {
             return Ok(None);
         }
         let revoked = if disabled {
-            sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(now)
-            .bind(RevocationReason::UserDisabled.as_str())
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?
+            revoke_all_in(&mut tx, user_id, RevocationReason::UserDisabled, now).await?
         } else {
             Vec::new()
         };
@@ -753,20 +805,25 @@ impl Store for PgStore {
         insert_audit(&mut conn, e).await
     }
 
-    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+    async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {
         let rows = sqlx::query(
-            "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
-             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3",
+            "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
+             WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2) \
+             AND ($3::bigint IS NULL OR at >= $3) AND ($4::bigint IS NULL OR at < $4) \
+             AND ($5::bigint IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
         )
         .bind(&filter.user_id)
         .bind(&filter.kind)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before_id)
         .bind(i64::from(filter.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
         rows.iter()
             .map(|r| {
-                Ok(AuditEvent {
+                let event = AuditEvent {
                     at: r.try_get("at").map_err(backend)?,
                     kind: r.try_get("kind").map_err(backend)?,
                     user_id: r.try_get("user_id").map_err(backend)?,
@@ -775,7 +832,8 @@ impl Store for PgStore {
                     ip: r.try_get("ip").map_err(backend)?,
                     user_agent: r.try_get("user_agent").map_err(backend)?,
                     detail: r.try_get("detail").map_err(backend)?,
-                })
+                };
+                Ok((r.try_get("id").map_err(backend)?, event))
             })
             .collect()
     }
@@ -800,8 +858,16 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        let users = sqlx::query(
+            "DELETE FROM users WHERE deleted_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = users.id)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(Collected {
             sessions: done.rows_affected(),
+            users: users.rows_affected(),
         })
     }
 

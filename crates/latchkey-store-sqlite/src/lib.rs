@@ -571,7 +571,9 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ? AND u.deleted_at IS NULL"
+        );
         self.read(|conn| {
             conn.prepare_cached(&sql)?
                 .query_row([username], user_from)
@@ -580,7 +582,8 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL");
         self.read(|conn| {
             conn.prepare_cached(&sql)?
                 .query_row([id], user_from)
@@ -589,15 +592,54 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.username");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL ORDER BY u.username"
+        );
         self.read(|conn| conn.prepare(&sql)?.query_map([], user_from)?.collect())
+    }
+
+    async fn users_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+             AND (?1 IS NULL OR u.id > ?1) ORDER BY u.id LIMIT ?2"
+        );
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_map(params![after, i64::from(limit)], user_from)?
+                .collect()
+        })
+    }
+
+    async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<Option<Vec<String>>> {
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // Control characters never occur in a username, so the
+            // tombstone's name frees the old one and collides with none.
+            let done = tx
+                .execute(
+                    "UPDATE users SET disabled = 1, deleted_at = ?1, username = char(1) || 'deleted ' || id \
+                     WHERE id = ?2 AND deleted_at IS NULL",
+                    params![now, user_id],
+                )
+                .map_err(backend)?;
+            if done != 1 {
+                return Ok(None);
+            }
+            let revoked =
+                revoke_all(&tx, user_id, RevocationReason::UserDeleted, now).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Some(revoked))
+        })
+        .await
     }
 
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
         self.write(|conn| {
             let done = conn
                 .execute(
-                    "UPDATE users SET password_hash = ? WHERE id = ?",
+                    "UPDATE users SET password_hash = ? WHERE id = ? AND deleted_at IS NULL",
                     params![password_hash, user_id],
                 )
                 .map_err(backend)?;
@@ -618,7 +660,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let done = tx
                 .execute(
-                    "UPDATE users SET disabled = ? WHERE id = ?",
+                    "UPDATE users SET disabled = ? WHERE id = ? AND deleted_at IS NULL",
                     params![disabled, user_id],
                 )
                 .map_err(backend)?;
@@ -936,15 +978,24 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+    async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
-                 WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT ?3",
+                "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
+                 WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) \
+                 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) AND (?5 IS NULL OR id < ?5) \
+                 ORDER BY id DESC LIMIT ?6",
             )?
             .query_map(
-                params![filter.user_id, filter.kind, i64::from(filter.limit)],
-                audit_from,
+                params![
+                    filter.user_id,
+                    filter.kind,
+                    filter.since,
+                    filter.until,
+                    filter.before_id,
+                    i64::from(filter.limit)
+                ],
+                |row| Ok((row.get("id")?, audit_from(row)?)),
             )?
             .collect()
         })
@@ -974,11 +1025,22 @@ impl Store for SqliteStore {
                 .await?;
             collected.sessions += deleted as u64;
             if (deleted as i64) < GC_BATCH {
-                return Ok(collected);
+                break;
             }
             // Let this process's other writers in between batches.
             tokio::task::yield_now().await;
         }
+        collected.users = self
+            .write(|conn| {
+                conn.prepare_cached(
+                    "DELETE FROM users WHERE deleted_at IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = users.id)",
+                )
+                .and_then(|mut s| s.execute([]))
+                .map_err(backend)
+            })
+            .await? as u64;
+        Ok(collected)
     }
 }
 

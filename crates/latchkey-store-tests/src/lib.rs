@@ -92,6 +92,9 @@ macro_rules! suite {
             the_cap_evicts_in_creation_order_within_one_second,
             no_session_outlives_the_disabling_of_its_user,
             a_narrowed_refresh_keeps_the_session_scope,
+            deleting_a_user_revokes_everything_and_frees_the_name,
+            users_page_by_id,
+            audit_pages_by_id_and_time,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -459,6 +462,7 @@ pub async fn session_cap_revokes_the_oldest(store: Arc<dyn Store>) {
         user_id: Some(alice.id.clone()),
         kind: Some(kind.into()),
         limit: 10,
+        ..AuditFilter::default()
     };
     let logins = store.audit_events(&events("login")).await.unwrap();
     let ids: Vec<_> = logins
@@ -912,4 +916,180 @@ pub async fn a_narrowed_refresh_keeps_the_session_scope(store: Arc<dyn Store>) {
         Outcome::Rotated { scope, .. } => assert_eq!(scope, "email profile"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Deleting a user revokes every session in the same transaction (the ids
+/// come back for the feed), hides the user from every lookup, frees the
+/// name, and leaves nothing that can be refreshed or started again; the
+/// row goes with its last session, the audit trail stays.
+pub async fn deleting_a_user_revokes_everything_and_frees_the_name(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let bob = user(store.as_ref(), "bob").await;
+    session(store.as_ref(), &alice, "ses_a1", hash(1), NOW, 10).await;
+    session(store.as_ref(), &alice, "ses_a2", hash(2), NOW, 10).await;
+    session(store.as_ref(), &bob, "ses_b", hash(3), NOW, 10).await;
+    let mut revoked = store
+        .delete_user(&alice.id, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    revoked.sort();
+    assert_eq!(revoked, ["ses_a1", "ses_a2"]);
+    assert!(is_revoked(store.as_ref(), "ses_a1").await);
+    assert!(!is_revoked(store.as_ref(), "ses_b").await);
+    // Gone from every lookup; a second delete, a password or a disable
+    // finds no one.
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), None);
+    assert_eq!(store.user_by_name("alice").await.unwrap(), None);
+    assert!(
+        !store
+            .list_users()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.id == alice.id)
+    );
+    assert!(
+        !store
+            .users_page(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.id == alice.id)
+    );
+    assert!(
+        store
+            .delete_user(&alice.id, NOW + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.set_password(&alice.id, "$argon2id$x").await.unwrap());
+    assert!(
+        store
+            .set_disabled(&alice.id, false, NOW + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nothing refreshes, nothing starts.
+    let outcome = store
+        .rotate(&policy(0), &request(hash(1), hash(9), NOW + 2))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+    let start = login_start(&alice, "ses_a3", hash(4), NOW + 2);
+    assert!(store.create_session(&start, 10).await.unwrap().is_none());
+    // The feed still announces the revocations.
+    let announced = store.revoked_since(NOW).await.unwrap();
+    assert!(
+        announced.iter().any(|(id, _)| id == "ses_a1"),
+        "{announced:?}"
+    );
+    // The name is free again, for a new account.
+    let again = User {
+        id: "usr_alice2".into(),
+        ..alice.clone()
+    };
+    store.insert_user(&again).await.unwrap();
+    assert_eq!(store.user_by_name("alice").await.unwrap(), Some(again));
+    store
+        .append_audit(&AuditEvent {
+            at: NOW + 1,
+            kind: "user_deleted".into(),
+            user_id: Some(alice.id.clone()),
+            session_id: None,
+            client_id: Some("cli_admin".into()),
+            ip: None,
+            user_agent: None,
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    // Garbage collection keeps the row while a revoked session points to
+    // it, then removes both; the audit trail stays.
+    let kept = store
+        .collect_garbage(NOW + 2, NOW, NOW - 3600)
+        .await
+        .unwrap();
+    assert_eq!(kept.users, 0);
+    let collected = store
+        .collect_garbage(NOW + 2, NOW + 1, NOW - 3600)
+        .await
+        .unwrap();
+    assert_eq!(collected.users, 1);
+    let trail = store
+        .audit_events(&AuditFilter {
+            user_id: Some(alice.id.clone()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<_> = trail.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["user_deleted", "login", "login"]);
+    assert!(store.user_by_id(&bob.id).await.unwrap().is_some());
+}
+
+/// Users page by id: every user once, in order, whatever the page size.
+pub async fn users_page_by_id(store: Arc<dyn Store>) {
+    for name in ["e", "b", "d", "a", "c"] {
+        user(store.as_ref(), name).await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.users_page(after.as_deref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|u| u.id));
+    }
+    assert_eq!(seen, ["usr_a", "usr_b", "usr_c", "usr_d", "usr_e"]);
+}
+
+/// The audit trail pages newest first by id, within a time range.
+pub async fn audit_pages_by_id_and_time(store: Arc<dyn Store>) {
+    for i in 0..6 {
+        store
+            .append_audit(&AuditEvent {
+                at: NOW + i,
+                kind: if i % 2 == 0 { "login" } else { "login_failed" }.into(),
+                user_id: Some("usr_a".into()),
+                session_id: None,
+                client_id: None,
+                ip: None,
+                user_agent: None,
+                detail: i.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    let page = |before_id: Option<i64>, since: Option<i64>, until: Option<i64>| AuditFilter {
+        user_id: Some("usr_a".into()),
+        since,
+        until,
+        before_id,
+        limit: 2,
+        ..AuditFilter::default()
+    };
+    let first = store.audit_page(&page(None, None, None)).await.unwrap();
+    let details: Vec<_> = first.iter().map(|(_, e)| e.detail.as_str()).collect();
+    assert_eq!(details, ["5", "4"]);
+    let next = store
+        .audit_page(&page(Some(first[1].0), None, None))
+        .await
+        .unwrap();
+    let details: Vec<_> = next.iter().map(|(_, e)| e.detail.as_str()).collect();
+    assert_eq!(details, ["3", "2"]);
+    // since is inclusive, until exclusive.
+    let ranged = store
+        .audit_page(&AuditFilter {
+            limit: 10,
+            ..page(None, Some(NOW + 1), Some(NOW + 4))
+        })
+        .await
+        .unwrap();
+    let details: Vec<_> = ranged.iter().map(|(_, e)| e.detail.as_str()).collect();
+    assert_eq!(details, ["3", "2", "1"]);
 }

@@ -126,6 +126,12 @@ enum UserCommand {
         /// Login name.
         name: String,
     },
+    /// Delete a user: every session revoked, the name freed; the audit
+    /// trail keeps their events.
+    Delete {
+        /// Login name.
+        name: String,
+    },
     /// List users.
     List {
         /// Print JSON.
@@ -464,6 +470,11 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
             users.set_disabled(&user, false, &cli).await?;
             println!("user {name} enabled");
         }
+        UserCommand::Delete { name } => {
+            let user = find_user(&users, &name).await?;
+            users.delete(&user, &cli).await?;
+            println!("user {name} deleted; all their sessions are revoked");
+        }
         UserCommand::List { json } => {
             let users = store.list_users().await?;
             if json {
@@ -720,6 +731,7 @@ async fn audit(
             user_id,
             kind,
             limit,
+            ..AuditFilter::default()
         })
         .await?;
     let mut out = std::io::stdout().lock();

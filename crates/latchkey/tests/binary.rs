@@ -132,6 +132,25 @@ async fn cli_changes_reach_a_running_server_without_restart() {
     );
     let users: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"], None)).unwrap();
     assert_eq!(users[0]["disabled"], true);
+
+    // Deleting (the admin API's operation, from the command line) frees
+    // the name and leaves the running server nothing to accept.
+    env.ok(&["user", "enable", "bob"], None);
+    let pair = json(login(&http, &server.base, "bob", "a brand new password").await).await;
+    env.ok(&["user", "delete", "bob"], None);
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    assert!(!env.ok(&["user", "list"], None).contains("bob"));
+    env.add_user("bob");
+    assert_eq!(
+        login(&http, &server.base, "bob", PASSWORD).await.status(),
+        200
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,10 @@
 //! from elsewhere, no framing, and Trusted Types so that no script can
 //! write HTML into the page.
 
+use std::sync::LazyLock;
+
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,6 +15,13 @@ use axum::routing::get;
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("../../assets/account.html");
+/// The page with its `Sign up` button, for `LATCHKEY_SIGNUP=open`.
+static PAGE_WITH_SIGNUP: LazyLock<String> = LazyLock::new(|| {
+    PAGE.replace(
+        "<!--signup-->",
+        r#"<button type="submit" name="action" value="signup" class="secondary">Sign up</button>"#,
+    )
+});
 const SCRIPT: &str = include_str!("../../assets/account.js");
 const STYLE: &str = include_str!("../../assets/account.css");
 
@@ -30,6 +40,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// The headers every part of the page is served with.
 fn served(content_type: &'static str, body: &'static str) -> Response {
+    // Every part is compiled in: nothing a request sends reaches the body.
     let mut response = body.into_response();
     let headers = response.headers_mut();
     for (name, value) in [
@@ -54,8 +65,13 @@ fn served(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-async fn page() -> Response {
-    served("text/html; charset=utf-8", PAGE)
+async fn page(State(state): State<AppState>) -> Response {
+    let page = if state.config().signup_open {
+        PAGE_WITH_SIGNUP.as_str()
+    } else {
+        PAGE
+    };
+    served("text/html; charset=utf-8", page)
 }
 
 async fn script() -> Response {

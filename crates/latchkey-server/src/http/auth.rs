@@ -14,7 +14,7 @@ use super::client_auth;
 use super::extract::Params;
 use super::oauth::token_response;
 use crate::error::ApiError;
-use crate::state::{AppState, RequestContext};
+use crate::state::{AppState, Issued, RequestContext};
 use latchkey_core::refresh::RefreshToken;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -22,6 +22,45 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/auth/signup", post(signup))
+}
+
+/// How a new session's tokens go back: all in the body (bearer mode), or
+/// the refresh token in a cookie and the access token bound to the
+/// browser's fingerprint, if fingerprints are on (browser mode).
+struct Delivery {
+    browser: bool,
+    fingerprint: Option<browser::Fingerprint>,
+}
+
+impl Delivery {
+    fn of(
+        state: &AppState,
+        headers: &HeaderMap,
+        ctx: &mut RequestContext,
+    ) -> Result<Self, ApiError> {
+        if !browser::requested(headers) {
+            return Ok(Self {
+                browser: false,
+                fingerprint: None,
+            });
+        }
+        browser::check(headers, state.config(), false)?;
+        let fingerprint = browser::fingerprint(headers, state.config(), state.rng())?;
+        ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
+        Ok(Self {
+            browser: true,
+            fingerprint,
+        })
+    }
+
+    fn respond(&self, state: &AppState, issued: &Issued) -> Result<Response, ApiError> {
+        if self.browser {
+            browser::token_response(state.config(), issued, self.fingerprint.as_ref())
+        } else {
+            Ok(token_response(issued))
+        }
+    }
 }
 
 /// `username`, `password`, optional `scope` and `client_id`; form or JSON.
@@ -31,13 +70,7 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let browser = browser::requested(&headers);
-    let mut fingerprint = None;
-    if browser {
-        browser::check(&headers, state.config(), false)?;
-        fingerprint = browser::fingerprint(&headers, state.config(), state.rng())?;
-        ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
-    }
+    let delivery = Delivery::of(&state, &headers, &mut ctx)?;
     let params = Params::from_body(&headers, &body, true)?;
     let client = client_auth::client(&state, &headers, &params)
         .await?
@@ -53,10 +86,35 @@ async fn login(
             &ctx,
         )
         .await?;
-    if browser {
-        return browser::token_response(state.config(), &issued, fingerprint.as_ref());
+    delivery.respond(&state, &issued)
+}
+
+/// Self-service sign-up (`LATCHKEY_SIGNUP=open`): `username`, `password`,
+/// optional `scope`; answered like a login, in bearer or browser mode.
+async fn signup(
+    State(state): State<AppState>,
+    mut ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.config().signup_open {
+        return Err(ApiError::not_found("sign-up is not open"));
     }
-    Ok(token_response(&issued))
+    let delivery = Delivery::of(&state, &headers, &mut ctx)?;
+    let params = Params::from_body(&headers, &body, true)?;
+    let username = params.require("username")?;
+    let password = params.require("password")?;
+    let issued = state
+        .tokens()
+        .sign_up(
+            state.users(),
+            username,
+            password.to_owned(),
+            params.get("scope"),
+            &ctx,
+        )
+        .await?;
+    delivery.respond(&state, &issued)
 }
 
 /// Browser mode: rotates the refresh token in the cookie.

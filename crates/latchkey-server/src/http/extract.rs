@@ -161,6 +161,11 @@ impl Params {
         }
     }
 
+    /// The names of the parameters present.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// A parameter; empty counts as absent.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -1,6 +1,7 @@
 //! The router: one module per resource.
 
 mod account;
+mod admin;
 mod auth;
 mod browser;
 mod client_auth;
@@ -30,6 +31,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(account::router())
+        .merge(admin::router())
         .merge(discovery::router())
         .merge(auth::router())
         .merge(oauth::router())

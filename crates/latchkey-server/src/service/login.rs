@@ -27,14 +27,19 @@ struct AttemptKeys {
 
 impl AttemptKeys {
     fn new(username: &str, ip: &str) -> Self {
-        let address = match ip.parse::<std::net::IpAddr>() {
-            Ok(ip) => crate::throttle::address_key(ip),
-            Err(_) => ip.to_owned(),
-        };
         Self {
             account: format!("acct:{}", username.to_lowercase()),
-            address: format!("ip:{address}"),
+            address: format!("ip:{}", address_key(ip)),
         }
+    }
+}
+
+/// The part of a client's address its attempts count against (an IPv6
+/// address by its /64).
+pub(super) fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::throttle::address_key(ip),
+        Err(_) => ip.to_owned(),
     }
 }
 
@@ -78,8 +83,11 @@ impl TokenService {
             .ok_or_else(|| Refusal::internal("the hashing pool stopped"))
     }
 
-    /// Hashes a new password off the async runtime.
+    /// Hashes a new password off the async runtime, in the same bounded
+    /// queue as logins (`503` past it).
     pub async fn hash_password(&self, password: String) -> Result<String, Refusal> {
+        let _queued = Queued::enter(&self.waiting_hashes, MAX_WAITING_HASHES)
+            .ok_or(Refusal::Busy { retry_after: 1 })?;
         let _turn = self.hash_gate.admit().await.map_err(Refusal::internal)?;
         let (passwords, rng) = (self.passwords.clone(), self.rng.clone());
         self.hash_pool
@@ -92,7 +100,7 @@ impl TokenService {
     /// The scope a login gets (§3.3): the requested one, or the default,
     /// within `LATCHKEY_SCOPES` and, through a client, within the client's
     /// registered scopes.
-    fn login_scope(
+    pub(super) fn login_scope(
         &self,
         requested: Option<&str>,
         client: Option<&Client>,

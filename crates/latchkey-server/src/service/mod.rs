@@ -7,7 +7,8 @@
 //! What lives here: [`TokenService`] (password login, refresh rotation,
 //! client credentials, checking access tokens), [`Sessions`] (revoking one,
 //! one's own, all of a user's, and announcing revocations made elsewhere)
-//! [`Users`] (adding, changing a password, disabling and enabling),
+//! [`Users`] (adding, listing, changing a password, disabling and enabling,
+//! deleting), sign-up (a user, then a session),
 //! [`Clients`] (registering) and [`Keys`] (rotating, sealing).
 //! Operations answer a [`Refusal`], never an HTTP error.
 
@@ -20,6 +21,7 @@ mod login;
 mod refresh;
 mod refusal;
 mod sessions;
+mod signup;
 mod tokens;
 mod users;
 
@@ -29,6 +31,7 @@ pub use keys::Keys;
 pub use login::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};
 pub use refusal::Refusal;
 pub use sessions::{LocalFanout, Sessions};
+pub use signup::SignUpRefusal;
 pub use tokens::{Issued, Principal, RequestContext, TokenService};
 pub use users::{
     BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, check_username,

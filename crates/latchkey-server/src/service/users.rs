@@ -38,6 +38,15 @@ pub enum ServiceError {
     /// No such user.
     #[error("no such user")]
     NotFound,
+    /// Too busy to hash a password now: retry after this many seconds.
+    #[error("busy; retry after {retry_after} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after: i64,
+    },
+    /// A failure of the server.
+    #[error("internal failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Hashing or randomness failed.
     #[error("cryptography failed")]
     Crypto(#[from] latchkey_core::Error),
@@ -127,6 +136,50 @@ impl Users {
             .user_by_name(name)
             .await?
             .ok_or(ServiceError::NotFound)
+    }
+
+    /// The user with this id.
+    pub async fn by_id(&self, id: &str) -> Result<User, ServiceError> {
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// At most `limit` users by id after the id `after`.
+    pub async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, ServiceError> {
+        Ok(self.store.users_page(after, limit).await?)
+    }
+
+    /// Adds a user who has no password of theirs (an application
+    /// authenticates them by its own means and starts their sessions): the
+    /// stored hash is of 128 random bits nobody knows, so a password login
+    /// fails after the same work as any other.
+    pub async fn add_without_password(
+        &self,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<User, ServiceError> {
+        let secret = latchkey_core::id::random_id("", &SystemRandom::new())?;
+        self.add(name, secret, actor).await
+    }
+
+    /// Deletes a user: every session revoked (returned, and announced) in
+    /// the same transaction that takes the user out of every lookup. The
+    /// audit trail keeps their events.
+    pub async fn delete(&self, user: &User, actor: &Actor) -> Result<Vec<String>, ServiceError> {
+        let revoked = self
+            .store
+            .delete_user(&user.id, self.clock.now())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.events
+            .audit("user_deleted", Some(&user.id), None, actor, "")
+            .await;
+        self.sessions
+            .revoked(&revoked, &user.id, RevocationReason::UserDeleted, actor)
+            .await;
+        Ok(revoked)
     }
 
     /// Adds a user, checking the name and the password first.

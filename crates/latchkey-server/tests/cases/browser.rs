@@ -1,6 +1,6 @@
 // Included once per storage backend by tests/browser.rs; `BACKEND` names it.
 
-use crate::common::{PASSWORD, TestApp, error_code, field};
+use crate::common::{PASSWORD, TestApp, claims, error_code, field};
 use serde_json::Value;
 
 /// Logs in in browser mode; returns the body and the cookie pair
@@ -128,14 +128,6 @@ fn set_cookies(response: &reqwest::Response) -> Vec<(String, String)> {
             (whole.split(';').next().unwrap().to_owned(), whole)
         })
         .collect()
-}
-
-/// The claims of a JWT, unverified (the server checked the signature).
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]

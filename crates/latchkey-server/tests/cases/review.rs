@@ -5,17 +5,10 @@ use std::time::Duration;
 
 use latchkey_core::clock::ManualClock;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use crate::common::{PASSWORD, TestApp, error_code, field};
+use crate::common::{PASSWORD, TestApp, claims, error_code, field};
 use latchkey_core::refresh::RefreshToken;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn claims(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
 
 async fn description(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();

@@ -268,6 +268,16 @@ impl TestApp {
     }
 }
 
+/// The claims of a JWT, unverified (the server checked the signature).
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 pub fn field<'a>(value: &'a Value, name: &str) -> &'a str {
     value[name]
         .as_str()

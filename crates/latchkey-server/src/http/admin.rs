@@ -1,0 +1,507 @@
+//! The admin API (SPEC §11) for an application's back end: users, their
+//! sessions, the audit trail, and sessions for users the application
+//! authenticated itself. Every call needs a `client_credentials` token of a
+//! registered client whose scope holds `latchkey:admin`; every change is
+//! audited with that client's id. JSON in and out; every input is checked
+//! before anything changes.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_core::rotation::RevocationReason;
+use latchkey_core::scope::Scope;
+use latchkey_core::store::{AuditFilter, Session, User};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{Params, bearer, check_text};
+use super::oauth::token_response;
+use crate::error::ApiError;
+use crate::service::Actor;
+use crate::state::{AppState, RequestContext};
+use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
+
+/// The scope an admin client's token must hold.
+pub(crate) const ADMIN_SCOPE: &str = "latchkey:admin";
+
+/// Page sizes: the default, and the most a caller may ask for.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(list_users).post(create_user))
+        .route(
+            "/admin/users/{id}",
+            get(read_user).patch(update_user).delete(delete_user),
+        )
+        .route(
+            "/admin/users/{id}/sessions",
+            get(user_sessions).delete(revoke_user_sessions),
+        )
+        .route("/admin/sessions", post(create_session))
+        .route("/admin/sessions/{sid}", delete(revoke_session))
+        .route("/admin/audit", get(audit))
+}
+
+/// The admin client behind a request.
+struct Admin {
+    client_id: String,
+}
+
+impl Admin {
+    fn actor(&self, ctx: &RequestContext) -> Actor {
+        Actor::request(ctx, Some(&self.client_id))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?;
+        let principal = state.authenticate(token).await?;
+        let claims = &principal.claims;
+        let refuse = || {
+            ApiError::forbidden("the admin API needs a client token with the scope latchkey:admin")
+        };
+        // A client's own token (client_credentials): no user, no session.
+        if principal.user.is_some() || claims.sid.is_some() {
+            return Err(refuse());
+        }
+        let in_token = Scope::parse(&claims.scope).is_ok_and(|s| s.contains(ADMIN_SCOPE));
+        // The client must still be registered with the scope.
+        let client = state.store().client_by_id(&claims.client_id).await?;
+        let registered = client.is_some_and(|c| {
+            c.secret_hash.is_some() && Scope::parse(&c.scope).is_ok_and(|s| s.contains(ADMIN_SCOPE))
+        });
+        if !(in_token && registered) {
+            return Err(refuse());
+        }
+        Ok(Self {
+            client_id: claims.client_id.clone(),
+        })
+    }
+}
+
+/// A JSON body into `T`: `Content-Type: application/json`, an object of the
+/// expected fields only (a duplicated or unknown one is refused), and no
+/// NUL byte in any string.
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if content_type.as_deref() != Some("application/json") {
+        return Err(ApiError::invalid_request(
+            "Content-Type must be application/json",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::invalid_request("the body is not valid JSON"))?;
+    check_strings(&value)?;
+    // Read again from the bytes, where a duplicated field is still seen.
+    serde_json::from_slice(body).map_err(|e| {
+        let why: String = e.to_string().chars().take(200).collect();
+        ApiError::invalid_request(format!("bad body: {why}"))
+    })
+}
+
+fn check_strings(value: &serde_json::Value) -> Result<(), ApiError> {
+    match value {
+        serde_json::Value::String(s) => check_text("a string", s),
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_strings),
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            check_text("a field name", k)?;
+            check_strings(v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The query string's parameters, each at most once, none unknown.
+fn query(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
+    let params = Params::from_form(raw.unwrap_or("").as_bytes())?;
+    if let Some(name) = params.names().find(|n| !known.contains(n)) {
+        let name: String = name.chars().take(64).collect();
+        return Err(ApiError::invalid_request(format!(
+            "unknown parameter {name}"
+        )));
+    }
+    Ok(params)
+}
+
+fn limit(params: &Params) -> Result<u32, ApiError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::invalid_request(format!("limit is 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::invalid_request("bad cursor")
+}
+
+/// A cursor is opaque to callers: the base64url of where the page ended.
+fn encode_cursor(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    if cursor.len() > 1024 {
+        return Err(bad_cursor());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    if text.is_empty() || text.chars().any(char::is_control) {
+        return Err(bad_cursor());
+    }
+    Ok(text)
+}
+
+/// An id from the path: no NUL, no control character, not absurdly long.
+fn path_id(id: &str) -> Result<&str, ApiError> {
+    check_text("the id", id)?;
+    if id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(ApiError::not_found("no such id"));
+    }
+    Ok(id)
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: String,
+    username: String,
+    disabled: bool,
+    created_at: i64,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    user_id: String,
+    client_id: Option<String>,
+    scope: String,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    ip: String,
+    user_agent: String,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        Self {
+            id: s.id,
+            user_id: s.user_id,
+            client_id: s.client_id,
+            scope: s.scope,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: Option<String>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewUser = json_body(&headers, &body)?;
+    let actor = admin.actor(&ctx);
+    let users = state.users();
+    let user = match new.password {
+        Some(password) => users.add(&new.username, password, &actor).await?,
+        None => users.add_without_password(&new.username, &actor).await?,
+    };
+    Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query(raw.as_deref(), &["limit", "cursor"])?;
+    let limit = limit(&params)?;
+    let after = params.get("cursor").map(decode_cursor).transpose()?;
+    // One more than asked tells whether another page follows.
+    let mut users = state.users().page(after.as_deref(), limit + 1).await?;
+    let next_cursor = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().map(|u| encode_cursor(&u.id))
+    } else {
+        None
+    };
+    let users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
+    Ok(Json(json!({ "users": users, "next_cursor": next_cursor })).into_response())
+}
+
+async fn read_user(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = state.users().by_id(path_id(&id)?).await?;
+    Ok(Json(UserView::from(user)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+/// A new password is checked before anything changes, and applies to the
+/// next login (sessions stay); disabling revokes every session.
+async fn update_user(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let change: UserChange = json_body(&headers, &body)?;
+    if change.disabled.is_none() && change.password.is_none() {
+        return Err(ApiError::invalid_request(
+            "nothing to change: give disabled or password",
+        ));
+    }
+    if let Some(password) = &change.password {
+        latchkey_core::password::check_new_password(password)
+            .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    }
+    let users = state.users();
+    let mut user = users.by_id(path_id(&id)?).await?;
+    let actor = admin.actor(&ctx);
+    if let Some(password) = change.password {
+        users.set_password(&user, password, false, &actor).await?;
+    }
+    if let Some(disabled) = change.disabled
+        && disabled != user.disabled
+    {
+        users.set_disabled(&user, disabled, &actor).await?;
+        user.disabled = disabled;
+    }
+    Ok(Json(UserView::from(user)).into_response())
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let users = state.users();
+    let user = users.by_id(path_id(&id)?).await?;
+    users.delete(&user, &admin.actor(&ctx)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn user_sessions(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = state.users().by_id(path_id(&id)?).await?;
+    let sessions = state.store().live_sessions(&user.id, state.now()).await?;
+    let sessions: Vec<SessionView> = sessions.into_iter().map(SessionView::from).collect();
+    Ok(Json(json!({ "sessions": sessions })).into_response())
+}
+
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = state.users().by_id(path_id(&id)?).await?;
+    state
+        .sessions()
+        .revoke_all(&user.id, RevocationReason::Admin, &admin.actor(&ctx))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `204` for a session that exists (revoked now, or already); `404` else.
+async fn revoke_session(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some((session, _)) = state.store().session_with_user(path_id(&sid)?).await? else {
+        return Err(ApiError::not_found("no such session"));
+    };
+    state
+        .sessions()
+        .revoke(
+            &session.id,
+            &session.user_id,
+            RevocationReason::Admin,
+            &admin.actor(&ctx),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    user_id: String,
+    scope: Option<String>,
+    client_id: Option<String>,
+}
+
+/// A token pair for a user the application authenticated by its own means.
+async fn create_session(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewSession = json_body(&headers, &body)?;
+    let user = state.users().by_id(path_id(&new.user_id)?).await?;
+    let client = match new.client_id.as_deref() {
+        None | Some(FIRST_PARTY_CLIENT_ID) => None,
+        Some(id) => Some(
+            state
+                .store()
+                .client_by_id(id)
+                .await?
+                .ok_or_else(|| ApiError::invalid_request("no such client"))?,
+        ),
+    };
+    let Some(issued) = state
+        .tokens()
+        .start_session_for(&user, client.as_ref(), new.scope.as_deref(), &ctx)
+        .await?
+    else {
+        return Err(ApiError::invalid_request("the user is disabled"));
+    };
+    state
+        .audit(
+            "admin_session_created",
+            Some(&user.id),
+            issued.session_id.as_deref(),
+            Some(&admin.client_id),
+            &ctx,
+            "",
+        )
+        .await;
+    Ok(token_response(&issued))
+}
+
+#[derive(Serialize)]
+struct EventView {
+    at: i64,
+    kind: String,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    client_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: String,
+}
+
+fn time(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|t| {
+            t.parse::<i64>()
+                .map_err(|_| ApiError::invalid_request(format!("{name} is Unix seconds")))
+        })
+        .transpose()
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query(
+        raw.as_deref(),
+        &["user_id", "kind", "since", "until", "limit", "cursor"],
+    )?;
+    let limit = limit(&params)?;
+    let before_id = match params.get("cursor") {
+        None => None,
+        Some(cursor) => Some(
+            decode_cursor(cursor)?
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(bad_cursor)?,
+        ),
+    };
+    let filter = AuditFilter {
+        user_id: params.get("user_id").map(str::to_owned),
+        kind: params.get("kind").map(str::to_owned),
+        since: time(&params, "since")?,
+        until: time(&params, "until")?,
+        before_id,
+        limit: limit + 1,
+    };
+    let mut events = state.store().audit_page(&filter).await?;
+    let next_cursor = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        events.last().map(|(id, _)| encode_cursor(&id.to_string()))
+    } else {
+        None
+    };
+    let events: Vec<EventView> = events
+        .into_iter()
+        .map(|(_, e)| EventView {
+            at: e.at,
+            kind: e.kind,
+            user_id: e.user_id,
+            session_id: e.session_id,
+            client_id: e.client_id,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(Json(json!({ "events": events, "next_cursor": next_cursor })).into_response())
+}
