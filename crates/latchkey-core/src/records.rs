@@ -28,10 +28,52 @@ pub struct Client {
     pub name: String,
     /// Keyed hash of the secret; `None` for a public client.
     pub secret_hash: Option<TokenHash>,
-    /// Scopes the client may request for itself (`client_credentials`).
+    /// Scopes the client may request for itself (`client_credentials`), and
+    /// the most a user's session through it may hold.
     pub scope: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Redirect URIs registered for the authorization code flow.
+    pub redirect_uris: Vec<String>,
+    /// Trusted to skip the consent page.
+    pub first_party: bool,
+}
+
+/// An authorization code (SPEC §10), stored by the keyed hash of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    /// Keyed hash of the code.
+    pub hash: TokenHash,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user who authorized it.
+    pub user_id: String,
+    /// The redirect URI it was sent to (the token request must repeat it).
+    pub redirect_uri: String,
+    /// The PKCE `S256` challenge.
+    pub code_challenge: String,
+    /// The scope granted.
+    pub scope: String,
+    /// The OpenID Connect `nonce`, if the client sent one.
+    pub nonce: Option<String>,
+    /// When the user signed in, Unix seconds.
+    pub auth_time: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// Unused until now; now used, for the session named in the redemption.
+    Fresh(AuthorizationCode),
+    /// Used before: the session its first redemption started, if any.
+    Used {
+        /// That session.
+        session_id: Option<String>,
+    },
+    /// No such code.
+    Unknown,
 }
 
 /// A session: the family of refresh tokens started by one login.

@@ -10,8 +10,8 @@ use crate::rotation::{Policy, RotationRequest};
 use crate::session::SessionStart;
 
 pub use crate::records::{
-    AuditEvent, AuditFilter, Client, Collected, RefreshRecord, RevocationReason, Session,
-    StoredKey, User,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Redemption, RefreshRecord,
+    RevocationReason, Session, StoredKey, User,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -127,6 +127,30 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the secret stored under `name` (to seal a plain one); false
     /// if there is none.
     async fn replace_secret(&self, name: &str, value: &[u8]) -> StoreResult<bool>;
+
+    /// Stores a new authorization code.
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// Marks a code used, atomically, recording the session its redemption
+    /// starts: of any number of redemptions at once, one finds it
+    /// [`Redemption::Fresh`]; the others find it used, and which session
+    /// the first one started.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Redemption>;
+    /// The scope `user_id` has consented to for `client_id`, if any.
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>>;
+    /// Records consent to `scope` (replacing what was there: the caller
+    /// passes the union).
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()>;
 
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;

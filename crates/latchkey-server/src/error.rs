@@ -176,6 +176,7 @@ impl From<crate::service::ServiceError> for ApiError {
         match e {
             ServiceError::InvalidClientName
             | ServiceError::InvalidScope
+            | ServiceError::InvalidRedirectUri
             | ServiceError::InvalidUsername
             | ServiceError::WeakPassword(_) => Self::invalid_request(e.to_string()),
             ServiceError::Taken => Self::Plain {

@@ -27,8 +27,8 @@ use latchkey_core::rotation::{
 };
 use latchkey_core::session::SessionStart;
 use latchkey_core::store::{
-    AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
-    StoreResult, StoredKey, User,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Outcome, Redemption,
+    RefreshRecord, Session, Store, StoreError, StoreResult, StoredKey, User,
 };
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
@@ -203,6 +203,30 @@ fn client_from(row: &PgRow) -> StoreResult<Client> {
         },
         scope: row.try_get("scope").map_err(backend)?,
         created_at: row.try_get("created_at").map_err(backend)?,
+        redirect_uris: row
+            .try_get::<String, _>("redirect_uris")
+            .map_err(backend)?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        first_party: row.try_get("first_party").map_err(backend)?,
+    })
+}
+
+fn code_from(row: &PgRow) -> StoreResult<AuthorizationCode> {
+    let hash: Vec<u8> = row.try_get("hash").map_err(backend)?;
+    Ok(AuthorizationCode {
+        hash: TokenHash::from_slice(&hash)
+            .ok_or_else(|| StoreError::Corrupt("code hash".into()))?,
+        client_id: row.try_get("client_id").map_err(backend)?,
+        user_id: row.try_get("user_id").map_err(backend)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(backend)?,
+        code_challenge: row.try_get("code_challenge").map_err(backend)?,
+        scope: row.try_get("scope").map_err(backend)?,
+        nonce: row.try_get("nonce").map_err(backend)?,
+        auth_time: row.try_get("auth_time").map_err(backend)?,
+        expires_at: row.try_get("expires_at").map_err(backend)?,
     })
 }
 
@@ -419,13 +443,16 @@ impl Store for PgStore {
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&client.id)
         .bind(&client.name)
         .bind(client.secret_hash.map(|h| h.0.to_vec()))
         .bind(&client.scope)
         .bind(client.created_at)
+        .bind(client.redirect_uris.join("\n"))
+        .bind(client.first_party)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -434,7 +461,7 @@ impl Store for PgStore {
 
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at FROM clients WHERE id = $1",
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party FROM clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -445,7 +472,7 @@ impl Store for PgStore {
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
         let rows = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at FROM clients ORDER BY name, id",
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party FROM clients ORDER BY name, id",
         )
         .fetch_all(&self.pool)
         .await
@@ -800,6 +827,90 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
+             scope, nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(code.hash.0.to_vec())
+        .bind(&code.client_id)
+        .bind(&code.user_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.code_challenge)
+        .bind(&code.scope)
+        .bind(&code.nonce)
+        .bind(code.auth_time)
+        .bind(code.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Redemption> {
+        // One statement: the row lock makes every other redemption wait,
+        // then find it used.
+        let fresh = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1, session_id = $2 \
+             WHERE hash = $3 AND used_at IS NULL \
+             RETURNING hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, expires_at",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(hash.0.to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = fresh {
+            return Ok(Redemption::Fresh(code_from(&row)?));
+        }
+        let used: Option<Option<String>> =
+            sqlx::query_scalar("SELECT session_id FROM authorization_codes WHERE hash = $1")
+                .bind(hash.0.to_vec())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(match used {
+            Some(session_id) => Redemption::Used { session_id },
+            None => Redemption::Unknown,
+        })
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = $3, granted_at = $4",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         insert_audit(&mut conn, e).await
@@ -858,6 +969,11 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(revoked_before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         let users = sqlx::query(
             "DELETE FROM users WHERE deleted_at IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = users.id)",

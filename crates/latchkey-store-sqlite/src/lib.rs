@@ -41,8 +41,8 @@ use latchkey_core::rotation::{
 };
 use latchkey_core::session::SessionStart;
 use latchkey_core::store::{
-    AuditEvent, AuditFilter, Client, Collected, Outcome, RefreshRecord, Session, Store, StoreError,
-    StoreResult, StoredKey, User,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Outcome, Redemption,
+    RefreshRecord, Session, Store, StoreError, StoreResult, StoredKey, User,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -114,7 +114,7 @@ const TOKEN_COLUMN_COUNT: usize = 10;
 const SESSION_COLUMN_COUNT: usize = 11;
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party";
 
 /// The file named by `sqlite://PATH` (or `sqlite:PATH`). The file is created
 /// when missing, so `?mode=rwc` is accepted as saying just that; any other
@@ -286,6 +286,31 @@ fn client_from(row: &Row<'_>) -> rusqlite::Result<Client> {
         },
         scope: row.get("scope")?,
         created_at: row.get("created_at")?,
+        redirect_uris: split_lines(&row.get::<_, String>("redirect_uris")?),
+        first_party: row.get("first_party")?,
+    })
+}
+
+/// Redirect URIs are stored one per line (a URI holds no line break).
+fn split_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
+    let hash: Vec<u8> = row.get("hash")?;
+    Ok(AuthorizationCode {
+        hash: TokenHash::from_slice(&hash).ok_or_else(|| corrupt("code hash".into()))?,
+        client_id: row.get("client_id")?,
+        user_id: row.get("user_id")?,
+        redirect_uri: row.get("redirect_uri")?,
+        code_challenge: row.get("code_challenge")?,
+        scope: row.get("scope")?,
+        nonce: row.get("nonce")?,
+        auth_time: row.get("auth_time")?,
+        expires_at: row.get("expires_at")?,
     })
 }
 
@@ -681,13 +706,16 @@ impl Store for SqliteStore {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO clients (id, name, secret_hash, scope, created_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
                 params![
                     client.id,
                     client.name,
                     client.secret_hash.as_ref().map(|h| &h.0[..]),
                     client.scope,
                     client.created_at,
+                    client.redirect_uris.join("\n"),
+                    client.first_party,
                 ],
             )
             .map_err(backend)?;
@@ -973,6 +1001,104 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
+                 scope, nonce, auth_time, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    &code.hash.0[..],
+                    code.client_id,
+                    code.user_id,
+                    code.redirect_uri,
+                    code.code_challenge,
+                    code.scope,
+                    code.nonce,
+                    code.auth_time,
+                    code.expires_at,
+                ])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Redemption> {
+        let hash = hash.0;
+        let session_id = session_id.to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let found = tx
+                .prepare_cached(
+                    "SELECT hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, \
+                     auth_time, expires_at, used_at, session_id FROM authorization_codes WHERE hash = ?",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&hash[..]], |row| {
+                        Ok((
+                            code_from(row)?,
+                            row.get::<_, Option<i64>>("used_at")?,
+                            row.get::<_, Option<String>>("session_id")?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(backend)?;
+            let redemption = match found {
+                None => Redemption::Unknown,
+                Some((_, Some(_), session_id)) => Redemption::Used { session_id },
+                Some((code, None, _)) => {
+                    tx.execute(
+                        "UPDATE authorization_codes SET used_at = ?, session_id = ? WHERE hash = ?",
+                        params![now, session_id, &hash[..]],
+                    )
+                    .map_err(backend)?;
+                    Redemption::Fresh(code)
+                }
+            };
+            tx.commit().map_err(backend)?;
+            Ok(redemption)
+        })
+        .await
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")?
+                .query_row([user_id, client_id], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scope = ?3, granted_at = ?4",
+                params![user_id, client_id, scope, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         self.write(|conn| insert_audit(conn, e).map_err(backend))
             .await
@@ -1030,6 +1156,12 @@ impl Store for SqliteStore {
             // Let this process's other writers in between batches.
             tokio::task::yield_now().await;
         }
+        self.write(|conn| {
+            conn.prepare_cached("DELETE FROM authorization_codes WHERE expires_at < ?")
+                .and_then(|mut s| s.execute([revoked_before]))
+                .map_err(backend)
+        })
+        .await?;
         collected.users = self
             .write(|conn| {
                 conn.prepare_cached(

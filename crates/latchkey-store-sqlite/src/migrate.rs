@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_key_rotation.sql"),
     include_str!("../migrations/0004_token_rows_in_issue_order.sql"),
     include_str!("../migrations/0005_deleted_users.sql"),
+    include_str!("../migrations/0006_authorization_code.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

@@ -95,6 +95,8 @@ macro_rules! suite {
             deleting_a_user_revokes_everything_and_frees_the_name,
             users_page_by_id,
             audit_pages_by_id_and_time,
+            a_code_is_redeemed_once_whatever_arrives_at_once,
+            consent_is_remembered_per_user_and_client,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -1092,4 +1094,85 @@ pub async fn audit_pages_by_id_and_time(store: Arc<dyn Store>) {
         .unwrap();
     let details: Vec<_> = ranged.iter().map(|(_, e)| e.detail.as_str()).collect();
     assert_eq!(details, ["3", "2", "1"]);
+}
+
+/// Of many redemptions of one code at once, exactly one finds it fresh;
+/// the others learn which session that one started. Clients keep their
+/// redirect URIs and first-party trust.
+pub async fn a_code_is_redeemed_once_whatever_arrives_at_once(store: Arc<dyn Store>) {
+    let client = latchkey_core::store::Client {
+        id: "lkc_app".into(),
+        name: "app".into(),
+        secret_hash: None,
+        scope: "openid profile".into(),
+        created_at: NOW,
+        redirect_uris: vec![
+            "https://app.example/cb".into(),
+            "http://127.0.0.1/cb".into(),
+        ],
+        first_party: true,
+    };
+    store.insert_client(&client).await.unwrap();
+    assert_eq!(store.client_by_id("lkc_app").await.unwrap(), Some(client));
+    let code = latchkey_core::store::AuthorizationCode {
+        hash: hash(7),
+        client_id: "lkc_app".into(),
+        user_id: "usr_alice".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        scope: "openid".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: NOW,
+        expires_at: NOW + 60,
+    };
+    store.insert_code(&code).await.unwrap();
+    let redemptions: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .redeem_code(&hash(7), &format!("ses_{i}"), NOW + 1)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    let mut used = Vec::new();
+    for r in redemptions {
+        match r.await.unwrap() {
+            latchkey_core::store::Redemption::Fresh(found) => {
+                assert_eq!(found, code);
+                fresh += 1;
+            }
+            latchkey_core::store::Redemption::Used { session_id } => used.push(session_id.unwrap()),
+            latchkey_core::store::Redemption::Unknown => panic!("the code exists"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(used.len(), 15);
+    assert!(used.windows(2).all(|w| w[0] == w[1]), "{used:?}");
+    assert_eq!(
+        store.redeem_code(&hash(8), "ses_x", NOW).await.unwrap(),
+        latchkey_core::store::Redemption::Unknown
+    );
+}
+
+/// Consent is kept per user and client, and replaced by the next grant.
+pub async fn consent_is_remembered_per_user_and_client(store: Arc<dyn Store>) {
+    assert_eq!(store.consent("usr_a", "lkc_1").await.unwrap(), None);
+    store
+        .grant_consent("usr_a", "lkc_1", "openid", NOW)
+        .await
+        .unwrap();
+    store
+        .grant_consent("usr_a", "lkc_1", "openid profile", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consent("usr_a", "lkc_1").await.unwrap().as_deref(),
+        Some("openid profile")
+    );
+    assert_eq!(store.consent("usr_a", "lkc_2").await.unwrap(), None);
+    assert_eq!(store.consent("usr_b", "lkc_1").await.unwrap(), None);
 }

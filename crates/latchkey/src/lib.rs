@@ -20,7 +20,8 @@ use latchkey_server::config::{Config, ConfigError};
 use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::metrics::Metrics;
 use latchkey_server::service::{
-    Actor, BlockingHasher, Clients, Events, Keys, ServiceError, Sessions, Users, check_username,
+    Actor, BlockingHasher, Clients, Events, Keys, NewClient, ServiceError, Sessions, Users,
+    check_username,
 };
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
@@ -149,9 +150,15 @@ enum ClientCommand {
         /// Scopes the client may request for itself (space-separated).
         #[arg(long, default_value = "")]
         scope: String,
-        /// A public client (no secret), for native apps and CLIs.
+        /// A public client (no secret), for native apps, single-page apps and CLIs.
         #[arg(long)]
         public: bool,
+        /// A redirect URI for the authorization code flow (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Trusted by the operator: its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -507,6 +514,8 @@ async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) 
             name,
             scope,
             public,
+            redirect_uris,
+            first_party,
             json,
         } => {
             let keys = if public {
@@ -515,11 +524,16 @@ async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) 
                 let rng = SystemRandom::new();
                 Some(load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng).await?)
             };
-            let (client, secret) = clients
-                .add(&name, &scope, keys.as_ref(), &Actor::cli())
-                .await?;
+            let new = NewClient {
+                name: &name,
+                scope: &scope,
+                redirect_uris: &redirect_uris,
+                first_party,
+            };
+            let (client, secret) = clients.add(&new, keys.as_ref(), &Actor::cli()).await?;
             if json {
-                let mut doc = serde_json::json!({"client_id": client.id, "name": name, "scope": client.scope});
+                let mut doc = serde_json::json!({"client_id": client.id, "name": name, "scope": client.scope,
+                    "redirect_uris": client.redirect_uris, "first_party": client.first_party});
                 if let Some(secret) = &secret {
                     doc["client_secret"] = serde_json::json!(secret);
                 }
@@ -537,7 +551,8 @@ async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) 
             if json {
                 let list: Vec<_> = clients
                     .iter()
-                    .map(|c| serde_json::json!({"client_id": c.id, "name": c.name, "scope": c.scope, "confidential": c.secret_hash.is_some()}))
+                    .map(|c| serde_json::json!({"client_id": c.id, "name": c.name, "scope": c.scope, "confidential": c.secret_hash.is_some(),
+                        "redirect_uris": c.redirect_uris, "first_party": c.first_party}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

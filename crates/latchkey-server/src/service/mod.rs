@@ -25,7 +25,7 @@ mod signup;
 mod tokens;
 mod users;
 
-pub use clients::{Clients, MAX_CLIENT_NAME_CHARS};
+pub use clients::{Clients, MAX_CLIENT_NAME_CHARS, NewClient, check_redirect_uri};
 pub use events::Events;
 pub use keys::Keys;
 pub use login::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};

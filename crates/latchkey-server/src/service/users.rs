@@ -23,6 +23,11 @@ pub enum ServiceError {
         super::MAX_CLIENT_NAME_CHARS
     )]
     InvalidClientName,
+    /// A redirect URI breaks the rule.
+    #[error(
+        "a redirect URI is absolute, without a fragment: https, http on a loopback address, or a private-use scheme (com.example.app:/callback)"
+    )]
+    InvalidRedirectUri,
     /// The scope is not a list of valid scope tokens.
     #[error("not a valid scope")]
     InvalidScope,

@@ -206,6 +206,8 @@ impl TestApp {
             secret_hash: hash,
             scope: scope.into(),
             created_at: 0,
+            redirect_uris: Vec::new(),
+            first_party: false,
         };
         self.state.store().insert_client(&client).await.unwrap();
         (id.into(), secret)
