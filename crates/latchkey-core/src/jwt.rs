@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use base64::Engine;
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,56 @@ pub struct AccessClaims {
 pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
     let mut header = Header::new(key.alg().jwt_algorithm());
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
+}
+
+/// The `typ` of an OpenID Connect ID token: anything but an access token's,
+/// so that no verifier of access tokens accepts one.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// The claims of an OpenID Connect ID token (Core §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user.
+    pub sub: String,
+    /// The client it is for.
+    pub aud: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// When the user signed in, Unix seconds.
+    pub auth_time: i64,
+    /// The client's `nonce`, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The session.
+    pub sid: String,
+    /// The left half of the access token's hash (the signing algorithm's:
+    /// SHA-512 for Ed25519, SHA-256 for ES256 and RS256), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+}
+
+/// `at_hash` for `access_token` under `alg` (OpenID Connect Core §3.1.3.6).
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    use aws_lc_rs::digest;
+    let algorithm = match alg {
+        SigningAlg::EdDSA => &digest::SHA512,
+        SigningAlg::ES256 | SigningAlg::RS256 => &digest::SHA256,
+    };
+    let hash = digest::digest(algorithm, access_token.as_bytes());
+    let half = &hash.as_ref()[..hash.as_ref().len() / 2];
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(half)
+}
+
+/// Signs an ID token with `key`.
+pub fn sign_id_token(key: &SigningKey, claims: &IdClaims) -> Result<String> {
+    let mut header = Header::new(key.alg().jwt_algorithm());
+    header.typ = Some(ID_TOKEN_TYP.to_owned());
     header.kid = Some(key.kid().to_owned());
     Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
 }
@@ -271,6 +322,39 @@ impl Verifier {
             return Err(VerifyError::NotYetValid);
         }
         Ok(claims)
+    }
+
+    /// An ID token this server issued, as an `id_token_hint` (RP-initiated
+    /// logout): its header, key, signature and issuer are checked; its
+    /// expiry is not (a hint may be old), and its audience is returned for
+    /// the caller to match.
+    pub fn verify_id_token_hint(&self, token: &str) -> Result<IdClaims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.typ.as_deref() != Some(ID_TOKEN_TYP) {
+            return Err(VerifyError::WrongType);
+        }
+        if header.jwk.is_some()
+            || header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return Err(VerifyError::EmbeddedKey);
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let trusted = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != trusted.alg.jwt_algorithm() {
+            return Err(VerifyError::AlgorithmMismatch);
+        }
+        let mut validation = trusted.validation.clone();
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+        jsonwebtoken::decode::<IdClaims>(token, &trusted.key, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| VerifyError::BadSignature)
     }
 
     /// Everything but the times: header, key, signature, issuer, audience.

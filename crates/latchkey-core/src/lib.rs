@@ -23,6 +23,7 @@
 
 pub mod client_secret;
 pub mod clock;
+pub mod code;
 pub mod coordination;
 pub mod error;
 pub mod id;

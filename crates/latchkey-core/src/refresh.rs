@@ -84,10 +84,11 @@ pub struct RefreshKeys {
     hash: hmac::Key,
     derive: hmac::Key,
     pub(crate) client: hmac::Key,
+    pub(crate) code: hmac::Key,
 }
 
 impl RefreshKeys {
-    /// Derives the three purpose-bound keys from the stored secret.
+    /// Derives the purpose-bound keys from the stored secret.
     pub fn from_secret(secret: &[u8; 32]) -> Self {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let sub =
@@ -96,6 +97,7 @@ impl RefreshKeys {
             hash: sub(b"latchkey refresh-token hash v1"),
             derive: sub(b"latchkey refresh-token successor v1"),
             client: sub(b"latchkey client-secret hash v1"),
+            code: sub(b"latchkey authorization-code hash v1"),
         }
     }
 

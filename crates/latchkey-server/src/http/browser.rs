@@ -64,7 +64,7 @@ fn forbidden(description: &str) -> ApiError {
 }
 
 /// The value of the request's first cookie called `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()

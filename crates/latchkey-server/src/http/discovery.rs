@@ -12,13 +12,45 @@ use crate::state::AppState;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/.well-known/jwks.json", get(jwks))
 }
 
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(document(&state)),
+    )
+}
+
+/// OpenID Connect Discovery 1.0: RFC 8414's document and the members
+/// OpenID Connect requires.
+async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
+    let mut doc = document(&state);
+    doc["subject_types_supported"] = json!(["public"]);
+    doc["id_token_signing_alg_values_supported"] = json!([state.config().signing_alg.as_str()]);
+    doc["claims_supported"] = json!([
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "sid",
+        "at_hash",
+        "preferred_username"
+    ]);
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc))
+}
+
+fn document(state: &AppState) -> serde_json::Value {
     let config = state.config();
     let issuer = &config.issuer;
-    let mut grants = vec!["refresh_token", "client_credentials"];
+    let mut grants = vec!["authorization_code", "refresh_token", "client_credentials"];
     if config.password_grant {
         grants.push("password");
     }
@@ -30,7 +62,13 @@ async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "grant_types_supported": grants,
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
+        "end_session_endpoint": format!("{issuer}/oauth/logout"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -38,7 +76,7 @@ async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
         "revocation_feed_endpoint": format!("{issuer}/oauth/revocations"),
     });
     doc["scopes_supported"] = json!(config.scopes.to_string().split(' ').collect::<Vec<_>>());
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc))
+    doc
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {

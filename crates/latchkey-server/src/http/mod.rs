@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod auth;
+mod authorize;
 mod browser;
 mod client_auth;
 mod discovery;
@@ -34,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(discovery::router())
         .merge(auth::router())
+        .merge(authorize::router())
         .merge(oauth::router())
         .merge(sessions::router())
         .merge(me::router())

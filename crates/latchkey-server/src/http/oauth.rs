@@ -35,6 +35,8 @@ struct TokenResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
 }
 
 /// The token response with `Cache-Control: no-store` (RFC 6749 §5.1).
@@ -45,6 +47,7 @@ pub(crate) fn token_response(issued: &Issued) -> Response {
         expires_in: issued.expires_in,
         refresh_token: issued.refresh_token.as_ref().map(RefreshToken::expose),
         scope: &issued.scope,
+        id_token: issued.id_token.as_deref(),
     };
     (
         StatusCode::OK,
@@ -65,7 +68,12 @@ async fn token(
 ) -> Result<Response, ApiError> {
     let params = Params::from_body(&headers, &body, false)?;
     let grant_type = params.require("grant_type")?;
-    let known = ["refresh_token", "client_credentials", "password"];
+    let known = [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "password",
+    ];
     if !known.contains(&grant_type) || (grant_type == "password" && !state.config().password_grant)
     {
         return Err(ApiError::unsupported_grant_type(format!(
@@ -101,6 +109,23 @@ async fn token(
                     client.as_ref().map(|c| c.id.as_str()),
                     expected_session,
                     params.get("scope"),
+                    &ctx,
+                )
+                .await?
+        }
+        "authorization_code" => {
+            let Some(client) = client else {
+                return Err(ApiError::invalid_client(
+                    "authorization_code needs the client's client_id (and its authentication, if confidential)",
+                ));
+            };
+            state
+                .tokens()
+                .exchange_code(
+                    params.require("code")?,
+                    &client,
+                    params.require("redirect_uri")?,
+                    params.require("code_verifier")?,
                     &ctx,
                 )
                 .await?

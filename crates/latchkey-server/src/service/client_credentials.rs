@@ -48,6 +48,7 @@ impl TokenService {
             refresh_token: None,
             scope,
             session_id: None,
+            id_token: None,
         })
     }
 }

@@ -100,7 +100,7 @@ impl TokenService {
     /// The scope a login gets (§3.3): the requested one, or the default,
     /// within `LATCHKEY_SCOPES` and, through a client, within the client's
     /// registered scopes.
-    pub(super) fn login_scope(
+    pub fn user_scope(
         &self,
         requested: Option<&str>,
         client: Option<&Client>,
@@ -206,7 +206,7 @@ impl TokenService {
         if username.len() > MAX_USERNAME_BYTES {
             return Err(Refusal::invalid_request("username is too long"));
         }
-        let scope = self.login_scope(scope, client)?;
+        let scope = self.user_scope(scope, client)?;
         let client_id = client.map(|c| c.id.as_str());
         // The attempt counts before any hashing: however many arrive at
         // once, at most the limit are checked, and a flood costs no Argon2id.

@@ -13,6 +13,7 @@
 //! Operations answer a [`Refusal`], never an HTTP error.
 
 mod access;
+mod authorize;
 mod client_credentials;
 mod clients;
 mod events;
@@ -25,6 +26,7 @@ mod signup;
 mod tokens;
 mod users;
 
+pub use authorize::{CODE_TTL, CodeGrant, redirect_uri_allowed};
 pub use clients::{Clients, MAX_CLIENT_NAME_CHARS, NewClient, check_redirect_uri};
 pub use events::Events;
 pub use keys::Keys;

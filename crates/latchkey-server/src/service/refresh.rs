@@ -174,6 +174,7 @@ impl TokenService {
             refresh_token: Some(successor),
             scope,
             session_id: Some(session.id),
+            id_token: None,
         })
     }
 }

@@ -22,7 +22,7 @@ impl TokenService {
     ) -> Result<Issued, SignUpRefusal> {
         check_username(username)?;
         check_new_password(&password).map_err(ServiceError::from)?;
-        let scope = self.login_scope(scope, None)?;
+        let scope = self.user_scope(scope, None)?;
         // Every sign-up counts against its address, successful or not, and
         // before any hashing: an address creates at most the limit of
         // accounts (or learns at most the limit of taken names) per window.
@@ -77,7 +77,7 @@ impl TokenService {
         scope: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Option<Issued>, Refusal> {
-        let scope = self.login_scope(scope, client)?;
+        let scope = self.user_scope(scope, client)?;
         let client_id = client.map(|c| c.id.as_str());
         self.start_session(user, client_id, &scope, ctx, "admin")
             .await

@@ -80,6 +80,14 @@ pub struct Issued {
     pub scope: String,
     /// The session.
     pub session_id: Option<String>,
+    /// An OpenID Connect ID token (authorization code flow, `openid` scope).
+    pub id_token: Option<String>,
+}
+
+/// A session about to start: its id and when its user authenticated.
+pub(super) struct Opening {
+    pub(super) session_id: String,
+    pub(super) auth_time: i64,
 }
 
 /// A verified access token whose session is live.
@@ -236,10 +244,32 @@ impl TokenService {
         ctx: &RequestContext,
         grant_name: &'static str,
     ) -> Result<Option<Issued>, Refusal> {
+        let opening = Opening {
+            session_id: random_id("ses_", self.rng())?,
+            auth_time: self.now(),
+        };
+        self.open_session(opening, user, client_id, scope, ctx, grant_name)
+            .await
+    }
+
+    /// [`Self::start_session`] with the session's id chosen beforehand and
+    /// the time the user authenticated (an authorization code records both).
+    pub(super) async fn open_session(
+        &self,
+        opening: Opening,
+        user: &User,
+        client_id: Option<&str>,
+        scope: &Scope,
+        ctx: &RequestContext,
+        grant_name: &'static str,
+    ) -> Result<Option<Issued>, Refusal> {
         let now = self.now();
         let config = self.config();
         let rng = self.rng();
-        let session_id = random_id("ses_", rng)?;
+        let Opening {
+            session_id,
+            auth_time,
+        } = opening;
         let jti = random_id("", rng)?;
         let token = RefreshToken::generate(rng)?;
         let start = session::start(
@@ -283,7 +313,7 @@ impl TokenService {
             client_id,
             scope: &session.scope,
             sid: Some(&session_id),
-            auth_time: Some(now),
+            auth_time: Some(auth_time),
             fingerprint: ctx.fingerprint.as_deref(),
         };
         let access_token = self.mint(grant, jti, now)?;
@@ -293,6 +323,7 @@ impl TokenService {
             refresh_token: Some(token),
             scope: session.scope,
             session_id: Some(session_id),
+            id_token: None,
         }))
     }
 

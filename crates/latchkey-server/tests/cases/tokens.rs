@@ -44,7 +44,7 @@ async fn discovery_lists_the_endpoints() {
     );
     assert_eq!(
         doc["grant_types_supported"],
-        json!(["refresh_token", "client_credentials"])
+        json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert!(
         doc["token_endpoint_auth_methods_supported"]
@@ -690,9 +690,14 @@ async fn bad_token_requests_get_rfc6749_errors_and_change_nothing() {
     let cases: Vec<(Form, u16, &str)> = vec![
         (vec![], 400, "invalid_request"),
         (
-            vec![("grant_type", "authorization_code")],
+            vec![("grant_type", "implicit")],
             400,
             "unsupported_grant_type",
+        ),
+        (
+            vec![("grant_type", "authorization_code")],
+            401,
+            "invalid_client",
         ),
         (
             vec![("grant_type", "refresh_token")],

@@ -1,0 +1,749 @@
+//! `/oauth/authorize` (SPEC §10): the authorization code flow's pages, the
+//! sign-in cookie, consent, and the redirect back; `/oauth/userinfo` and
+//! RP-initiated logout (`/oauth/logout`).
+//!
+//! Until the client and its redirect URI are known good, every error is a
+//! page of this server's own, never a redirect; after that, errors go back
+//! to the client as `error=…` with `state` and `iss` (RFC 9207). The pages
+//! have no script; their forms carry a CSRF token that must match a
+//! `SameSite=Strict` cookie, and `Origin`, when sent, must be this server's.
+
+use aws_lc_rs::rand::SecureRandom;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_core::code::is_s256_challenge;
+use latchkey_core::refresh::RefreshToken;
+use latchkey_core::rotation::RevocationReason;
+use latchkey_core::scope::Scope;
+use latchkey_core::store::{Client, Session, User};
+use serde_json::json;
+
+use super::browser::cookie;
+use super::extract::{Authenticated, Params};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::service::{CodeGrant, Refusal, redirect_uri_allowed};
+use crate::state::{AppState, RequestContext};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/authorize", get(authorize).post(authorize_form))
+        .route("/oauth/userinfo", get(userinfo).post(userinfo))
+        .route("/oauth/logout", get(logout))
+}
+
+/// The longest `state` or `nonce` accepted.
+const MAX_OPAQUE: usize = 512;
+
+/// The parameters an authorization request carries from page to page.
+const CARRIED: [&str; 8] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+fn sign_in_cookie_name(config: &Config) -> &'static str {
+    if config.cookie_secure {
+        "__Host-lk_signin"
+    } else {
+        "lk_signin"
+    }
+}
+
+fn csrf_cookie_name(config: &Config) -> &'static str {
+    if config.cookie_secure {
+        "__Host-lk_csrf"
+    } else {
+        "lk_csrf"
+    }
+}
+
+/// A cookie for the whole origin: `__Host-` when secure. The sign-in cookie
+/// is `SameSite=Lax`, since a client sends the browser here by a cross-site
+/// navigation; the CSRF cookie `Strict`, since only this server's own forms
+/// post back.
+fn host_cookie(
+    config: &Config,
+    name: &str,
+    value: &str,
+    same_site: &str,
+    max_age: Option<i64>,
+) -> HeaderValue {
+    let secure = if config.cookie_secure { "; Secure" } else { "" };
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    let text = format!("{name}={value}; HttpOnly{secure}; SameSite={same_site}; Path=/{age}");
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
+}
+
+/// A validated authorization request.
+struct Authorization {
+    client: Client,
+    redirect_uri: String,
+    state: Option<String>,
+    scope: Scope,
+    nonce: Option<String>,
+    code_challenge: String,
+    prompt: Vec<String>,
+    /// The parameters as they came, to carry in the pages' forms.
+    carried: Vec<(&'static str, String)>,
+}
+
+/// Why a request stops before a code.
+enum Failure {
+    /// Shown here: the client or its redirect URI cannot be trusted.
+    Page(StatusCode, String),
+    /// Sent back to the client.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+impl Failure {
+    fn respond(self, issuer: &str) -> Response {
+        match self {
+            Self::Page(status, message) => error_page(status, &message),
+            Self::Redirect {
+                redirect_uri,
+                state,
+                error,
+                description,
+            } => {
+                let mut pairs = vec![
+                    ("error", error.to_owned()),
+                    ("error_description", description),
+                ];
+                if let Some(state) = state {
+                    pairs.push(("state", state));
+                }
+                pairs.push(("iss", issuer.to_owned()));
+                redirect(&redirect_uri, &pairs, StatusCode::SEE_OTHER)
+            }
+        }
+    }
+}
+
+async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Failure> {
+    let page = |message: &str| Failure::Page(StatusCode::BAD_REQUEST, message.to_owned());
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| page("The request names no client."))?;
+    let client = state
+        .store()
+        .client_by_id(client_id)
+        .await
+        .map_err(|_| {
+            Failure::Page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment.".into(),
+            )
+        })?
+        .ok_or_else(|| page("This application is not registered here."))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| page("The request names no redirect URI."))?;
+    if !redirect_uri_allowed(&client.redirect_uris, redirect_uri) {
+        return Err(page(
+            "This redirect URI is not registered for this application.",
+        ));
+    }
+    let back = |error: &'static str, description: &str| Failure::Redirect {
+        redirect_uri: redirect_uri.to_owned(),
+        state: params.get("state").map(str::to_owned),
+        error,
+        description: description.to_owned(),
+    };
+    if params.get("state").is_some_and(|s| s.len() > MAX_OPAQUE)
+        || params.get("nonce").is_some_and(|s| s.len() > MAX_OPAQUE)
+    {
+        return Err(back("invalid_request", "state or nonce is too long"));
+    }
+    if params.get("response_type") != Some("code") {
+        return Err(back(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
+    }
+    let challenge = params.get("code_challenge");
+    if params.get("code_challenge_method") != Some("S256")
+        || !challenge.is_some_and(is_s256_challenge)
+    {
+        return Err(back(
+            "invalid_request",
+            "PKCE is required: code_challenge_method=S256 and a code_challenge",
+        ));
+    }
+    let scope = state
+        .tokens()
+        .user_scope(params.get("scope"), Some(&client))
+        .map_err(|e| back("invalid_scope", &e.to_string()))?;
+    let prompt: Vec<String> = params
+        .get("prompt")
+        .map(|p| {
+            p.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
+        return Err(back("invalid_request", "prompt=none stands alone"));
+    }
+    let carried = CARRIED
+        .iter()
+        .filter_map(|name| params.get(name).map(|v| (*name, v.to_owned())))
+        .collect();
+    Ok(Authorization {
+        redirect_uri: redirect_uri.to_owned(),
+        state: params.get("state").map(str::to_owned),
+        nonce: params.get("nonce").map(str::to_owned),
+        code_challenge: challenge.unwrap_or_default().to_owned(),
+        scope,
+        prompt,
+        carried,
+        client,
+    })
+}
+
+/// `GET /oauth/authorize`.
+async fn authorize(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let issuer = state.config().issuer.clone();
+    let params = match Params::from_form(query.as_deref().unwrap_or("").as_bytes()) {
+        Ok(params) => params,
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "The request is malformed."),
+    };
+    let request = match validate(&state, &params).await {
+        Ok(request) => request,
+        Err(failure) => return failure.respond(&issuer),
+    };
+    let signed_in = match signed_in(&state, &headers).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    let forced = request.prompt.iter().any(|p| p == "login");
+    let silent = request.prompt.iter().any(|p| p == "none");
+    match signed_in {
+        Some((session, user)) if !forced => {
+            proceed(&state, &ctx, &headers, request, session, user, false).await
+        }
+        _ if silent => back(&request, "login_required", "no one is signed in").respond(&issuer),
+        _ => login_page(&state, &headers, &request, None),
+    }
+}
+
+/// `POST /oauth/authorize`: the login form or the consent form.
+async fn authorize_form(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let issuer = state.config().issuer.clone();
+    let params = match Params::from_body(&headers, &body, false) {
+        Ok(params) => params,
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "The form is malformed."),
+    };
+    if !same_origin_form(&state, &headers, &params) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This form did not come from this server's own page. Go back to the application and start again.",
+        );
+    }
+    let request = match validate(&state, &params).await {
+        Ok(request) => request,
+        Err(failure) => return failure.respond(&issuer),
+    };
+    if let (Some(username), Some(password)) = (params.get("username"), params.get("password")) {
+        let issued = match state
+            .tokens()
+            .login(username, password, None, None, &ctx)
+            .await
+        {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                let message = match refusal {
+                    Refusal::InvalidGrant(_) | Refusal::InvalidRequest(_) => {
+                        "Wrong username or password."
+                    }
+                    Refusal::TooManyRequests { .. } => {
+                        "Too many attempts. Wait a while, then try again."
+                    }
+                    _ => "Signing in is not possible right now. Try again in a moment.",
+                };
+                return login_page(&state, &headers, &request, Some(message));
+            }
+        };
+        let found = match issued.session_id.as_deref() {
+            Some(sid) => state.store().session_with_user(sid).await,
+            None => Ok(None),
+        };
+        let Ok(Some((session, user))) = found else {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+        };
+        let mut response = proceed(&state, &ctx, &headers, request, session, user, true).await;
+        if let Some(token) = &issued.refresh_token {
+            let config = state.config();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                host_cookie(
+                    config,
+                    sign_in_cookie_name(config),
+                    RefreshToken::expose(token),
+                    "Lax",
+                    Some(config.policy.absolute_ttl),
+                ),
+            );
+        }
+        return response;
+    }
+    let Ok(Some((session, user))) = signed_in(&state, &headers).await else {
+        return login_page(&state, &headers, &request, Some("Sign in first."));
+    };
+    match params.get("decision") {
+        Some("allow") => {
+            if let Err(e) = state
+                .tokens()
+                .remember_consent(&user, &request.client, &request.scope, &ctx)
+                .await
+            {
+                return ApiError::from(e).into_response();
+            }
+            code_redirect(&state, &request, &session, &user).await
+        }
+        Some("deny") => {
+            back(&request, "access_denied", "the user denied the request").respond(&issuer)
+        }
+        _ => error_page(StatusCode::BAD_REQUEST, "The form is malformed."),
+    }
+}
+
+/// Signed in: a code, or first the consent page.
+async fn proceed(
+    state: &AppState,
+    _ctx: &RequestContext,
+    headers: &HeaderMap,
+    request: Authorization,
+    session: Session,
+    user: User,
+    just_signed_in: bool,
+) -> Response {
+    let issuer = &state.config().issuer;
+    let ask = match state
+        .tokens()
+        .needs_consent(&user, &request.client, &request.scope)
+        .await
+    {
+        Ok(needed) => {
+            needed || (request.prompt.iter().any(|p| p == "consent") && !request.client.first_party)
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if ask {
+        if request.prompt.iter().any(|p| p == "none") {
+            return back(&request, "consent_required", "the user has not consented")
+                .respond(issuer);
+        }
+        return consent_page(state, headers, &request, &user, just_signed_in);
+    }
+    code_redirect(state, &request, &session, &user).await
+}
+
+async fn code_redirect(
+    state: &AppState,
+    request: &Authorization,
+    session: &Session,
+    user: &User,
+) -> Response {
+    let grant = CodeGrant {
+        user,
+        client: &request.client,
+        redirect_uri: &request.redirect_uri,
+        code_challenge: &request.code_challenge,
+        scope: &request.scope,
+        nonce: request.nonce.as_deref(),
+        auth_time: session.created_at,
+    };
+    let code = match state.tokens().issue_code(&grant).await {
+        Ok(code) => code,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut pairs = vec![("code", code)];
+    if let Some(s) = &request.state {
+        pairs.push(("state", s.clone()));
+    }
+    pairs.push(("iss", state.config().issuer.clone()));
+    redirect(&request.redirect_uri, &pairs, StatusCode::SEE_OTHER)
+}
+
+fn back(request: &Authorization, error: &'static str, description: &str) -> Failure {
+    Failure::Redirect {
+        redirect_uri: request.redirect_uri.clone(),
+        state: request.state.clone(),
+        error,
+        description: description.to_owned(),
+    }
+}
+
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, User)>, ApiError> {
+    match cookie(headers, sign_in_cookie_name(state.config())) {
+        Some(value) => Ok(state.tokens().signed_in(value).await?),
+        None => Ok(None),
+    }
+}
+
+/// The form's CSRF token matches its cookie, and `Origin`, if sent, is one
+/// this server allows.
+fn same_origin_form(state: &AppState, headers: &HeaderMap, params: &Params) -> bool {
+    let config = state.config();
+    let origin_ok = match headers.get(header::ORIGIN).map(HeaderValue::to_str) {
+        None => true,
+        Some(Ok(origin)) => config.allowed_origins.iter().any(|o| o == origin),
+        Some(Err(_)) => false,
+    };
+    let csrf = cookie(headers, csrf_cookie_name(config));
+    let matches = match (csrf, params.get("csrf")) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.bytes()
+                    .zip(b.bytes())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0
+        }
+        _ => false,
+    };
+    origin_ok && matches
+}
+
+/// The browser's CSRF token: kept while its cookie holds one, else new.
+fn csrf_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = cookie(headers, csrf_cookie_name(state.config()))
+        && value.len() == 43
+        && URL_SAFE_NO_PAD.decode(value).is_ok()
+    {
+        return Some(value.to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    state.rng().fill(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Escapes text for HTML content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn hidden_fields(request: &Authorization, csrf: &str) -> String {
+    let mut html = format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        escape(csrf)
+    );
+    for (name, value) in &request.carried {
+        html.push_str(&format!(
+            r#"<input type="hidden" name="{name}" value="{}">"#,
+            escape(value)
+        ));
+    }
+    html
+}
+
+/// Where the page's forms may send the browser: this server, and (after the
+/// form's redirect) the client's redirect URI.
+fn form_targets(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+            format!("'self' {}", u.origin().ascii_serialization())
+        }
+        Ok(u) => format!("'self' {}:", u.scheme()),
+        Err(_) => "'self'".to_owned(),
+    }
+}
+
+fn html_page(status: StatusCode, title: &str, body: &str, form_action: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<link rel=\"stylesheet\" href=\"/assets/account.css\">\n</head>\n\
+         <body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
+        escape(title)
+    );
+    let policy = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         base-uri 'none'; frame-ancestors 'none'"
+    );
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<h1>This request cannot go on</h1>\n<p role=\"alert\">{}</p>",
+        escape(message)
+    );
+    html_page(status, "Error", &body, "'none'")
+}
+
+fn with_csrf_cookie(state: &AppState, mut response: Response, csrf: &str) -> Response {
+    let config = state.config();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        host_cookie(config, csrf_cookie_name(config), csrf, "Strict", None),
+    );
+    response
+}
+
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    error: Option<&str>,
+) -> Response {
+    let Some(csrf) = csrf_token(state, headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let alert = error.map(escape).unwrap_or_default();
+    let body = format!(
+        r#"<h1>Log in to continue to {client}</h1>
+<form method="post" action="/oauth/authorize">
+{hidden}
+<p><label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="256"></p>
+<p><label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"></p>
+<p class="error" role="alert">{alert}</p>
+<p class="actions"><button type="submit">Log in</button></p>
+</form>"#,
+        client = escape(&request.client.name),
+        hidden = hidden_fields(request, &csrf),
+    );
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let page = html_page(
+        status,
+        "Log in",
+        &body,
+        &form_targets(&request.redirect_uri),
+    );
+    with_csrf_cookie(state, page, &csrf)
+}
+
+fn consent_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    user: &User,
+    _just_signed_in: bool,
+) -> Response {
+    let Some(csrf) = csrf_token(state, headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let scopes: String = request
+        .scope
+        .to_string()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<li>{}</li>", escape(s)))
+        .collect();
+    let body = format!(
+        r#"<h1>Allow {client} to use your account?</h1>
+<p>Signed in as <strong>{user}</strong>. {client} asks for:</p>
+<ul>{scopes}</ul>
+<form method="post" action="/oauth/authorize">
+{hidden}
+<p class="actions"><button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny" class="secondary">Deny</button></p>
+</form>"#,
+        client = escape(&request.client.name),
+        user = escape(&user.username),
+        hidden = hidden_fields(request, &csrf),
+    );
+    let page = html_page(
+        StatusCode::OK,
+        "Allow access",
+        &body,
+        &form_targets(&request.redirect_uri),
+    );
+    with_csrf_cookie(state, page, &csrf)
+}
+
+/// A redirect to `uri` with `pairs` added to its query.
+fn redirect(uri: &str, pairs: &[(&str, String)], status: StatusCode) -> Response {
+    let mut target = uri.to_owned();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        query.append_pair(name, value);
+    }
+    target.push(if uri.contains('?') { '&' } else { '?' });
+    target.push_str(&query.finish());
+    let mut response = status.into_response();
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// `GET`/`POST /oauth/userinfo`: `sub`, and with `profile` the username.
+async fn userinfo(Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
+    let Some(user) = principal.user else {
+        return Err(ApiError::forbidden("a client's own token has no user"));
+    };
+    let scope = Scope::parse(&principal.claims.scope).unwrap_or_default();
+    if !scope.contains("openid") {
+        return Err(ApiError::forbidden("userinfo needs the openid scope"));
+    }
+    let mut info = json!({ "sub": user.id });
+    if scope.contains("profile") {
+        info["preferred_username"] = json!(user.username);
+    }
+    Ok(Json(info).into_response())
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout): with a valid
+/// `id_token_hint`, ends the session it names and this browser's sign-in,
+/// then goes back to `post_logout_redirect_uri` if that is one of the
+/// client's registered redirect URIs.
+async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(params) = Params::from_form(query.as_deref().unwrap_or("").as_bytes()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The request is malformed.");
+    };
+    let Some(claims) = params
+        .get("id_token_hint")
+        .and_then(|t| state.tokens().id_token_hint(t))
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Logging out from an application needs the ID token it received (id_token_hint).",
+        );
+    };
+    if params.get("client_id").is_some_and(|c| c != claims.aud) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The ID token is another application's.",
+        );
+    }
+    let client = match state.store().client_by_id(&claims.aud).await {
+        Ok(client) => client,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let target = params.get("post_logout_redirect_uri");
+    if let Some(target) = target
+        && !client
+            .as_ref()
+            .is_some_and(|c| redirect_uri_allowed(&c.redirect_uris, target))
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This address is not registered for the application.",
+        );
+    }
+    let tokens = state.tokens();
+    if let Err(e) = tokens
+        .revoke_session(
+            &claims.sid,
+            &claims.sub,
+            RevocationReason::Logout,
+            Some(&claims.aud),
+            &ctx,
+        )
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let config = state.config();
+    if let Ok(Some((session, user))) = signed_in(&state, &headers).await
+        && user.id == claims.sub
+        && let Err(e) = tokens
+            .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
+            .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let mut response = match target {
+        Some(target) => {
+            let pairs: Vec<(&str, String)> = params
+                .get("state")
+                .map(|s| ("state", s.to_owned()))
+                .into_iter()
+                .collect();
+            redirect(target, &pairs, StatusCode::SEE_OTHER)
+        }
+        None => html_page(
+            StatusCode::OK,
+            "Logged out",
+            "<h1>You have logged out</h1>\n<p role=\"status\">You can close this page.</p>",
+            "'none'",
+        ),
+    };
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0)),
+    );
+    response
+}
