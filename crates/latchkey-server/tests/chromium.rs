@@ -457,3 +457,117 @@ async fn an_open_sign_up_signs_the_new_user_in_from_the_page() {
     assert_eq!(live_sessions(&app, &user.id).await, 1);
     browser.quit().await;
 }
+
+/// A third-party application's callback on a loopback port: the page shows
+/// nothing; the test reads the address the browser landed on.
+async fn serve_callback() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>app</title><p>back in the app</p>")
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://127.0.0.1:{port}/callback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_pages_sign_in_ask_consent_and_return_a_code() {
+    use base64::Engine;
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    let (client_id, secret) = app.add_client("lkc_photos", "openid profile", true).await;
+    app.execute_sql(
+        "UPDATE clients SET redirect_uris = 'http://127.0.0.1/callback' WHERE id = 'lkc_photos'",
+    )
+    .await;
+    let callback = serve_callback().await;
+    let verifier = "a-verifier-of-the-browser-test-that-is-long-enough-1234567890";
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", callback.as_str()),
+        ("scope", "openid profile"),
+        ("state", "xyz"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ] {
+        query.append_pair(k, v);
+    }
+    let authorize = app.url(&format!("/oauth/authorize?{}", query.finish()));
+
+    let browser = browser!();
+    browser.goto(&authorize).await;
+    browser
+        .field("Username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    browser.wait_for_text("to use your account?").await;
+    browser.button("Allow").await.click().await.unwrap();
+    browser.wait_for_text("back in the app").await;
+    let landed = browser.client.current_url().await.unwrap();
+    let params: std::collections::HashMap<_, _> = landed.query_pairs().into_owned().collect();
+    assert_eq!(params["state"], "xyz");
+    assert_eq!(params["iss"], app.base);
+
+    // The application's back end exchanges the code, authenticating itself.
+    let tokens: serde_json::Value = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", params["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Signed in now: the next authorization goes straight back, no page.
+    browser.goto(&authorize).await;
+    browser.wait_for_text("back in the app").await;
+    // The sign-in is a session alice sees on her account page, and revokes
+    // like any other: the next authorization asks her to log in again.
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    browser
+        .button("Reload sessions")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.button("Revoke").await;
+    // Two others: the photo application's session, and the sign-in.
+    assert_eq!(browser.all_named("button", "Revoke").await.len(), 2);
+    assert!(browser.text().await.contains("(through lkc_photos)"));
+    browser
+        .eval(
+            "[...document.querySelectorAll('#session-rows tr')]
+               .find(r => r.querySelector('button') && !r.textContent.includes('through'))
+               .querySelector('button').click()",
+        )
+        .await;
+    browser.wait_for_text("The session was revoked.").await;
+    browser.goto(&authorize).await;
+    browser.field("Password").await;
+    browser.quit().await;
+}
