@@ -640,3 +640,48 @@ async fn the_command_line_refuses_control_characters_in_names() {
     }
     assert!(!env.ok(&["user", "list"], None).contains("al"));
 }
+
+#[tokio::test]
+async fn clients_register_redirect_uris_and_first_party_trust() {
+    let env = Env::new(&[]);
+    let added: Value = serde_json::from_str(&env.ok(
+        &[
+            "client",
+            "add",
+            "Photos",
+            "--public",
+            "--first-party",
+            "--scope",
+            "openid profile",
+            "--redirect-uri",
+            "https://photos.example/cb",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--redirect-uri",
+            "com.example.photos:/cb",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(added["first_party"], true);
+    assert_eq!(added["redirect_uris"].as_array().unwrap().len(), 3);
+    assert!(added.get("client_secret").is_none());
+    let listed: Value = serde_json::from_str(&env.ok(&["client", "list", "--json"], None)).unwrap();
+    assert_eq!(listed[0]["redirect_uris"], added["redirect_uris"]);
+    // http only on loopback, no fragment, nothing relative.
+    for bad in [
+        "http://photos.example/cb",
+        "https://photos.example/cb#x",
+        "/cb",
+        "javascript:alert(1)",
+    ] {
+        let out = env.cli(
+            &["client", "add", "Bad", "--public", "--redirect-uri", bad],
+            None,
+        );
+        assert!(!out.status.success(), "{bad} was accepted");
+    }
+    let listed: Value = serde_json::from_str(&env.ok(&["client", "list", "--json"], None)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
