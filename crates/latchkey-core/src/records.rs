@@ -101,6 +101,9 @@ pub struct Session {
     pub ip: String,
     /// User agent at login.
     pub user_agent: String,
+    /// The RFC 7638 thumbprint of the DPoP key its refresh tokens are bound
+    /// to (a public client's session started with a proof), if any.
+    pub dpop_jkt: Option<String>,
 }
 
 /// One refresh token, stored only as its keyed hash.

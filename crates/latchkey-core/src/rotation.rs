@@ -51,6 +51,8 @@ pub struct RotationRequest {
     pub ip: String,
     /// Requesting user agent.
     pub user_agent: String,
+    /// The thumbprint of the DPoP proof's key sent along, if any.
+    pub dpop_jkt: Option<String>,
     /// Now, Unix seconds.
     pub now: i64,
 }
@@ -75,6 +77,8 @@ pub enum Rejection {
     ScopeWidened,
     /// The session's user is disabled.
     UserDisabled,
+    /// The session is bound to a DPoP key and no proof of it came along.
+    DpopKeyMismatch,
 }
 
 /// What a rotation did.
@@ -184,6 +188,11 @@ pub fn decide(
     {
         return Decision::Reject(Rejection::SessionMismatch);
     }
+    // A token bound to a key is nothing without it: refused before anything
+    // else, even its reuse (a thief without the key cannot end the session).
+    if session.dpop_jkt.is_some() && session.dpop_jkt != req.dpop_jkt {
+        return Decision::Reject(Rejection::DpopKeyMismatch);
+    }
     if user_disabled {
         return Decision::Reject(Rejection::UserDisabled);
     }
@@ -277,6 +286,7 @@ mod tests {
             revoked_reason: None,
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
+            dpop_jkt: None,
         }
     }
 
@@ -305,6 +315,7 @@ mod tests {
             access_jti: "jti2".into(),
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
+            dpop_jkt: None,
             now: NOW,
         }
     }

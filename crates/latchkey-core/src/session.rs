@@ -25,6 +25,8 @@ pub struct NewSession<'a> {
     pub ip: &'a str,
     /// Requesting user agent.
     pub user_agent: &'a str,
+    /// The DPoP key its refresh tokens are bound to, if any.
+    pub dpop_jkt: Option<String>,
     /// Now, Unix seconds.
     pub now: i64,
 }
@@ -59,6 +61,7 @@ pub fn start(policy: &Policy, new: NewSession<'_>) -> SessionStart {
         revoked_reason: None,
         ip: new.ip.to_owned(),
         user_agent: new.user_agent.to_owned(),
+        dpop_jkt: new.dpop_jkt,
     };
     let first_token = RefreshRecord {
         hash: new.first_token,
@@ -136,6 +139,7 @@ mod tests {
                 ip: "192.0.2.1",
                 user_agent: "ua",
                 now: 1000,
+                dpop_jkt: None,
             },
         );
         assert_eq!(start.session.expires_at, 1050);

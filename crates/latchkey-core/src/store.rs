@@ -152,6 +152,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<()>;
 
+    /// Records a DPoP proof (`id`: its key's thumbprint and its `jti`) until
+    /// `expires_at`; false if it was recorded before (a replay). Of any
+    /// number of the same proof at once, one gets true.
+    async fn record_proof(&self, id: &str, expires_at: i64) -> StoreResult<bool>;
+
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads the audit trail, newest first.

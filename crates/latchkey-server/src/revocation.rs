@@ -128,6 +128,7 @@ mod tests {
             revoked_reason: None,
             ip: String::new(),
             user_agent: String::new(),
+            dpop_jkt: None,
         };
         let user = User {
             id: "usr_a".into(),

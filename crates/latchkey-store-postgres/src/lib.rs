@@ -56,7 +56,7 @@ pub(crate) fn backend(e: sqlx::Error) -> StoreError {
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
-     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent";
+     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt";
 // Token columns are aliased: they are always read joined with a session.
 pub(crate) const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
      t.parent_hash AS t_parent_hash, t.scope AS t_scope, t.issued_at AS t_issued_at, \
@@ -243,6 +243,7 @@ pub(crate) fn session_from(row: &PgRow) -> StoreResult<Session> {
         revoked_reason: row.try_get("revoked_reason").map_err(backend)?,
         ip: row.try_get("ip").map_err(backend)?,
         user_agent: row.try_get("user_agent").map_err(backend)?,
+        dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
     })
 }
 
@@ -501,7 +502,8 @@ impl Store for PgStore {
         }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
-             revoked_at, revoked_reason, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)",
+             revoked_at, revoked_reason, ip, user_agent, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)",
         )
         .bind(&session.id)
         .bind(&session.user_id)
@@ -512,6 +514,7 @@ impl Store for PgStore {
         .bind(session.last_used_at)
         .bind(&session.ip)
         .bind(&session.user_agent)
+        .bind(&session.dpop_jkt)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -881,6 +884,18 @@ impl Store for PgStore {
         })
     }
 
+    async fn record_proof(&self, id: &str, expires_at: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
         sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
@@ -971,6 +986,11 @@ impl Store for PgStore {
         .map_err(backend)?;
         sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
             .bind(revoked_before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(backend)?;

@@ -51,6 +51,7 @@ async fn session(store: &PgStore, user: &User, name: &str, token: u8, expires_at
         revoked_reason: None,
         ip: "127.0.0.1".into(),
         user_agent: "feed".into(),
+        dpop_jkt: None,
     };
     let record = RefreshRecord {
         hash: TokenHash([token; 32]),
@@ -188,6 +189,7 @@ async fn every_way_a_session_ends_is_announced_and_nothing_else() {
                 ip: "127.0.0.1".into(),
                 user_agent: "feed".into(),
                 now: now(),
+                dpop_jkt: None,
             },
         )
         .await

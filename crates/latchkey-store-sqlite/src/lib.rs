@@ -105,13 +105,13 @@ fn backend(e: rusqlite::Error) -> StoreError {
 // column's name, a measurable share of a refresh): `session_from` and
 // `token_from` read these columns, in this order, from the position given.
 const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
-     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent";
+     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt";
 const TOKEN_COLUMNS: &str = "t.hash, t.session_id, t.parent_hash, t.scope, t.issued_at, \
      t.expires_at, t.used_at, t.access_jti, t.ip, t.user_agent";
 /// How many columns `TOKEN_COLUMNS` names: where a session read after a token starts.
 const TOKEN_COLUMN_COUNT: usize = 10;
 /// How many columns `SESSION_COLUMNS` names.
-const SESSION_COLUMN_COUNT: usize = 11;
+const SESSION_COLUMN_COUNT: usize = 12;
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party";
@@ -328,6 +328,7 @@ fn session_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
         revoked_reason: row.get(at + 8)?,
         ip: row.get(at + 9)?,
         user_agent: row.get(at + 10)?,
+        dpop_jkt: row.get(at + 11)?,
     })
 }
 
@@ -759,7 +760,8 @@ impl Store for SqliteStore {
             }
             tx.prepare_cached(
                 "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
-                 revoked_at, revoked_reason, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+                 revoked_at, revoked_reason, ip, user_agent, dpop_jkt) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -772,6 +774,7 @@ impl Store for SqliteStore {
                     session.last_used_at,
                     session.ip,
                     session.user_agent,
+                    session.dpop_jkt,
                 ])
             })
             .map_err(backend)?;
@@ -1072,6 +1075,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_proof(&self, id: &str, expires_at: i64) -> StoreResult<bool> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO dpop_proofs (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![id, expires_at]))
+            .map(|n| n == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
         self.read(|conn| {
             conn.prepare_cached("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")?
@@ -1159,6 +1174,10 @@ impl Store for SqliteStore {
         self.write(|conn| {
             conn.prepare_cached("DELETE FROM authorization_codes WHERE expires_at < ?")
                 .and_then(|mut s| s.execute([revoked_before]))
+                .and_then(|_| {
+                    conn.prepare_cached("DELETE FROM dpop_proofs WHERE expires_at < ?")?
+                        .execute([now])
+                })
                 .map_err(backend)
         })
         .await?;
@@ -1214,6 +1233,7 @@ mod tests {
             revoked_reason: None,
             ip: "127.0.0.1".into(),
             user_agent: "t".into(),
+            dpop_jkt: None,
         };
         let first = RefreshRecord {
             hash: TokenHash([1; 32]),
@@ -1248,6 +1268,7 @@ mod tests {
             ip: "127.0.0.1".into(),
             user_agent: "t".into(),
             now: 200,
+            dpop_jkt: None,
         };
         let policy = Policy {
             idle_ttl: 10_000,

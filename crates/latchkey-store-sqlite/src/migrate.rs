@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_token_rows_in_issue_order.sql"),
     include_str!("../migrations/0005_deleted_users.sql"),
     include_str!("../migrations/0006_authorization_code.sql"),
+    include_str!("../migrations/0007_dpop.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

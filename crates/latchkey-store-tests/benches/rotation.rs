@@ -48,6 +48,7 @@ async fn prepare(store: &dyn Store) {
         revoked_reason: None,
         ip: "127.0.0.1".into(),
         user_agent: "bench".into(),
+        dpop_jkt: None,
     };
     let token = RefreshRecord {
         hash: hash(0),
@@ -100,6 +101,7 @@ fn bench_backend(
                 ip: "127.0.0.1".into(),
                 user_agent: "bench".into(),
                 now: NOW + 1,
+                dpop_jkt: None,
             };
             let outcome = rt
                 .block_on(store.rotate(&policy, &request))

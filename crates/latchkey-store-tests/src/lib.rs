@@ -97,6 +97,8 @@ macro_rules! suite {
             audit_pages_by_id_and_time,
             a_code_is_redeemed_once_whatever_arrives_at_once,
             consent_is_remembered_per_user_and_client,
+            a_proof_is_recorded_once_whatever_arrives_at_once,
+            a_session_bound_to_a_key_refreshes_only_with_it,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -156,6 +158,7 @@ fn login_start(user: &User, id: &str, first: TokenHash, at: i64) -> SessionStart
             ip: "127.0.0.1",
             user_agent: "suite",
             now: at,
+            dpop_jkt: None,
         },
     )
 }
@@ -185,6 +188,7 @@ fn request(presented: TokenHash, successor: TokenHash, now: i64) -> RotationRequ
         access_jti: "jti".into(),
         ip: "127.0.0.1".into(),
         user_agent: "suite".into(),
+        dpop_jkt: None,
         now,
     }
 }
@@ -502,6 +506,7 @@ pub async fn a_failed_session_creation_changes_nothing(store: Arc<dyn Store>) {
         revoked_reason: None,
         ip: "127.0.0.2".into(),
         user_agent: "again".into(),
+        dpop_jkt: None,
     };
     let taken = RefreshRecord {
         hash: hash(1),
@@ -1175,4 +1180,63 @@ pub async fn consent_is_remembered_per_user_and_client(store: Arc<dyn Store>) {
     );
     assert_eq!(store.consent("usr_a", "lkc_2").await.unwrap(), None);
     assert_eq!(store.consent("usr_b", "lkc_1").await.unwrap(), None);
+}
+
+/// Of one DPoP proof recorded many times at once, exactly one is first;
+/// garbage collection forgets it once expired.
+pub async fn a_proof_is_recorded_once_whatever_arrives_at_once(store: Arc<dyn Store>) {
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_proof("jkt:jti-1", NOW + 60).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = 0;
+    for a in attempts {
+        if a.await.unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1);
+    assert!(store.record_proof("jkt:jti-2", NOW + 60).await.unwrap());
+    store
+        .collect_garbage(NOW + 61, NOW - 3600, NOW - 3600)
+        .await
+        .unwrap();
+    assert!(store.record_proof("jkt:jti-1", NOW + 200).await.unwrap());
+}
+
+/// A session bound to a DPoP key keeps its key, and refreshes only with a
+/// proof of it; without one, nothing changes (not even reuse detection).
+pub async fn a_session_bound_to_a_key_refreshes_only_with_it(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let mut start = login_start(&alice, "ses_1", hash(1), NOW);
+    start.session.dpop_jkt = Some("thumb".into());
+    store.create_session(&start, 10).await.unwrap().unwrap();
+    let (_, session) = store.refresh_token(&hash(1)).await.unwrap().unwrap();
+    assert_eq!(session.dpop_jkt.as_deref(), Some("thumb"));
+    let keyless = store
+        .rotate(&policy(0), &request(hash(1), hash(2), NOW + 1))
+        .await
+        .unwrap();
+    assert_eq!(keyless, Outcome::Rejected(Rejection::DpopKeyMismatch));
+    let mut other = request(hash(1), hash(2), NOW + 1);
+    other.dpop_jkt = Some("another".into());
+    assert_eq!(
+        store.rotate(&policy(0), &other).await.unwrap(),
+        Outcome::Rejected(Rejection::DpopKeyMismatch)
+    );
+    let mut proven = request(hash(1), hash(2), NOW + 1);
+    proven.dpop_jkt = Some("thumb".into());
+    assert!(matches!(
+        store.rotate(&policy(0), &proven).await.unwrap(),
+        Outcome::Rotated { .. }
+    ));
+    // The rotated token again, without the key: refused, the session lives.
+    let replay = store
+        .rotate(&policy(0), &request(hash(1), hash(3), NOW + 2))
+        .await
+        .unwrap();
+    assert_eq!(replay, Outcome::Rejected(Rejection::DpopKeyMismatch));
+    assert!(!is_revoked(store.as_ref(), "ses_1").await);
 }

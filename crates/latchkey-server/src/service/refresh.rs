@@ -53,6 +53,7 @@ impl TokenService {
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
             now,
+            dpop_jkt: None,
         };
         let outcome = self.store().rotate(&self.config().policy, &request).await?;
         let (session, scope) = match outcome {

@@ -284,6 +284,7 @@ impl TokenService {
                 ip: &ctx.ip,
                 user_agent: &ctx.user_agent,
                 now,
+                dpop_jkt: None,
             },
         );
         // The login's audit event, and those of the sessions the cap
