@@ -98,6 +98,40 @@ struct ProofClaims {
     nonce: Option<String>,
 }
 
+/// How long a server nonce is good for: the window it was made in and the
+/// next, so between 5 and 10 minutes.
+pub const NONCE_WINDOW: i64 = 300;
+
+impl crate::refresh::RefreshKeys {
+    /// The server nonce (RFC 9449 §8) for now: the window's number and a
+    /// MAC of it under a key every instance shares, so any instance accepts
+    /// any instance's nonce without storing one.
+    pub fn dpop_nonce(&self, now: i64) -> String {
+        Self::nonce_for(&self.nonce, now.div_euclid(NONCE_WINDOW))
+    }
+
+    fn nonce_for(key: &aws_lc_rs::hmac::Key, window: i64) -> String {
+        let tag = aws_lc_rs::hmac::sign(key, &window.to_be_bytes());
+        let mut bytes = window.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&tag.as_ref()[..16]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Whether `nonce` is one this server made in this window or the last.
+    pub fn dpop_nonce_is_fresh(&self, nonce: &str, now: i64) -> bool {
+        let window = now.div_euclid(NONCE_WINDOW);
+        [window, window - 1].iter().any(|w| {
+            let expected = Self::nonce_for(&self.nonce, *w);
+            expected.len() == nonce.len()
+                && expected
+                    .bytes()
+                    .zip(nonce.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        })
+    }
+}
+
 /// `ath`: the base64url SHA-256 of an access token.
 pub fn ath(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, access_token.as_bytes()))
@@ -246,6 +280,19 @@ mod tests {
         forged.pop();
         forged.push('A');
         assert_eq!(verify(&forged, &expected(at)), Err(ProofError::Signature));
+    }
+
+    #[test]
+    fn a_nonce_is_good_for_its_window_and_the_next() {
+        let keys = crate::refresh::RefreshKeys::from_secret(&[5; 32]);
+        let now = 1_800_000_000;
+        let nonce = keys.dpop_nonce(now);
+        assert!(keys.dpop_nonce_is_fresh(&nonce, now));
+        assert!(keys.dpop_nonce_is_fresh(&nonce, now + NONCE_WINDOW));
+        assert!(!keys.dpop_nonce_is_fresh(&nonce, now + 2 * NONCE_WINDOW));
+        assert!(!keys.dpop_nonce_is_fresh("made-up", now));
+        let other = crate::refresh::RefreshKeys::from_secret(&[6; 32]);
+        assert!(!other.dpop_nonce_is_fresh(&nonce, now));
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub struct RefreshKeys {
     derive: hmac::Key,
     pub(crate) client: hmac::Key,
     pub(crate) code: hmac::Key,
+    pub(crate) nonce: hmac::Key,
 }
 
 impl RefreshKeys {
@@ -98,6 +99,7 @@ impl RefreshKeys {
             derive: sub(b"latchkey refresh-token successor v1"),
             client: sub(b"latchkey client-secret hash v1"),
             code: sub(b"latchkey authorization-code hash v1"),
+            nonce: sub(b"latchkey dpop nonce v1"),
         }
     }
 

@@ -31,6 +31,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("cookie_fingerprint", "false"),
     ("password_grant", "false"),
     ("signup", "off"),
+    ("dpop_nonce", "required"),
     ("allowed_origins", ""),
     ("master_key", ""),
     ("scopes", ""),
@@ -82,6 +83,10 @@ pub struct Config {
     /// `LATCHKEY_SIGNUP`: `open` lets anyone create an account at
     /// `POST /auth/signup`. Default `off`.
     pub signup_open: bool,
+    /// `LATCHKEY_DPOP_NONCE`: `required` (a token request's DPoP proof must
+    /// carry a fresh server nonce, RFC 9449 §8) or `optional` (checked when
+    /// present). Default `required`.
+    pub dpop_nonce_required: bool,
     /// `LATCHKEY_PASSWORD_GRANT`: allow `grant_type=password`. Default `false`.
     pub password_grant: bool,
     /// `LATCHKEY_ALLOWED_ORIGINS`: browser origins, comma-separated. Default: the issuer's origin.
@@ -424,6 +429,19 @@ impl Config {
         let cookie_secure = boolean("cookie_secure")?;
         let cookie_fingerprint = boolean("cookie_fingerprint")?;
         let password_grant = boolean("password_grant")?;
+        let dpop_nonce_required = {
+            let (text, origin) = get("dpop_nonce");
+            match text.as_str() {
+                "required" => true,
+                "optional" => false,
+                _ => {
+                    return Err(fail(
+                        &origin,
+                        format!("{text:?} is not required or optional"),
+                    ));
+                }
+            }
+        };
         let signup_open = {
             let (text, origin) = get("signup");
             match text.as_str() {
@@ -540,6 +558,7 @@ impl Config {
             cookie_secure,
             cookie_fingerprint,
             signup_open,
+            dpop_nonce_required,
             password_grant,
             allowed_origins,
             master_key,

@@ -47,6 +47,19 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: i64,
     },
+    /// RFC 9449: a DPoP error at the token endpoint (`400`) or at a
+    /// protected resource (`401` with a `DPoP` challenge), with a fresh
+    /// server nonce when the client needs one.
+    Dpop {
+        /// At a protected resource (else at a token endpoint).
+        resource: bool,
+        /// `invalid_dpop_proof`, `use_dpop_nonce` or `invalid_token`.
+        code: &'static str,
+        /// Human-readable description.
+        description: String,
+        /// A nonce for the next proof.
+        nonce: Option<String>,
+    },
     /// A failure of the server; never shown in detail.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -149,6 +162,8 @@ impl ApiError {
             | Self::Bearer { status, .. }
             | Self::Plain { status, .. } => *status,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Dpop { resource: true, .. } => StatusCode::UNAUTHORIZED,
+            Self::Dpop { .. } => StatusCode::BAD_REQUEST,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +180,18 @@ impl From<crate::service::Refusal> for ApiError {
             Refusal::InvalidToken(d) => Self::invalid_token(d),
             Refusal::TooManyRequests { retry_after } => Self::TooManyRequests { retry_after },
             Refusal::Busy { retry_after } => Self::Busy { retry_after },
+            Refusal::InvalidDpopProof(d) => Self::Dpop {
+                resource: false,
+                code: "invalid_dpop_proof",
+                description: d,
+                nonce: None,
+            },
+            Refusal::UseDpopNonce { nonce } => Self::Dpop {
+                resource: false,
+                code: "use_dpop_nonce",
+                description: "use the server's DPoP nonce".into(),
+                nonce: Some(nonce),
+            },
             Refusal::Internal(e) => Self::Internal(e),
         }
     }
@@ -271,6 +298,33 @@ impl IntoResponse for ApiError {
                     error_description: Some(&description),
                 });
                 (status, body).into_response()
+            }
+            Self::Dpop {
+                resource,
+                code,
+                description,
+                nonce,
+            } => {
+                let body = axum::Json(Body {
+                    error: code,
+                    error_description: Some(&description),
+                });
+                let mut response = (status, no_store, body).into_response();
+                let headers = response.headers_mut();
+                if resource {
+                    let challenge = format!(
+                        "DPoP realm=\"latchkey\", algs=\"{}\", error=\"{code}\", error_description=\"{}\"",
+                        latchkey_core::dpop::ALGORITHMS.join(" "),
+                        quoted(&description)
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&challenge) {
+                        headers.insert(header::WWW_AUTHENTICATE, value);
+                    }
+                }
+                if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                    headers.insert("dpop-nonce", value);
+                }
+                response
             }
             Self::TooManyRequests { retry_after } => {
                 let body = axum::Json(Body {

@@ -284,8 +284,13 @@ impl AppState {
     }
 
     /// A `client_credentials` grant.
-    pub fn client_token(&self, client: &Client, scope: Option<&str>) -> Result<Issued, ApiError> {
-        Ok(self.inner.client_token(client, scope)?)
+    pub fn client_token(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        dpop_jkt: Option<&str>,
+    ) -> Result<Issued, ApiError> {
+        Ok(self.inner.client_token(client, scope, dpop_jkt)?)
     }
 
     /// Re-reads the signing keys from the database.

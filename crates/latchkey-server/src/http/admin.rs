@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::{Params, bearer, check_text};
+use super::extract::{Params, check_text};
 use super::oauth::token_response;
 use crate::error::ApiError;
 use crate::service::Actor;
@@ -69,8 +69,9 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)?;
-        let principal = state.authenticate(token).await?;
+        let principal =
+            super::extract::authenticate(state, &parts.headers, &parts.method, parts.uri.path())
+                .await?;
         let claims = &principal.claims;
         let refuse = || {
             ApiError::forbidden("the admin API needs a client token with the scope latchkey:admin")
@@ -396,7 +397,7 @@ struct NewSession {
 /// A token pair for a user the application authenticated by its own means.
 async fn create_session(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -413,6 +414,9 @@ async fn create_session(
                 .ok_or_else(|| ApiError::invalid_request("no such client"))?,
         ),
     };
+    // A proof sent along binds the new session to the end user's key.
+    let proof = super::dpop::token_proof(&state, &headers, "/admin/sessions").await?;
+    super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let Some(issued) = state
         .tokens()
         .start_session_for(&user, client.as_ref(), new.scope.as_deref(), &ctx)
@@ -430,7 +434,11 @@ async fn create_session(
             "",
         )
         .await;
-    Ok(token_response(&issued))
+    Ok(super::dpop::with_nonce(
+        &state,
+        proof.as_ref(),
+        token_response(&issued),
+    ))
 }
 
 #[derive(Serialize)]

@@ -75,6 +75,8 @@ async fn login(
     let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client);
+    let proof = super::dpop::token_proof(&state, &headers, "/auth/login").await?;
+    super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let username = params.require("username")?;
     let password = params.require("password")?;
     let issued = state
@@ -86,7 +88,8 @@ async fn login(
             &ctx,
         )
         .await?;
-    delivery.respond(&state, &issued)
+    let response = delivery.respond(&state, &issued)?;
+    Ok(super::dpop::with_nonce(&state, proof.as_ref(), response))
 }
 
 /// Self-service sign-up (`LATCHKEY_SIGNUP=open`): `username`, `password`,
@@ -163,9 +166,9 @@ async fn logout(
         }
         return browser::logged_out(state.config());
     }
-    let token = super::extract::bearer(&headers)?;
-    let principal = state.authenticate(token).await?;
-    browser::check_fingerprint(&headers, state.config(), &principal.claims)?;
+    let principal =
+        super::extract::authenticate(&state, &headers, &axum::http::Method::POST, "/auth/logout")
+            .await?;
     if let Some(sid) = principal.claims.sid.as_deref() {
         state
             .revoke_session(

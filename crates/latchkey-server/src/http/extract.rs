@@ -41,6 +41,7 @@ impl FromRequestParts<AppState> for RequestContext {
             ip,
             user_agent,
             fingerprint: None,
+            dpop: None,
         })
     }
 }
@@ -186,6 +187,7 @@ pub(crate) enum Authorization<'a> {
     None,
     Basic(&'a str),
     Bearer(&'a str),
+    Dpop(&'a str),
     Other,
 }
 
@@ -202,25 +204,45 @@ pub(crate) fn authorization(headers: &HeaderMap) -> Authorization<'_> {
         Authorization::Basic(rest)
     } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
         Authorization::Bearer(rest)
+    } else if scheme.eq_ignore_ascii_case("dpop") && !rest.is_empty() {
+        Authorization::Dpop(rest)
     } else {
         Authorization::Other
     }
 }
 
-/// The bearer token of a protected-resource request, or the RFC 6750 error.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+/// The access token of a protected-resource request and whether it came
+/// with the `DPoP` scheme, or the RFC 6750 error.
+pub(crate) fn access_token(headers: &HeaderMap) -> Result<(&str, bool), ApiError> {
     match authorization(headers) {
-        Authorization::Bearer(token) => Ok(token),
+        Authorization::Bearer(token) => Ok((token, false)),
+        Authorization::Dpop(token) => Ok((token, true)),
         Authorization::None => Err(ApiError::no_credentials()),
         _ => Err(ApiError::Bearer {
             status: axum::http::StatusCode::UNAUTHORIZED,
             code: Some("invalid_request"),
-            description: Some("use Authorization: Bearer".into()),
+            description: Some("use Authorization: Bearer or DPoP".into()),
         }),
     }
 }
 
-/// An authenticated caller of a protected resource.
+/// The caller of a protected resource: a valid access token of a live
+/// session (or a client's own), bound to this browser if it carries a
+/// fingerprint, and proven with a DPoP proof if it is bound to a key.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &axum::http::Method,
+    path: &str,
+) -> Result<crate::state::Principal, ApiError> {
+    let (token, dpop_scheme) = access_token(headers)?;
+    let principal = state.authenticate(token).await?;
+    super::browser::check_fingerprint(headers, state.config(), &principal.claims)?;
+    super::dpop::check_resource(state, &principal, headers, method, path, token, dpop_scheme)
+        .await?;
+    Ok(principal)
+}
+
 pub(crate) struct Authenticated(pub(crate) crate::state::Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -230,10 +252,9 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)?;
-        let principal = state.authenticate(token).await?;
-        super::browser::check_fingerprint(&parts.headers, state.config(), &principal.claims)?;
-        Ok(Authenticated(principal))
+        authenticate(state, &parts.headers, &parts.method, parts.uri.path())
+            .await
+            .map(Authenticated)
     }
 }
 

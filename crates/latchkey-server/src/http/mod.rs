@@ -7,6 +7,7 @@ mod authorize;
 mod browser;
 mod client_auth;
 mod discovery;
+mod dpop;
 mod extract;
 mod health;
 mod me;

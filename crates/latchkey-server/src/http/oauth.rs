@@ -42,7 +42,7 @@ struct TokenResponse<'a> {
 /// The token response with `Cache-Control: no-store` (RFC 6749 §5.1).
 pub(crate) fn token_response(issued: &Issued) -> Response {
     let body = TokenResponse {
-        token_type: "Bearer",
+        token_type: if issued.dpop { "DPoP" } else { "Bearer" },
         access_token: &issued.access_token,
         expires_in: issued.expires_in,
         refresh_token: issued.refresh_token.as_ref().map(RefreshToken::expose),
@@ -62,7 +62,7 @@ pub(crate) fn token_response(issued: &Issued) -> Response {
 
 async fn token(
     State(state): State<AppState>,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -89,6 +89,8 @@ async fn token(
     let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client);
+    let proof = super::dpop::token_proof(&state, &headers, "/oauth/token").await?;
+    super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let issued = match grant_type {
         "refresh_token" => {
             let presented = params.require("refresh_token")?;
@@ -136,7 +138,11 @@ async fn token(
                     "client_credentials needs a confidential client's authentication",
                 ));
             };
-            state.client_token(&client, params.get("scope"))?
+            state.client_token(
+                &client,
+                params.get("scope"),
+                proof.as_ref().map(|p| p.jkt.as_str()),
+            )?
         }
         _ => {
             let username = params.require("username")?;
@@ -152,7 +158,11 @@ async fn token(
                 .await?
         }
     };
-    Ok(token_response(&issued))
+    Ok(super::dpop::with_nonce(
+        &state,
+        proof.as_ref(),
+        token_response(&issued),
+    ))
 }
 
 /// RFC 7009: 200 for every well-formed request; a token of another client

@@ -11,7 +11,12 @@ use super::tokens::{Grant, Issued, TokenService};
 impl TokenService {
     /// A `client_credentials` grant: an access token for the client itself,
     /// with no session and no refresh token.
-    pub fn client_token(&self, client: &Client, scope: Option<&str>) -> Result<Issued, Refusal> {
+    pub fn client_token(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        dpop_jkt: Option<&str>,
+    ) -> Result<Issued, Refusal> {
         let allowed = Scope::parse(&client.scope).unwrap_or_default();
         let scope = match scope {
             Some(text) if !text.trim().is_empty() => {
@@ -40,6 +45,7 @@ impl TokenService {
             sid: None,
             auth_time: None,
             fingerprint: None,
+            dpop_jkt,
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {
@@ -49,6 +55,7 @@ impl TokenService {
             scope,
             session_id: None,
             id_token: None,
+            dpop: dpop_jkt.is_some(),
         })
     }
 }

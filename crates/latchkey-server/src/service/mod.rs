@@ -16,6 +16,7 @@ mod access;
 mod authorize;
 mod client_credentials;
 mod clients;
+mod dpop;
 mod events;
 mod keys;
 mod login;
@@ -28,6 +29,7 @@ mod users;
 
 pub use authorize::{CODE_TTL, CodeGrant, redirect_uri_allowed};
 pub use clients::{Clients, MAX_CLIENT_NAME_CHARS, NewClient, check_redirect_uri};
+pub use dpop::{DpopKey, ProofTarget};
 pub use events::Events;
 pub use keys::Keys;
 pub use login::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};

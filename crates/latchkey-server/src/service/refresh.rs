@@ -53,7 +53,7 @@ impl TokenService {
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
             now,
-            dpop_jkt: None,
+            dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.clone()),
         };
         let outcome = self.store().rotate(&self.config().policy, &request).await?;
         let (session, scope) = match outcome {
@@ -167,6 +167,7 @@ impl TokenService {
             sid: Some(&session.id),
             auth_time: Some(session.created_at),
             fingerprint: ctx.fingerprint.as_deref(),
+            dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Issued {
@@ -176,6 +177,7 @@ impl TokenService {
             scope,
             session_id: Some(session.id),
             id_token: None,
+            dpop: ctx.dpop.is_some(),
         })
     }
 }

@@ -32,6 +32,16 @@ pub enum Refusal {
         /// Seconds to wait.
         retry_after: i64,
     },
+    /// A DPoP proof was missing, malformed, replayed or for another key,
+    /// method or URL (`invalid_dpop_proof`).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// The proof needs this server nonce (`use_dpop_nonce`).
+    #[error("use the server's DPoP nonce")]
+    UseDpopNonce {
+        /// The nonce to put in the next proof.
+        nonce: String,
+    },
     /// A failure of the server, never of the caller.
     #[error("internal failure")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

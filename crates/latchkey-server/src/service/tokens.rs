@@ -65,6 +65,9 @@ pub struct RequestContext {
     /// browser's fingerprint cookie, which the access tokens minted for this
     /// request carry.
     pub fingerprint: Option<String>,
+    /// The DPoP key the request proved it holds, if it sent a proof: the
+    /// access tokens minted for it are bound to the key.
+    pub dpop: Option<super::DpopKey>,
 }
 
 /// A token response before serialisation.
@@ -82,6 +85,8 @@ pub struct Issued {
     pub session_id: Option<String>,
     /// An OpenID Connect ID token (authorization code flow, `openid` scope).
     pub id_token: Option<String>,
+    /// The access token is bound to a DPoP key (`token_type: DPoP`).
+    pub dpop: bool,
 }
 
 /// A session about to start: its id and when its user authenticated.
@@ -107,6 +112,7 @@ pub(super) struct Grant<'a> {
     pub(super) sid: Option<&'a str>,
     pub(super) auth_time: Option<i64>,
     pub(super) fingerprint: Option<&'a str>,
+    pub(super) dpop_jkt: Option<&'a str>,
 }
 
 impl TokenService {
@@ -182,7 +188,7 @@ impl TokenService {
             scope: grant.scope.to_owned(),
             sid: grant.sid.map(str::to_owned),
             auth_time: grant.auth_time,
-            cnf: None,
+            cnf: grant.dpop_jkt.map(|jkt| serde_json::json!({ "jkt": jkt })),
             fingerprint: grant.fingerprint.map(str::to_owned),
         };
         Ok(jwt::sign(self.keyring().signing(now), &claims)?)
@@ -284,7 +290,13 @@ impl TokenService {
                 ip: &ctx.ip,
                 user_agent: &ctx.user_agent,
                 now,
-                dpop_jkt: None,
+                // A public client's refresh tokens are bound to its key; a
+                // confidential client's are bound by its authentication.
+                dpop_jkt: ctx
+                    .dpop
+                    .as_ref()
+                    .filter(|d| d.bind_refresh)
+                    .map(|d| d.jkt.clone()),
             },
         );
         // The login's audit event, and those of the sessions the cap
@@ -316,6 +328,7 @@ impl TokenService {
             sid: Some(&session_id),
             auth_time: Some(auth_time),
             fingerprint: ctx.fingerprint.as_deref(),
+            dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };
         let access_token = self.mint(grant, jti, now)?;
         Ok(Some(Issued {
@@ -325,6 +338,7 @@ impl TokenService {
             scope: session.scope,
             session_id: Some(session_id),
             id_token: None,
+            dpop: ctx.dpop.is_some(),
         }))
     }
 

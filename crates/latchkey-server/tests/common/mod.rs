@@ -63,6 +63,32 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("latchkey.db").display()),
             Backend::Postgres => latchkey_store_tests::postgres_schema_url().await?,
         };
+        Some(Self::serve(backend, database_url, dir, env, clock).await)
+    }
+
+    /// A second server on this one's database (another instance behind the
+    /// same load balancer: the same issuer, `env` added).
+    pub async fn beside(&self, env: &[(&str, &str)]) -> Self {
+        let mut vars = vec![("LATCHKEY_ISSUER", self.base.as_str())];
+        vars.extend_from_slice(env);
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::serve(
+            self.backend,
+            self.database_url.clone(),
+            dir,
+            &vars,
+            Arc::new(latchkey_core::clock::SystemClock),
+        )
+        .await
+    }
+
+    async fn serve(
+        backend: Backend,
+        database_url: String,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        clock: Arc<dyn latchkey_core::clock::Clock>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -91,14 +117,14 @@ impl TestApp {
             limits,
             std::future::pending(),
         ));
-        Some(Self {
+        Self {
             base: format!("http://{addr}"),
             state,
             http: reqwest::Client::new(),
             backend,
             database_url,
             _dir: dir,
-        })
+        }
     }
 
     /// Everything the database holds, as bytes: the SQLite files, or every
