@@ -112,5 +112,61 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A DPoP proof of an ES256 or Ed25519 key, as a client makes one.
+fn proof(alg: jsonwebtoken::Algorithm, jti: &str) -> String {
+    use aws_lc_rs::signature::{self, KeyPair};
+    let rng = SystemRandom::new();
+    let (encoding, jwk) = match alg {
+        jsonwebtoken::Algorithm::ES256 => {
+            let a = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(a, &rng).expect("key");
+            let pair = signature::EcdsaKeyPair::from_pkcs8(a, pkcs8.as_ref()).expect("key");
+            let p = pair.public_key().as_ref();
+            (
+                jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65])}),
+            )
+        }
+        _ => {
+            let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
+            let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+            (
+                jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
+                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}),
+            )
+        }
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = Some(serde_json::from_value(jwk).expect("jwk"));
+    let claims = serde_json::json!({"jti": jti, "htm": "GET", "htu": "https://api.example/hello", "iat": NOW,
+        "ath": latchkey_core::dpop::ath("token")});
+    jsonwebtoken::encode(&header, &claims, &encoding).expect("proof")
+}
+
+/// Checking a DPoP proof beside checking an access token: what a request
+/// with a DPoP-bound token costs a resource server on top.
+fn bench_proofs(c: &mut Criterion) {
+    latchkey_core::signers::install();
+    let expected = latchkey_core::dpop::Expected {
+        method: "GET",
+        url: "https://api.example/hello",
+        now: NOW,
+        access_token: Some("token"),
+    };
+    let mut group = c.benchmark_group("dpop_proof");
+    for (name, alg) in [
+        ("verify_es256", jsonwebtoken::Algorithm::ES256),
+        ("verify_eddsa", jsonwebtoken::Algorithm::EdDSA),
+    ] {
+        let proof = proof(alg, "jti-1");
+        latchkey_core::dpop::verify(&proof, &expected).expect("valid");
+        group.bench_function(name, |b| {
+            b.iter(|| latchkey_core::dpop::verify(black_box(&proof), &expected).expect("valid"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_proofs);
 criterion_main!(benches);

@@ -92,6 +92,13 @@ pub enum Rejection {
     /// Revocations could not be learnt for too long (fail-closed feed).
     #[error("revocations are unknown: the revocation feed is not reachable")]
     RevocationsUnknown,
+    /// A DPoP-bound token came as a bearer token, or a bearer token with the
+    /// `DPoP` scheme.
+    #[error("the token's binding and the Authorization scheme disagree")]
+    SchemeMismatch,
+    /// The DPoP proof is missing, invalid, replayed or of another key.
+    #[error("invalid DPoP proof")]
+    InvalidProof,
 }
 
 impl Rejection {
@@ -114,6 +121,22 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED,
                 "Bearer".to_owned(),
                 "unauthorized",
+            ),
+            Self::SchemeMismatch => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "DPoP algs=\"{}\", error=\"invalid_token\", error_description=\"{self}\"",
+                    latchkey_core::dpop::ALGORITHMS.join(" ")
+                ),
+                "invalid_token",
+            ),
+            Self::InvalidProof => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "DPoP algs=\"{}\", error=\"invalid_dpop_proof\", error_description=\"{self}\"",
+                    latchkey_core::dpop::ALGORITHMS.join(" ")
+                ),
+                "invalid_dpop_proof",
             ),
             Self::Invalid(_) | Self::Revoked => (
                 StatusCode::UNAUTHORIZED,
@@ -178,10 +201,12 @@ struct Inner {
     /// their access tokens can be live.
     revoked: RwLock<HashMap<String, i64>>,
     feed: Mutex<FeedState>,
+    /// DPoP proofs seen (this service's own replay cache).
+    proofs: Mutex<HashMap<String, i64>>,
 }
 
 /// How a [`RemoteVerifier`] keeps its keys.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// Refetches of the JWKS (for an unknown `kid`, or when it has aged)
@@ -190,6 +215,10 @@ pub struct Options {
     /// The JWKS is trusted at most this long, whatever its `max-age` says
     /// (and for this long when it says none). Default 5 minutes.
     pub max_key_age: Duration,
+    /// This service's public base URL (`https://api.example`), which a DPoP
+    /// proof's `htu` must name with the request's path. Unset: the request's
+    /// `Host` with either scheme.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -197,6 +226,7 @@ impl Default for Options {
         Self {
             refetch_interval: Duration::from_secs(30),
             max_key_age: Duration::from_secs(300),
+            public_url: None,
         }
     }
 }
@@ -213,7 +243,17 @@ impl Options {
         self.max_key_age = age;
         self
     }
+
+    /// Sets [`Options::public_url`] (without a trailing `/`).
+    pub fn public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.trim_end_matches('/').to_owned());
+        self
+    }
 }
+
+/// DPoP proofs seen, by key and `jti`, until they could no longer be
+/// accepted; at most this many (a full cache refuses proofs: fail closed).
+const MAX_SEEN_PROOFS: usize = 100_000;
 
 /// How [`RemoteVerifier::follow_revocations_with`] follows the feed.
 #[derive(Debug, Clone, Copy)]
@@ -339,6 +379,7 @@ impl RemoteVerifier {
                 options,
                 revoked: RwLock::new(HashMap::new()),
                 feed: Mutex::new(FeedState::default()),
+                proofs: Mutex::new(HashMap::new()),
             }),
         };
         verifier.fetch_keys().await?;
@@ -544,6 +585,95 @@ impl RemoteVerifier {
         Ok(page.next_since)
     }
 
+    /// Verifies a request's access token (`Authorization: Bearer`, or
+    /// `DPoP` with a proof for a token bound to a key, RFC 9449 §7): a
+    /// DPoP-bound token needs a fresh proof of its key for this request's
+    /// method and URL, seen by this service only once.
+    pub async fn verify_request(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<AccessClaims, Rejection> {
+        let (token, dpop_scheme) = authorization(headers).ok_or(Rejection::Missing)?;
+        let claims = self.verify(token).await?;
+        let bound = claims
+            .cnf
+            .as_ref()
+            .and_then(|c| c.get("jkt"))
+            .and_then(|j| j.as_str())
+            .map(str::to_owned);
+        match (bound, dpop_scheme) {
+            (None, false) => Ok(claims),
+            (None, true) | (Some(_), false) => Err(Rejection::SchemeMismatch),
+            (Some(jkt), true) => {
+                self.check_proof(method, uri, headers, token, &jkt)?;
+                Ok(claims)
+            }
+        }
+    }
+
+    fn check_proof(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        token: &str,
+        jkt: &str,
+    ) -> Result<(), Rejection> {
+        let mut all = headers.get_all("dpop").iter();
+        let (Some(value), None) = (all.next(), all.next()) else {
+            return Err(Rejection::InvalidProof);
+        };
+        let proof = value.to_str().map_err(|_| Rejection::InvalidProof)?;
+        let path = uri.path();
+        let urls: Vec<String> = match &self.inner.options.public_url {
+            Some(base) => vec![format!("{base}{path}")],
+            None => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| uri.authority().map(|a| a.as_str()))
+                    .ok_or(Rejection::InvalidProof)?;
+                vec![
+                    format!("https://{host}{path}"),
+                    format!("http://{host}{path}"),
+                ]
+            }
+        };
+        let now = now();
+        let proof = urls
+            .iter()
+            .find_map(|url| {
+                let expected = latchkey_core::dpop::Expected {
+                    method: method.as_str(),
+                    url,
+                    now,
+                    access_token: Some(token),
+                };
+                latchkey_core::dpop::verify(proof, &expected).ok()
+            })
+            .ok_or(Rejection::InvalidProof)?;
+        if proof.jkt != jkt {
+            return Err(Rejection::InvalidProof);
+        }
+        let mut seen = lock(&self.inner.proofs);
+        if seen.len() >= MAX_SEEN_PROOFS {
+            seen.retain(|_, until| *until >= now);
+            if seen.len() >= MAX_SEEN_PROOFS {
+                return Err(Rejection::InvalidProof);
+            }
+        }
+        let until = proof.iat.max(now) + latchkey_core::dpop::IAT_WINDOW + 1;
+        if seen
+            .insert(format!("{}:{}", proof.jkt, proof.jti), until)
+            .is_some()
+        {
+            return Err(Rejection::InvalidProof);
+        }
+        Ok(())
+    }
+
     /// A tower layer that lets through only requests with a valid token.
     pub fn layer(&self) -> RequireToken {
         RequireToken {
@@ -623,15 +753,22 @@ pub struct RequireTokenService<S> {
     config: RequireToken,
 }
 
-/// The bearer token of a request; tokens in query strings are never read.
-fn bearer<B>(request: &Request<B>) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+/// The access token of a request and whether it came with the `DPoP`
+/// scheme; tokens in query strings are never read.
+fn authorization(headers: &http::HeaderMap) -> Option<(&str, bool)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let token = token.trim();
+    if token.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some((token, false))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some((token, true))
+    } else {
+        None
+    }
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RequireTokenService<S>
@@ -655,11 +792,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         Box::pin(async move {
-            let token = bearer(&request).map(str::to_owned);
-            let verdict = match token {
-                None => Err(Rejection::Missing),
-                Some(token) => config.verifier.verify(&token).await,
-            };
+            let verdict = config
+                .verifier
+                .verify_request(request.method(), request.uri(), request.headers())
+                .await;
             let verdict = verdict.and_then(|claims| {
                 let granted: Vec<&str> = claims.scope.split(' ').collect();
                 if config.scopes.iter().all(|s| granted.contains(&s.as_str())) {

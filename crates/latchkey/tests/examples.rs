@@ -535,3 +535,103 @@ async fn a_cancelled_refresh_never_loses_the_rotated_pair() {
         .unwrap();
     assert_eq!(me.status(), 200);
 }
+
+/// An ES256 DPoP key of a client, and its proofs.
+struct ProofKey {
+    encoding: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl ProofKey {
+    fn new() -> Self {
+        use aws_lc_rs::signature::{self, KeyPair};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        Self {
+            encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+            jwk: serde_json::json!({"kty": "EC", "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}),
+        }
+    }
+
+    fn proof(&self, method: &str, url: &str, access_token: Option<&str>) -> String {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "jti": format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            "htm": method, "htu": url, "iat": now,
+        });
+        if let Some(token) = access_token {
+            claims["ath"] = serde_json::json!(latchkey_core::dpop::ath(token));
+        }
+        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_resource_server_needs_a_proof_for_a_dpop_bound_token() {
+    let (_env, server) = latchkey_with(&[("LATCHKEY_DPOP_NONCE", "optional")]);
+    let (_rs, api) = resource_server(&server.base, None);
+    let http = reqwest::Client::new();
+    let key = ProofKey::new();
+    let login = server.url("/auth/login");
+    let pair: Value = http
+        .post(&login)
+        .header("dpop", key.proof("POST", &login, None))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pair["token_type"], "DPoP");
+    let token = pair["access_token"].as_str().unwrap();
+    let hello = format!("{api}/hello");
+    let call = |scheme: &'static str, proof: Option<String>| {
+        let mut request = http
+            .get(&hello)
+            .header("authorization", format!("{scheme} {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    // Presented as a bearer token, or without a proof: refused.
+    let bearer = call("Bearer", None).await.unwrap();
+    assert_eq!(bearer.status(), 401);
+    assert!(
+        bearer.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP")
+    );
+    assert_eq!(call("DPoP", None).await.unwrap().status(), 401);
+    // With a proof of its key for this request: accepted, once.
+    let proof = key.proof("GET", &hello, Some(token));
+    assert_eq!(
+        call("DPoP", Some(proof.clone())).await.unwrap().status(),
+        200
+    );
+    assert_eq!(call("DPoP", Some(proof)).await.unwrap().status(), 401);
+    // Another key's proof, or one for another URL or token: refused.
+    let thief = ProofKey::new();
+    for proof in [
+        thief.proof("GET", &hello, Some(token)),
+        key.proof("GET", &format!("{api}/other"), Some(token)),
+        key.proof("GET", &hello, Some("another token")),
+    ] {
+        assert_eq!(call("DPoP", Some(proof)).await.unwrap().status(), 401);
+    }
+}
