@@ -14,6 +14,12 @@
 //! know whether the server rotated; a server with a grace window
 //! (`LATCHKEY_REUSE_GRACE`) answers its retry with the same successor.
 //!
+//! With [`TokenClient::login_with_dpop`] the client generates a P-256 key,
+//! keeps it in the [`TokenStore`] beside the pair, and proves it (RFC 9449)
+//! at the token endpoint and with every API request: the tokens the server
+//! issues are bound to it, so a copied token is useless without the key.
+//! Server nonces (`DPoP-Nonce`, `use_dpop_nonce`) are kept and used.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use latchkey_client::TokenClient;
@@ -51,24 +57,95 @@ pub enum Error {
     /// The refresh task was stopped (its runtime is shutting down).
     #[error("the refresh was cancelled")]
     Cancelled,
+    /// The DPoP key could not be made or used.
+    #[error("the DPoP key is unusable")]
+    Key,
 }
 
 /// An access token and the refresh token issued beside it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenPair {
-    /// The bearer token.
+    /// The access token.
     pub access_token: String,
     /// The refresh token (`lk_rt_…`).
     pub refresh_token: String,
     /// When the access token expires, Unix seconds.
     pub expires_at: i64,
+    /// The DPoP key both tokens are bound to, if any (kept with them).
+    pub dpop_key: Option<DpopKey>,
 }
 
 impl std::fmt::Debug for TokenPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenPair")
             .field("expires_at", &self.expires_at)
+            .field("dpop", &self.dpop_key.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// A DPoP key: an ECDSA P-256 private key (PKCS#8), which proofs are
+/// signed with. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DpopKey {
+    /// The PKCS#8 document, to persist.
+    pub pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DpopKey(…)")
+    }
+}
+
+impl DpopKey {
+    /// A new key from the OS's random source.
+    pub fn generate() -> Result<Self, Error> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
+            .map_err(|_| Error::Key)?;
+        Ok(Self {
+            pkcs8: pkcs8.as_ref().to_vec(),
+        })
+    }
+
+    /// A proof for `method` on `url` (its query and fragment dropped), with
+    /// the server's `nonce` and the `access_token` it goes with, if any.
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+    ) -> Result<String, Error> {
+        use aws_lc_rs::signature::KeyPair;
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, &self.pkcs8)
+            .map_err(|_| Error::Key)?;
+        let point = pair.public_key().as_ref();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some(latchkey_core::dpop::PROOF_TYP.into());
+        header.jwk = Some(serde_json::from_value(jwk).map_err(|_| Error::Key)?);
+        let htu = url.split(['?', '#']).next().unwrap_or(url);
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut jti)
+            .map_err(|_| Error::Key)?;
+        let mut claims = serde_json::json!({
+            "jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": htu, "iat": now(),
+        });
+        if let Some(nonce) = nonce {
+            claims["nonce"] = serde_json::json!(nonce);
+        }
+        if let Some(token) = access_token {
+            claims["ath"] = serde_json::json!(latchkey_core::dpop::ath(token));
+        }
+        let encoding = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
+        jsonwebtoken::encode(&header, &claims, &encoding).map_err(|_| Error::Key)
     }
 }
 
@@ -88,7 +165,7 @@ pub trait TokenStore: Send + Sync {
 /// use latchkey_client::{MemoryStore, TokenPair, TokenStore};
 /// let store = MemoryStore::default();
 /// assert!(store.load().await.is_none());
-/// let pair = TokenPair { access_token: "eyJ…".into(), refresh_token: "lk_rt_…".into(), expires_at: 0 };
+/// let pair = TokenPair { access_token: "eyJ…".into(), refresh_token: "lk_rt_…".into(), expires_at: 0, dpop_key: None };
 /// store.save(pair.clone()).await;
 /// assert_eq!(store.load().await, Some(pair));
 /// # });
@@ -130,6 +207,7 @@ fn now() -> i64 {
 async fn pair_from(
     response: reqwest::Response,
     previous_refresh: Option<&str>,
+    dpop_key: Option<DpopKey>,
 ) -> Result<TokenPair, Error> {
     let status = response.status();
     if !status.is_success() {
@@ -153,7 +231,57 @@ async fn pair_from(
         access_token: body.access_token,
         refresh_token,
         expires_at: now() + body.expires_in,
+        dpop_key,
     })
+}
+
+/// The server's nonce in a response, if it sent one.
+fn nonce_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Posts `form` to `url` with a proof of `key`, if any; asked for the
+/// server's nonce, sends once more with it. Keeps the latest nonce.
+async fn post_token_request(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+    key: Option<&DpopKey>,
+    nonce: &std::sync::Mutex<Option<String>>,
+) -> Result<reqwest::Response, Error> {
+    let mut retried = false;
+    loop {
+        let mut request = http.post(url).form(form);
+        if let Some(key) = key {
+            let current = lock(nonce).clone();
+            request = request.header("dpop", key.proof("POST", url, current.as_deref(), None)?);
+        }
+        let response = request.send().await?;
+        let fresh = nonce_of(&response);
+        if let Some(fresh) = &fresh {
+            *lock(nonce) = Some(fresh.clone());
+        }
+        // RFC 9449 §8: `use_dpop_nonce` with a nonce means "again, with it".
+        if key.is_some()
+            && !retried
+            && fresh.is_some()
+            && response.status() == reqwest::StatusCode::BAD_REQUEST
+        {
+            retried = true;
+            continue;
+        }
+        return Ok(response);
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A token pair and the endpoint that refreshes it.
@@ -172,6 +300,8 @@ struct Shared {
     /// Held by the one task that refreshes; the others wait, then reuse its result.
     refreshing: tokio::sync::Mutex<()>,
     refreshes: AtomicU64,
+    /// The token endpoint's latest DPoP nonce.
+    nonce: std::sync::Mutex<Option<String>>,
 }
 
 /// Time allowed for a whole exchange, by default.
@@ -201,14 +331,16 @@ impl Shared {
         if let Some(id) = &self.client_id {
             form.push(("client_id", id));
         }
-        let response = self
-            .http
-            .post(&self.token_endpoint)
-            .form(&form)
-            .send()
-            .await?;
+        let response = post_token_request(
+            &self.http,
+            &self.token_endpoint,
+            &form,
+            pair.dpop_key.as_ref(),
+            &self.nonce,
+        )
+        .await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        let fresh = pair_from(response, Some(&pair.refresh_token)).await?;
+        let fresh = pair_from(response, Some(&pair.refresh_token), pair.dpop_key.clone()).await?;
         let token = fresh.access_token.clone();
         self.store.save(fresh).await;
         Ok(token)
@@ -228,6 +360,7 @@ impl TokenClient {
                 store,
                 refreshing: tokio::sync::Mutex::new(()),
                 refreshes: AtomicU64::new(0),
+                nonce: std::sync::Mutex::new(None),
             }),
             refresh_before: Duration::from_secs(30),
         }
@@ -261,6 +394,7 @@ impl TokenClient {
                 store: old.store.clone(),
                 refreshing: tokio::sync::Mutex::new(()),
                 refreshes: AtomicU64::new(old.refreshes.load(Ordering::Relaxed)),
+                nonce: std::sync::Mutex::new(None),
             });
         }
         match Arc::get_mut(&mut self.shared) {
@@ -285,7 +419,30 @@ impl TokenClient {
             .form(&[("username", username), ("password", password)])
             .send()
             .await?;
-        let pair = pair_from(response, None).await?;
+        let pair = pair_from(response, None, None).await?;
+        client.shared.store.save(pair).await;
+        Ok(client)
+    }
+
+    /// Logs in at `{base}/auth/login` with a new DPoP key: the pair is bound
+    /// to it and kept with it in memory.
+    pub async fn login_with_dpop(
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, Error> {
+        let client = Self::new(base, Arc::new(MemoryStore::default()));
+        let key = DpopKey::generate()?;
+        let url = format!("{}/auth/login", base.trim_end_matches('/'));
+        let response = post_token_request(
+            &client.http,
+            &url,
+            &[("username", username), ("password", password)],
+            Some(&key),
+            &client.shared.nonce,
+        )
+        .await?;
+        let pair = pair_from(response, None, Some(key)).await?;
         client.shared.store.save(pair).await;
         Ok(client)
     }
@@ -319,18 +476,46 @@ impl TokenClient {
         }
     }
 
-    /// Sends the request `build` makes, with the access token; after a 401,
-    /// refreshes and sends it once more.
+    /// Sends the request `build` makes, with the access token (and a DPoP
+    /// proof for this request when the pair is bound to a key); after a
+    /// 401, refreshes and sends it once more.
     pub async fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
         let token = self.access_token().await?;
-        let response = build(&self.http).bearer_auth(&token).send().await?;
+        let response = self.authorized(&build, &token).await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         let token = self.refresh(&token).await?;
-        Ok(build(&self.http).bearer_auth(&token).send().await?)
+        self.authorized(&build, &token).await
+    }
+
+    async fn authorized(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        token: &str,
+    ) -> Result<reqwest::Response, Error> {
+        let key = self.shared.store.load().await.and_then(|p| p.dpop_key);
+        let Some(key) = key else {
+            return Ok(build(&self.http).bearer_auth(token).send().await?);
+        };
+        let mut request = build(&self.http).build()?;
+        let proof = key.proof(
+            request.method().as_str(),
+            request.url().as_str(),
+            None,
+            Some(token),
+        )?;
+        let headers = request.headers_mut();
+        let value =
+            |text: String| reqwest::header::HeaderValue::from_str(&text).map_err(|_| Error::Key);
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            value(format!("DPoP {token}"))?,
+        );
+        headers.insert("dpop", value(proof)?);
+        Ok(self.http.execute(request).await?)
     }
 }

@@ -228,6 +228,7 @@ async fn a_hundred_requests_on_an_expired_token_cause_one_refresh() {
         access_token: fresh["access_token"].as_str().unwrap().to_owned(),
         refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
         expires_at: 0,
+        dpop_key: None,
     };
     let store = Arc::new(MemoryStore::default());
     store.save(pair.clone()).await;
@@ -282,6 +283,7 @@ async fn the_client_retries_once_after_a_401() {
             access_token: "not-a-valid-token".into(),
             refresh_token: fresh["refresh_token"].as_str().unwrap().to_owned(),
             expires_at: i64::MAX / 2,
+            dpop_key: None,
         })
         .await;
     let client = TokenClient::new(&server.base, store);
@@ -498,6 +500,7 @@ async fn a_cancelled_refresh_never_loses_the_rotated_pair() {
             access_token: pair["access_token"].as_str().unwrap().to_owned(),
             refresh_token: pair["refresh_token"].as_str().unwrap().to_owned(),
             expires_at: 0,
+            dpop_key: None,
         })
         .await;
     let client = TokenClient::new(&server.base, store.clone());
@@ -634,4 +637,46 @@ async fn the_resource_server_needs_a_proof_for_a_dpop_bound_token() {
     ] {
         assert_eq!(call("DPoP", Some(proof)).await.unwrap().status(), 401);
     }
+}
+
+#[tokio::test]
+async fn the_client_proves_its_key_with_every_request_and_refresh() {
+    let (_env, server) = latchkey_with(&[("LATCHKEY_ACCESS_TTL", "40s")]);
+    let (_rs, api) = resource_server(&server.base, None);
+    // The server asks for its nonce first; the client follows.
+    let client = TokenClient::login_with_dpop(&server.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let hello = format!("{api}/hello");
+    let first = client.send(|http| http.get(&hello)).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let me = client
+        .send(|http| http.get(server.url("/api/me")))
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // The token is bound: without the key it does not serve.
+    let token = client.access_token().await.unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(claims["cnf"]["jkt"].is_string());
+    let stolen = reqwest::Client::new()
+        .get(&hello)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 401);
+    // A refresh proves the key too (the refresh token is bound to it).
+    let fresh = client.refresh(&token).await.unwrap();
+    assert_ne!(fresh, token);
+    assert_eq!(client.refresh_count(), 1);
+    let again = client.send(|http| http.get(&hello)).await.unwrap();
+    assert_eq!(again.status(), 200);
 }
