@@ -273,9 +273,11 @@ async fn introspect(
         match state.authenticate(token).await {
             Ok(principal) => {
                 let c = principal.claims;
-                json!({
+                // RFC 9449 §6.2: a bound token says so, and names its key.
+                let token_type = if c.cnf.is_some() { "DPoP" } else { "Bearer" };
+                let mut answer = json!({
                     "active": true,
-                    "token_type": "Bearer",
+                    "token_type": token_type,
                     "scope": c.scope,
                     "client_id": c.client_id,
                     "username": principal.user.map(|u| u.username),
@@ -286,7 +288,11 @@ async fn introspect(
                     "iat": c.iat,
                     "jti": c.jti,
                     "sid": c.sid,
-                })
+                });
+                if let Some(cnf) = c.cnf {
+                    answer["cnf"] = cnf;
+                }
+                answer
             }
             Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
             Err(_) => inactive(),

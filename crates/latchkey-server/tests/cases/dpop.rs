@@ -143,6 +143,22 @@ async fn a_login_with_a_proof_gets_tokens_bound_to_the_key() {
         assert_eq!(me_with(&app, "DPoP", access, Some(once.clone())).await.status(), 200);
         assert_eq!(me_with(&app, "DPoP", access, Some(once)).await.status(), 401);
     }
+    // Introspection names the key (RFC 9449 §6.2).
+    let (rs, secret) = app.add_client("lkc_rs", "", true).await;
+    let (tokens, _) = dpop_login(&app, &DpopKey::es256()).await;
+    let introspected: Value = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(&rs, secret.as_deref())
+        .form(&[("token", field(&tokens, "access_token"))])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["token_type"], "DPoP");
+    assert!(introspected["cnf"]["jkt"].is_string());
     // A bearer token may not pretend to be bound.
     let plain = app.login("alice").await;
     assert_eq!(plain["token_type"], "Bearer");
