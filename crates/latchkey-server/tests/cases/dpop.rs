@@ -338,3 +338,63 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
         .unwrap();
     assert_eq!(elsewhere.status(), 200);
 }
+
+#[tokio::test]
+async fn an_authorization_code_exchanged_with_a_proof_binds_the_session() {
+    let app = start!(&[("LATCHKEY_DPOP_NONCE", "optional")]);
+    let alice = app.add_user("alice").await;
+    let client = latchkey_core::store::Client {
+        id: "lkc_native".into(),
+        name: "Native".into(),
+        secret_hash: None,
+        scope: "openid profile".into(),
+        created_at: 0,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        first_party: true,
+    };
+    app.state.store().insert_client(&client).await.unwrap();
+    // A code as the authorization pages would issue it.
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
+    let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
+    let grant = latchkey_server::service::CodeGrant {
+        user: &alice,
+        client: &client,
+        redirect_uri: "http://127.0.0.1:4000/cb",
+        code_challenge: &challenge,
+        scope: &scope,
+        nonce: None,
+        auth_time: app.state.now(),
+    };
+    let code = app.state.tokens().issue_code(&grant).await.unwrap();
+    let key = DpopKey::ed25519();
+    let url = app.url("/oauth/token");
+    let tokens: Value = app
+        .http
+        .post(&url)
+        .header("dpop", key.proof("POST", &url, None, None))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "lkc_native"),
+            ("code", code.as_str()),
+            ("redirect_uri", "http://127.0.0.1:4000/cb"),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["token_type"], "DPoP", "{tokens}");
+    assert_eq!(claims(field(&tokens, "access_token"))["cnf"]["jkt"], key.jkt());
+    // A public client's refresh token is bound too.
+    let stolen = app
+        .http
+        .post(&url)
+        .form(&[("grant_type", "refresh_token"), ("client_id", "lkc_native"), ("refresh_token", field(&tokens, "refresh_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(stolen).await, (400, "invalid_grant".into()));
+}
