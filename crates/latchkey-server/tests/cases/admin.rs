@@ -1,6 +1,6 @@
 // Included once per storage backend by tests/admin.rs; `BACKEND` names it.
 
-use crate::common::{PASSWORD, TestApp, claims, error_code, field};
+use crate::common::{PASSWORD, TestApp, claims, error_code, field, join_all};
 use serde_json::{Value, json};
 
 const NEW_PASSWORD: &str = "a much longer passphrase";
@@ -392,25 +392,6 @@ async fn futures_statuses(
     statuses
 }
 
-/// Runs futures concurrently on this task.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futures.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.unwrap()).collect()
-}
 
 #[tokio::test]
 async fn sign_up_is_off_unless_open() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::common::{PASSWORD, TestApp, claims, error_code, field};
+use crate::common::{PASSWORD, TestApp, claims, error_code, field, join_all};
 use serde_json::Value;
 
 const SPA: &str = "lkc_spa";
@@ -273,25 +273,6 @@ async fn a_code_used_twice_revokes_what_it_issued() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
 }
 
-/// Runs futures concurrently on this task.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futures.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.unwrap()).collect()
-}
 
 #[tokio::test]
 async fn every_rule_refuses_what_breaks_it() {
