@@ -224,7 +224,6 @@ async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Fa
 /// `GET /oauth/authorize`.
 async fn authorize(
     State(state): State<AppState>,
-    ctx: RequestContext,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -244,9 +243,7 @@ async fn authorize(
     let forced = request.prompt.iter().any(|p| p == "login");
     let silent = request.prompt.iter().any(|p| p == "none");
     match signed_in {
-        Some((session, user)) if !forced => {
-            proceed(&state, &ctx, &headers, request, session, user, false).await
-        }
+        Some((session, user)) if !forced => proceed(&state, &headers, request, session, user).await,
         _ if silent => back(&request, "login_required", "no one is signed in").respond(&issuer),
         _ => login_page(&state, &headers, &request, None),
     }
@@ -301,7 +298,7 @@ async fn authorize_form(
         let Ok(Some((session, user))) = found else {
             return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
         };
-        let mut response = proceed(&state, &ctx, &headers, request, session, user, true).await;
+        let mut response = proceed(&state, &headers, request, session, user).await;
         if let Some(token) = &issued.refresh_token {
             let config = state.config();
             response.headers_mut().append(
@@ -341,12 +338,10 @@ async fn authorize_form(
 /// Signed in: a code, or first the consent page.
 async fn proceed(
     state: &AppState,
-    _ctx: &RequestContext,
     headers: &HeaderMap,
     request: Authorization,
     session: Session,
     user: User,
-    just_signed_in: bool,
 ) -> Response {
     let issuer = &state.config().issuer;
     let ask = match state
@@ -364,7 +359,7 @@ async fn proceed(
             return back(&request, "consent_required", "the user has not consented")
                 .respond(issuer);
         }
-        return consent_page(state, headers, &request, &user, just_signed_in);
+        return consent_page(state, headers, &request, &user);
     }
     code_redirect(state, &request, &session, &user).await
 }
@@ -589,7 +584,6 @@ fn consent_page(
     headers: &HeaderMap,
     request: &Authorization,
     user: &User,
-    _just_signed_in: bool,
 ) -> Response {
     let Some(csrf) = csrf_token(state, headers) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
