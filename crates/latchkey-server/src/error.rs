@@ -345,6 +345,23 @@ impl IntoResponse for ApiError {
             Self::Internal(e) => {
                 let reference = error_reference();
                 tracing::error!(reference = %reference, error = %e, source = ?e.source(), "internal error");
+                // The database unreachable, read-only or full: a fault that
+                // passes, said as one (the request changed nothing).
+                if matches!(
+                    e.downcast_ref::<latchkey_core::store::StoreError>(),
+                    Some(latchkey_core::store::StoreError::Backend(_))
+                ) {
+                    let description = format!(
+                        "the database is unavailable; try again shortly (reference {reference})"
+                    );
+                    let body = axum::Json(Body {
+                        error: "temporarily_unavailable",
+                        error_description: Some(&description),
+                    });
+                    let retry = (header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return (StatusCode::SERVICE_UNAVAILABLE, no_store, [retry], body)
+                        .into_response();
+                }
                 let description = format!("internal error (reference {reference})");
                 let body = axum::Json(Body {
                     error: "server_error",
@@ -361,4 +378,22 @@ fn error_reference() -> String {
     let mut bytes = [0u8; 6];
     let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::store::StoreError;
+
+    #[test]
+    fn an_unavailable_database_is_a_503_and_a_corrupt_one_a_500() {
+        let down = StoreError::Backend("connection refused".into());
+        let response = ApiError::from(crate::service::Refusal::from(down)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let direct = ApiError::from(StoreError::Backend("disk full".into())).into_response();
+        assert_eq!(direct.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let corrupt = ApiError::from(StoreError::Corrupt("bad row".into())).into_response();
+        assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
