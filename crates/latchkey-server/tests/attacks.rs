@@ -11,7 +11,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{Backend, TestApp, claims, field};
+use common::{Backend, CODE_VERIFIER, TestApp, claims, field};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
@@ -349,32 +349,9 @@ async fn every_forgery_and_the_zero_signature_are_refused_with_es256() {
 async fn an_id_token_is_not_an_access_token() {
     let app = start!(&[]);
     let alice = app.add_user("alice").await;
-    let client = latchkey_core::store::Client {
-        id: "lkc_app".into(),
-        name: "App".into(),
-        secret_hash: None,
-        scope: "openid profile".into(),
-        created_at: 0,
-        redirect_uris: vec!["https://app.example/cb".into()],
-        first_party: true,
-    };
-    app.state.store().insert_client(&client).await.unwrap();
-    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
-    let grant = latchkey_server::service::CodeGrant {
-        user: &alice,
-        client: &client,
-        redirect_uri: "https://app.example/cb",
-        code_challenge: &challenge,
-        scope: &scope,
-        nonce: None,
-        auth_time: app.state.now(),
-    };
-    let code = app.state.tokens().issue_code(&grant).await.unwrap();
+    let code = app
+        .code_for(&alice, "lkc_app", "https://app.example/cb")
+        .await;
     let tokens: Value = app
         .post_form(
             "/oauth/token",
@@ -383,7 +360,7 @@ async fn an_id_token_is_not_an_access_token() {
                 ("client_id", "lkc_app"),
                 ("code", code.as_str()),
                 ("redirect_uri", "https://app.example/cb"),
-                ("code_verifier", verifier),
+                ("code_verifier", CODE_VERIFIER),
             ],
         )
         .await

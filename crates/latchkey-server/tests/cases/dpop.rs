@@ -1,6 +1,6 @@
 // Included once per storage backend by tests/dpop.rs; `BACKEND` names it.
 
-use crate::common::{PASSWORD, TestApp, claims, error_code, field};
+use crate::common::{CODE_VERIFIER, PASSWORD, TestApp, claims, error_code, field};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
@@ -343,30 +343,7 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
 async fn an_authorization_code_exchanged_with_a_proof_binds_the_session() {
     let app = start!(&[("LATCHKEY_DPOP_NONCE", "optional")]);
     let alice = app.add_user("alice").await;
-    let client = latchkey_core::store::Client {
-        id: "lkc_native".into(),
-        name: "Native".into(),
-        secret_hash: None,
-        scope: "openid profile".into(),
-        created_at: 0,
-        redirect_uris: vec!["http://127.0.0.1/cb".into()],
-        first_party: true,
-    };
-    app.state.store().insert_client(&client).await.unwrap();
-    // A code as the authorization pages would issue it.
-    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
-    let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
-    let grant = latchkey_server::service::CodeGrant {
-        user: &alice,
-        client: &client,
-        redirect_uri: "http://127.0.0.1:4000/cb",
-        code_challenge: &challenge,
-        scope: &scope,
-        nonce: None,
-        auth_time: app.state.now(),
-    };
-    let code = app.state.tokens().issue_code(&grant).await.unwrap();
+    let code = app.code_for(&alice, "lkc_native", "http://127.0.0.1:4000/cb").await;
     let key = DpopKey::ed25519();
     let url = app.url("/oauth/token");
     let tokens: Value = app
@@ -378,7 +355,7 @@ async fn an_authorization_code_exchanged_with_a_proof_binds_the_session() {
             ("client_id", "lkc_native"),
             ("code", code.as_str()),
             ("redirect_uri", "http://127.0.0.1:4000/cb"),
-            ("code_verifier", verifier),
+            ("code_verifier", CODE_VERIFIER),
         ])
         .send()
         .await

@@ -344,3 +344,40 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().map(|o| o.unwrap()).collect()
 }
+
+/// The PKCE verifier of [`TestApp::code_for`]'s codes.
+pub const CODE_VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+
+impl TestApp {
+    /// Registers the first-party public client `client_id` (scopes `openid
+    /// profile`, one redirect URI) and issues a code for `user` to
+    /// `redirect_uri`, as the authorization pages would; PKCE verifier
+    /// [`CODE_VERIFIER`].
+    pub async fn code_for(&self, user: &User, client_id: &str, redirect_uri: &str) -> String {
+        use base64::Engine;
+        let client = Client {
+            id: client_id.into(),
+            name: client_id.into(),
+            secret_hash: None,
+            scope: "openid profile".into(),
+            created_at: 0,
+            redirect_uris: vec![redirect_uri.into()],
+            first_party: true,
+        };
+        self.state.store().insert_client(&client).await.unwrap();
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CODE_VERIFIER.as_bytes());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
+        let grant = latchkey_server::service::CodeGrant {
+            user,
+            client: &client,
+            redirect_uri,
+            code_challenge: &challenge,
+            scope: &scope,
+            nonce: None,
+            auth_time: self.state.now(),
+        };
+        self.state.tokens().issue_code(&grant).await.unwrap()
+    }
+}
