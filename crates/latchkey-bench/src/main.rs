@@ -15,6 +15,14 @@
 //! `NAME-0` … `NAME-(N-1)` (client `i` is `NAME-(i mod N)`), as a server's
 //! logins come from many accounts, each within the session cap.
 //!
+//! `mixed` (Latchkey only) is the soak test's traffic: each client logs in,
+//! alternates ten `GET /api/me` with ten refreshes, revokes its session
+//! (RFC 7009 `/oauth/revoke` with the refresh token, or `DELETE /sessions`
+//! with the access token, by turns) and checks that both its tokens are now
+//! refused; a revoked token that still works counts as an error.
+//! `--report-every SECS` prints the requests, errors and the server's
+//! resident memory (`--server-pids`) every so often, for long runs.
+//!
 //! `--api simplejwt` speaks the same scenarios to a Django REST framework
 //! server with djangorestframework-simplejwt (`POST /api/token/`,
 //! `POST /api/token/refresh/`, `GET /api/me/`), for the side-by-side
@@ -43,6 +51,7 @@ enum Scenario {
     Login,
     Refresh,
     Me,
+    Mixed,
 }
 
 /// The HTTP interface spoken.
@@ -205,7 +214,56 @@ struct Args {
     /// measured window is reported per request (Linux `/proc`).
     #[arg(long, value_delimiter = ',')]
     server_pids: Vec<u32>,
+    /// Print the totals so far and the servers' resident memory every this
+    /// many seconds (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    report_every: u64,
 }
+
+/// Requests and errors so far, over every client, for the periodic reports.
+#[derive(Default)]
+struct Totals {
+    requests: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+}
+
+/// The processes' resident memory in KiB (Linux `/proc`).
+fn resident_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// The pieces of a `mixed` cycle.
+#[derive(Clone, Copy)]
+enum Step {
+    Me,
+    Refresh,
+    Revoke,
+    RevokedRefresh,
+    RevokedMe,
+}
+
+/// One `mixed` cycle after its login: ten reads and ten refreshes, then the
+/// revocation and its two checks.
+const CYCLE: [Step; 23] = {
+    let mut steps = [Step::Me; 23];
+    let mut i = 1;
+    while i < 20 {
+        steps[i] = Step::Refresh;
+        i += 2;
+    }
+    steps[20] = Step::Revoke;
+    steps[21] = Step::RevokedRefresh;
+    steps[22] = Step::RevokedMe;
+    steps
+};
 
 /// User + system CPU seconds the processes have used so far.
 fn cpu_seconds(pids: &[u32], ticks_per_second: f64) -> Result<f64> {
@@ -292,6 +350,7 @@ async fn run_worker(
     args: std::sync::Arc<Args>,
     ready: std::sync::Arc<tokio::sync::Barrier>,
     window: std::sync::Arc<tokio::sync::OnceCell<Instant>>,
+    totals: std::sync::Arc<Totals>,
 ) -> Result<Worker> {
     let mut conn = Conn::new(&args.target);
     let username = username(&args, client);
@@ -308,7 +367,9 @@ async fn run_worker(
     };
     let api = args.api;
     let mut refresh_token = pair.refresh_token.unwrap_or_default();
-    let access_token = pair.access_token.unwrap_or_default();
+    let mut access_token = pair.access_token.unwrap_or_default();
+    let mut cycle = CYCLE.iter().cycle();
+    let mut revocations = 0u64;
     let mut worker = Worker {
         latencies: Vec::new(),
         errors: 0,
@@ -346,22 +407,117 @@ async fn run_worker(
                     _ => false,
                 }
             }
+            Scenario::Mixed => {
+                let step = *cycle.next().unwrap_or(&Step::Me);
+                let (ok, next) = mixed_step(
+                    &mut conn,
+                    &args,
+                    &username,
+                    step,
+                    &access_token,
+                    &refresh_token,
+                    &mut revocations,
+                )
+                .await;
+                if let Some(next) = next {
+                    access_token = next.access_token.unwrap_or(access_token);
+                    refresh_token = next.refresh_token.unwrap_or(refresh_token);
+                }
+                ok
+            }
         };
+        totals
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         worker
             .latencies
             .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
         if !ok {
             worker.errors += 1;
-            if matches!(args.scenario, Scenario::Refresh) {
+            totals
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if matches!(args.scenario, Scenario::Refresh | Scenario::Mixed) {
                 // A broken chain cannot continue; start a new one.
-                refresh_token = login(&mut conn, &args, &username)
-                    .await?
-                    .refresh_token
-                    .unwrap_or_default();
+                let pair = login(&mut conn, &args, &username).await?;
+                refresh_token = pair.refresh_token.unwrap_or_default();
+                access_token = pair.access_token.unwrap_or(access_token);
+                cycle = CYCLE.iter().cycle();
             }
         }
     }
     Ok(worker)
+}
+
+async fn mixed_refresh(
+    conn: &mut Conn,
+    args: &Args,
+    refresh_token: &str,
+) -> Result<(StatusCode, Bytes)> {
+    let form = args.api.refresh_form(refresh_token);
+    conn.send(Method::POST, args.api.refresh_path(), None, Some(form))
+        .await
+}
+
+/// One request of a `mixed` cycle: whether it did what it should, and the
+/// tokens a successful refresh (or the login after a revocation) gave.
+async fn mixed_step(
+    conn: &mut Conn,
+    args: &Args,
+    username: &str,
+    step: Step,
+    access_token: &str,
+    refresh_token: &str,
+    revocations: &mut u64,
+) -> (bool, Option<Tokens>) {
+    match step {
+        Step::Me => {
+            let ok = conn
+                .send(Method::GET, args.api.me_path(), Some(access_token), None)
+                .await
+                .is_ok_and(|(status, _)| status.is_success());
+            (ok, None)
+        }
+        Step::Refresh => match mixed_refresh(conn, args, refresh_token).await {
+            Ok((status, body)) if status.is_success() => {
+                let next = serde_json::from_slice::<Tokens>(&body).ok();
+                (next.is_some(), next)
+            }
+            _ => (false, None),
+        },
+        Step::Revoke => {
+            *revocations += 1;
+            let answer = if revocations.is_multiple_of(2) {
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("token", refresh_token)
+                    .finish();
+                conn.send(Method::POST, "/oauth/revoke", None, Some(form))
+                    .await
+            } else {
+                conn.send(Method::DELETE, "/sessions", Some(access_token), None)
+                    .await
+            };
+            (answer.is_ok_and(|(status, _)| status.is_success()), None)
+        }
+        // The revoked refresh token must be refused.
+        Step::RevokedRefresh => {
+            let refused = mixed_refresh(conn, args, refresh_token)
+                .await
+                .is_ok_and(|(status, _)| status == StatusCode::BAD_REQUEST);
+            (refused, None)
+        }
+        // And so must its access token; then a new session for the next cycle.
+        Step::RevokedMe => {
+            let refused = conn
+                .send(Method::GET, args.api.me_path(), Some(access_token), None)
+                .await
+                .is_ok_and(|(status, _)| status == StatusCode::UNAUTHORIZED);
+            match login(conn, args, username).await {
+                Ok(next) => (refused, Some(next)),
+                Err(_) => (false, None),
+            }
+        }
+    }
 }
 
 #[tokio::main]
@@ -372,6 +528,7 @@ async fn main() -> Result<()> {
     // Clients log in first; the measured window opens when all have.
     let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let window = std::sync::Arc::new(tokio::sync::OnceCell::new());
+    let totals = std::sync::Arc::new(Totals::default());
     let mut tasks = Vec::new();
     for client in 0..args.concurrency {
         tasks.push(tokio::spawn(run_worker(
@@ -379,6 +536,7 @@ async fn main() -> Result<()> {
             args.clone(),
             ready.clone(),
             window.clone(),
+            totals.clone(),
         )));
     }
     let hz = clock_ticks_per_second()?;
@@ -387,6 +545,23 @@ async fn main() -> Result<()> {
     let cpu_before = cpu_seconds(&args.server_pids, hz)?;
     let own = [std::process::id()];
     let own_before = cpu_seconds(&own, hz)?;
+    if args.report_every > 0 {
+        let (args, totals) = (args.clone(), totals.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(args.report_every));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                println!(
+                    "t_s={} requests={} errors={} server_rss_kib={}",
+                    start.elapsed().as_secs(),
+                    totals.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    totals.errors.load(std::sync::atomic::Ordering::Relaxed),
+                    resident_kib(&args.server_pids)
+                );
+            }
+        });
+    }
     let mut latencies = Vec::new();
     let mut errors = 0;
     for task in tasks {
@@ -417,6 +592,7 @@ async fn main() -> Result<()> {
         pick(1.0)
     );
     if !args.server_pids.is_empty() {
+        print!(" server_rss_kib={}", resident_kib(&args.server_pids));
         print!(
             " server_cpu_us_per_request={:.0}",
             server_cpu * 1e6 / (latencies.len().max(1) as f64)

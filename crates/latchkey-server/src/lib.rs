@@ -28,6 +28,8 @@ pub mod state;
 pub mod throttle;
 
 pub use config::Config;
+#[cfg(feature = "fuzzing")]
+pub use http::fuzzing;
 pub use http::{MAX_BODY_BYTES, app};
 pub use serve::{Limits, serve};
 pub use state::AppState;

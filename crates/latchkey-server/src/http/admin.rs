@@ -513,3 +513,23 @@ async fn audit(
         .collect();
     Ok(Json(json!({ "events": events, "next_cursor": next_cursor })).into_response())
 }
+
+/// For the fuzz targets: a body of `POST /admin/users` (0),
+/// `PATCH /admin/users/{id}` (1) or `POST /admin/sessions` (2), or a query
+/// of the listings with its cursor (3).
+#[cfg(feature = "fuzzing")]
+pub(super) fn parse_for_fuzzing(which: u8, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    match which % 4 {
+        0 => json_body::<NewUser>(headers, body).map(drop),
+        1 => json_body::<UserChange>(headers, body).map(drop),
+        2 => json_body::<NewSession>(headers, body).map(drop),
+        _ => {
+            let raw = std::str::from_utf8(body).map_err(|_| bad_cursor())?;
+            let params = query(Some(raw), &["limit", "cursor", "user_id", "since", "until"])?;
+            limit(&params)?;
+            time(&params, "since")?;
+            params.get("cursor").map(decode_cursor).transpose()?;
+            Ok(())
+        }
+    }
+}

@@ -743,3 +743,16 @@ async fn logout(
     );
     response
 }
+
+/// For the fuzz targets: a query of `GET /oauth/authorize`, parsed and
+/// checked as the endpoint does; the redirect URI and PKCE challenge it
+/// accepted.
+#[cfg(feature = "fuzzing")]
+pub(super) async fn validate_for_fuzzing(
+    state: &AppState,
+    query: &[u8],
+) -> Option<(Client, String, String)> {
+    let params = Params::from_form(query).ok()?;
+    let request = validate(state, &params).await.ok()?;
+    Some((request.client, request.redirect_uri, request.code_challenge))
+}

@@ -9,6 +9,8 @@ mod client_auth;
 mod discovery;
 mod dpop;
 mod extract;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod health;
 mod me;
 mod oauth;
