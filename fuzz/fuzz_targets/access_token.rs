@@ -19,7 +19,8 @@ static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         assert!(VERIFIER.verify(text, 1_800_000_000).is_err());
-        let _ = latchkey_core::jwt::dangerous::verify_ignoring_expiry(&VERIFIER, text, 1_800_000_000);
+        let _ =
+            latchkey_core::jwt::dangerous::verify_ignoring_expiry(&VERIFIER, text, 1_800_000_000);
         let _ = VERIFIER.verify_id_token_hint(text);
         let _ = latchkey_core::refresh::RefreshToken::parse(text);
     }

@@ -37,7 +37,10 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             ("app", vec!["https://app.example/cb".to_owned()]),
             (
                 "native",
-                vec!["http://127.0.0.1/cb".to_owned(), "com.example.app:/cb".to_owned()],
+                vec![
+                    "http://127.0.0.1/cb".to_owned(),
+                    "com.example.app:/cb".to_owned(),
+                ],
             ),
         ] {
             let client = Client {

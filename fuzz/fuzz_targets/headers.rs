@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some((scheme, value)) = fuzzing::authorization(data) {
-        assert!(scheme == "basic" || !value.is_empty(), "an empty credential");
+        assert!(
+            scheme == "basic" || !value.is_empty(),
+            "an empty credential"
+        );
         assert_eq!(value, value.trim(), "a credential with its spaces");
     }
 });

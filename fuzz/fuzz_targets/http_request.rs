@@ -84,16 +84,61 @@ fuzz_target!(|data: &[u8]| {
     let admin = format!("Bearer {}", world.admin);
     let builder = Request::builder().header("origin", "http://127.0.0.1:8080");
     let request = match selector % 10 {
-        0 => builder.method("POST").uri("/oauth/token").header("content-type", form).body(Body::from(rest.to_vec())),
-        1 => builder.method("POST").uri("/auth/login").header("content-type", json).body(Body::from(rest.to_vec())),
-        2 => builder.method("GET").uri(format!("/oauth/authorize?{text}")).body(Body::empty()),
-        3 => builder.method("POST").uri("/admin/users").header("authorization", &admin).header("content-type", json).body(Body::from(rest.to_vec())),
-        4 => builder.method("PATCH").uri("/admin/users/usr_alice").header("authorization", &admin).header("content-type", json).body(Body::from(rest.to_vec())),
-        5 => builder.method("POST").uri("/auth/refresh").header("x-latchkey-browser", "1").header("cookie", rest).body(Body::empty()),
-        6 => builder.method("GET").uri(format!("/admin/audit?{text}")).header("authorization", &admin).body(Body::empty()),
-        7 => builder.method("GET").uri("/api/me").header("authorization", format!("DPoP {text}")).header("dpop", rest).body(Body::empty()),
-        8 => builder.method("POST").uri("/oauth/authorize").header("content-type", form).header("cookie", "__Host-lk_csrf=x").body(Body::from(rest.to_vec())),
-        _ => builder.method("POST").uri("/oauth/introspect").header("authorization", rest).header("content-type", form).body(Body::from("token=x")),
+        0 => builder
+            .method("POST")
+            .uri("/oauth/token")
+            .header("content-type", form)
+            .body(Body::from(rest.to_vec())),
+        1 => builder
+            .method("POST")
+            .uri("/auth/login")
+            .header("content-type", json)
+            .body(Body::from(rest.to_vec())),
+        2 => builder
+            .method("GET")
+            .uri(format!("/oauth/authorize?{text}"))
+            .body(Body::empty()),
+        3 => builder
+            .method("POST")
+            .uri("/admin/users")
+            .header("authorization", &admin)
+            .header("content-type", json)
+            .body(Body::from(rest.to_vec())),
+        4 => builder
+            .method("PATCH")
+            .uri("/admin/users/usr_alice")
+            .header("authorization", &admin)
+            .header("content-type", json)
+            .body(Body::from(rest.to_vec())),
+        5 => builder
+            .method("POST")
+            .uri("/auth/refresh")
+            .header("x-latchkey-browser", "1")
+            .header("cookie", rest)
+            .body(Body::empty()),
+        6 => builder
+            .method("GET")
+            .uri(format!("/admin/audit?{text}"))
+            .header("authorization", &admin)
+            .body(Body::empty()),
+        7 => builder
+            .method("GET")
+            .uri("/api/me")
+            .header("authorization", format!("DPoP {text}"))
+            .header("dpop", rest)
+            .body(Body::empty()),
+        8 => builder
+            .method("POST")
+            .uri("/oauth/authorize")
+            .header("content-type", form)
+            .header("cookie", "__Host-lk_csrf=x")
+            .body(Body::from(rest.to_vec())),
+        _ => builder
+            .method("POST")
+            .uri("/oauth/introspect")
+            .header("authorization", rest)
+            .header("content-type", form)
+            .body(Body::from("token=x")),
     };
     // An input that is not even a valid HTTP request is not our parser's.
     let Ok(request) = request else {

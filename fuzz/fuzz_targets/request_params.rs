@@ -21,14 +21,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let content_type = CONTENT_TYPES[usize::from(selector) % CONTENT_TYPES.len()];
     let json_allowed = selector & 0x80 != 0;
-    if let Some(params) = latchkey_server::fuzzing::request_params(content_type, body, json_allowed) {
+    if let Some(params) = latchkey_server::fuzzing::request_params(content_type, body, json_allowed)
+    {
         let mut names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
         let count = names.len();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count, "a name twice");
         for (name, value) in &params {
-            assert!(!name.contains('\0') && !value.contains('\0'), "NUL accepted");
+            assert!(
+                !name.contains('\0') && !value.contains('\0'),
+                "NUL accepted"
+            );
         }
     }
 });

@@ -518,7 +518,11 @@ async fn audit(
 /// `PATCH /admin/users/{id}` (1) or `POST /admin/sessions` (2), or a query
 /// of the listings with its cursor (3).
 #[cfg(feature = "fuzzing")]
-pub(super) fn parse_for_fuzzing(which: u8, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+pub(super) fn parse_for_fuzzing(
+    which: u8,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
     match which % 4 {
         0 => json_body::<NewUser>(headers, body).map(drop),
         1 => json_body::<UserChange>(headers, body).map(drop),
