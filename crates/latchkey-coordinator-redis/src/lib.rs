@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use latchkey_core::coordination::{
@@ -23,7 +25,7 @@ use latchkey_core::coordination::{
 };
 use latchkey_core::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// A [`Coordinator`] on one Redis server.
 #[derive(Clone)]
@@ -45,11 +47,24 @@ fn backend(e: redis::RedisError) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
+/// While Redis is away, every call fails within about a second instead of
+/// waiting through the default reconnection back-off (six tries, over ten
+/// seconds): a login waits on its throttle check, which then lets it through
+/// (and logs why). One quick retry covers a blip; the next call tries again.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200))
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+}
+
 impl RedisCoordinator {
     /// Connects to `url` (`redis://…`); every key and the channel start with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let mut conn = ConnectionManager::new(client.clone())
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config())
             .await
             .map_err(backend)?;
         let _: String = redis::cmd("PING")
