@@ -30,6 +30,6 @@ pub mod throttle;
 pub use config::Config;
 #[cfg(feature = "fuzzing")]
 pub use http::fuzzing;
-pub use http::{MAX_BODY_BYTES, app};
+pub use http::{MAX_BODY_BYTES, MAX_TARGET_BYTES, app};
 pub use serve::{Limits, serve};
 pub use state::AppState;

@@ -63,16 +63,20 @@ fn forbidden(description: &str) -> ApiError {
     }
 }
 
-/// The value of the request's first cookie called `name`.
+/// The value of the request's cookie called `name`. A name sent twice
+/// counts as absent: which of two a browser meant (one may have been planted
+/// for a narrower path) is not ours to guess.
 pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// The refresh token in the request's cookie, if any.

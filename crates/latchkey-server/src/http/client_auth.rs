@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 use latchkey_core::store::Client;
 
-use super::extract::{Authorization, Params, authorization, check_text};
+use super::extract::{Authorization, Params, authorization, check_text, form_decode};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -41,8 +41,9 @@ pub(crate) async fn client(
                 .split_once(':')
                 .ok_or_else(|| ApiError::invalid_client("malformed Basic credentials"))?;
             // The parts are form-urlencoded (RFC 6749 §2.3.1).
-            let id = form_decode(id);
-            let secret = form_decode(secret);
+            let malformed = |_| ApiError::invalid_client("malformed Basic credentials");
+            let id = form_decode(id.as_bytes()).map_err(malformed)?;
+            let secret = form_decode(secret.as_bytes()).map_err(malformed)?;
             check_text("client_id", &id)?;
             check_text("client_secret", &secret)?;
             if params.get("client_id").is_some_and(|body_id| body_id != id) {
@@ -91,11 +92,4 @@ pub(crate) async fn client(
         (None, None) => {}
     }
     Ok(Some(CallingClient { client }))
-}
-
-fn form_decode(text: &str) -> String {
-    form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }

@@ -92,18 +92,37 @@ pub(crate) fn check_text(name: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// One name or value of a form: `+` is a space, `%XX` a byte, as the URL
+/// standard decodes them, except that bytes which are not UTF-8 are refused
+/// rather than replaced with U+FFFD (which would make a name nobody typed).
+pub(crate) fn form_decode(raw: &[u8]) -> Result<String, ApiError> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ApiError::invalid_request("a parameter is not valid UTF-8"))
+}
+
 /// Request parameters: each name at most once (RFC 6749 §3.2).
 #[derive(Debug, Default)]
 pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Parses `application/x-www-form-urlencoded`.
+    /// Parses `application/x-www-form-urlencoded` (or a query string).
     pub(crate) fn from_form(body: &[u8]) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
-        for (name, value) in form_urlencoded::parse(body) {
+        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            let (name, value) = (form_decode(name)?, form_decode(value)?);
             check_text("a parameter name", &name)?;
             check_text(&name, &value)?;
-            if map.insert(name.to_string(), value.into_owned()).is_some() {
+            if map.insert(name.clone(), value).is_some() {
                 return Err(ApiError::invalid_request(format!(
                     "parameter {name} appears more than once"
                 )));
@@ -191,10 +210,16 @@ pub(crate) enum Authorization<'a> {
     Other,
 }
 
+/// The one `Authorization` header; two of them (which a proxy in front
+/// might read differently from us) are refused as `Other`.
 pub(crate) fn authorization(headers: &HeaderMap) -> Authorization<'_> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
         return Authorization::None;
     };
+    if all.next().is_some() {
+        return Authorization::Other;
+    }
     let Ok(value) = value.to_str() else {
         return Authorization::Other;
     };
@@ -261,6 +286,28 @@ impl FromRequestParts<AppState> for Authenticated {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forms_decode_as_the_url_standard_but_refuse_what_is_not_utf8() {
+        let params = Params::from_form(b"a=x+y%2Bz&b=%C3%A9&c&=v").unwrap();
+        assert_eq!(params.get("a"), Some("x y+z"));
+        assert_eq!(params.get("b"), Some("\u{e9}"));
+        assert_eq!(params.get("c"), None);
+        for bad in [&b"a=%FF"[..], b"a=\xff", b"%C3=1", b"a=%C3"] {
+            assert!(Params::from_form(bad).is_err(), "{bad:?}");
+        }
+        assert!(Params::from_form(b"a=1&a=1").is_err());
+        assert!(Params::from_form(b"a=%00").is_err());
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused() {
+        let mut h = HeaderMap::new();
+        h.append(header::AUTHORIZATION, "Bearer a".parse().unwrap());
+        assert!(matches!(authorization(&h), Authorization::Bearer("a")));
+        h.append(header::AUTHORIZATION, "Bearer a".parse().unwrap());
+        assert!(matches!(authorization(&h), Authorization::Other));
+    }
 
     fn headers(xff: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -31,6 +31,10 @@ use crate::state::AppState;
 /// Request bodies larger than this get `413`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Request targets (path and query) longer than this get `414`: no
+/// parameter of ours needs more, and every parser then sees bounded input.
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+
 /// The whole HTTP interface over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -51,9 +55,19 @@ pub fn app(state: AppState) -> Router {
 
 /// Reads the whole body (at most [`MAX_BODY_BYTES`]) within the request
 /// timeout before the handler runs: a client that trickles its body in is
-/// answered `408` and its connection closed; a larger body gets `413`.
+/// answered `408` and its connection closed; a larger body gets `413`, a
+/// target longer than [`MAX_TARGET_BYTES`] `414`.
 async fn body_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
+    let target = parts.uri.path_and_query().map_or(0, |t| t.as_str().len());
+    if target > MAX_TARGET_BYTES {
+        return ApiError::Plain {
+            status: StatusCode::URI_TOO_LONG,
+            code: "invalid_request",
+            description: format!("the request target is longer than {MAX_TARGET_BYTES} bytes"),
+        }
+        .into_response();
+    }
     let limit = std::time::Duration::from_secs(state.config().request_timeout.unsigned_abs());
     // A body already here (most are, and a GET has none) needs no timer.
     let mut collect = std::pin::pin!(axum::body::to_bytes(body, MAX_BODY_BYTES));

@@ -306,11 +306,6 @@ async fn introspect(
 /// 10 s for a database connection, and statements are cut off before this).
 const FEED_OVERLAP: i64 = 60;
 
-#[derive(serde::Deserialize)]
-struct FeedQuery {
-    since: Option<i64>,
-}
-
 /// The revocation feed (§3.6), for authenticated confidential clients:
 /// sessions revoked since `since` (Unix seconds, inclusive) whose access
 /// tokens may still be live, each with the time after which none can be.
@@ -319,7 +314,7 @@ struct FeedQuery {
 async fn revocation_feed(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<axum::extract::Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     let Some(_caller) = client_auth::client(&state, &headers, &Params::default())
         .await?
@@ -330,11 +325,16 @@ async fn revocation_feed(
             "the revocation feed needs client authentication",
         ));
     };
-    let axum::extract::Query(query) =
-        query.map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?;
+    let query = Params::from_form(query.as_deref().unwrap_or("").as_bytes())?;
+    let since = match query.get("since") {
+        None => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?,
+    };
     let now = state.now();
     let window = state.deny_ttl();
-    let since = query.since.unwrap_or(0).max(now - window);
+    let since = since.max(now - window);
     let revoked: Vec<serde_json::Value> = state
         .store()
         .revoked_since(since)
