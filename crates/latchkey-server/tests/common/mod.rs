@@ -168,6 +168,68 @@ impl TestApp {
         }
     }
 
+    /// Every row of every table but `except` (and the migrations' own), as
+    /// text, sorted: equal snapshots mean nothing changed.
+    pub async fn snapshot(&self, except: &[&str]) -> Vec<String> {
+        let mut rows = Vec::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.database_url.trim_start_matches("sqlite://").to_owned();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .unwrap();
+                let mut tables = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap();
+                let tables: Vec<String> = tables
+                    .query_map([], |row| row.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                for table in tables {
+                    if except.contains(&table.as_str()) || table.starts_with("_sqlx") {
+                        continue;
+                    }
+                    let mut statement =
+                        conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+                    let columns = statement.column_count();
+                    let mut found = statement.query([]).unwrap();
+                    while let Some(row) = found.next().unwrap() {
+                        let values: Vec<String> = (0..columns)
+                            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                            .collect();
+                        rows.push(format!("{table}: {}", values.join(", ")));
+                    }
+                }
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for table in tables {
+                    if except.contains(&table.as_str()) || table.starts_with("_sqlx") {
+                        continue;
+                    }
+                    let found: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+                            .fetch_all(&mut conn)
+                            .await
+                            .unwrap();
+                    rows.extend(found.into_iter().map(|row| format!("{table}: {row}")));
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
     /// Runs one SQL statement on the database by hand, as an operator
     /// would, bypassing the server.
     pub async fn execute_sql(&self, sql: &str) {
