@@ -794,3 +794,110 @@ async fn a_read_only_database_stops_start_up_with_a_clear_message_and_stays_as_i
     drop(server);
     assert_eq!(integrity_check(&db), "ok");
 }
+
+// ---------------------------------------------------------------------------
+// Memory under hostile input
+
+/// The process's resident memory in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends `head`, then streams zeros (at most `limit` bytes) until the
+/// server answers or closes; returns what it answered.
+async fn flood(address: String, head: Vec<u8>, limit: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let _ = stream.write_all(&head).await;
+    let chunk = vec![b'0'; 64 * 1024];
+    let mut sent = 0;
+    while sent < limit && stream.write_all(&chunk).await.is_ok() {
+        sent += chunk.len();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).chars().take(12).collect()
+}
+
+/// A real server under 64 endless bodies (declared and chunked), 64 huge
+/// header blocks and 64 trickling clients at once keeps its memory: each
+/// body is refused past 16 KiB, headers past hyper's limit, and the server
+/// answers normally afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endless_bodies_huge_headers_and_slow_clients_keep_memory_bounded() {
+    let env = Env::new(&[("LATCHKEY_REQUEST_TIMEOUT", "2s")]);
+    env.add_user("alice");
+    let http = http();
+    let server = env.serve();
+    let pid = server.child.id();
+    for _ in 0..20 {
+        assert_eq!(login(&http, &server, "alice").await.status(), 200);
+    }
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let before = resident_kib(pid);
+
+    // Twice: the first round may grow the allocator's pools, the second
+    // must find them big enough.
+    let mut after_rounds = Vec::new();
+    for _round in 0..2 {
+        let mut floods = Vec::new();
+        for i in 0..64 {
+            let declared = format!(
+                "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1073741824\r\n\r\nusername={i}&password="
+            );
+            floods.push(tokio::spawn(flood(
+                address.clone(),
+                declared.into_bytes(),
+                8 << 20,
+            )));
+            let chunked = "POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n";
+            floods.push(tokio::spawn(flood(
+                address.clone(),
+                chunked.as_bytes().to_vec(),
+                8 << 20,
+            )));
+            let mut huge_headers = b"GET /api/me HTTP/1.1\r\nHost: x\r\n".to_vec();
+            for n in 0..2000 {
+                huge_headers
+                    .extend_from_slice(format!("X-Pad-{n}: {}\r\n", "a".repeat(200)).as_bytes());
+            }
+            floods.push(tokio::spawn(flood(address.clone(), huge_headers, 0)));
+            let slow = format!(
+                "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername={i}"
+            );
+            floods.push(tokio::spawn(flood(address.clone(), slow.into_bytes(), 0)));
+        }
+        let mut answers = Vec::new();
+        for task in floods {
+            answers.push(task.await.unwrap());
+        }
+        for answer in &answers {
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+                "answered {answer:?}"
+            );
+        }
+        assert!(answers.iter().any(|a| a.starts_with("HTTP/1.1 413")));
+        assert!(answers.iter().any(|a| a.starts_with("HTTP/1.1 408")));
+
+        after_rounds.push(resident_kib(pid));
+    }
+    let (first, second) = (after_rounds[0], after_rounds[1]);
+    eprintln!(
+        "resident memory: {before} KiB before, {first} KiB after one round, {second} KiB after two"
+    );
+    assert!(
+        first < before + 64 * 1024,
+        "grew from {before} KiB to {first} KiB"
+    );
+    assert!(
+        second < first + 16 * 1024,
+        "grew again from {first} KiB to {second} KiB"
+    );
+    assert_eq!(login(&http, &server, "alice").await.status(), 200);
+}

@@ -546,3 +546,66 @@ async fn malformed_http_is_refused_and_the_server_stays_up() {
     assert_eq!(app.snapshot(AUDIT).await, before);
     assert_eq!(app.me(field(&pair, "access_token")).await.status(), 200);
 }
+
+/// A slow client at every endpoint at once, trickling its headers or its
+/// body: each is cut off after the request timeout (a body with `408`),
+/// and the server answers others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_at_every_endpoint_are_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = start!(&[("LATCHKEY_REQUEST_TIMEOUT", "1s"), ("LATCHKEY_SIGNUP", "open")]);
+    app.add_user("alice").await;
+    let pair = app.login("alice").await;
+    let before = app.snapshot(AUDIT).await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let targets = [
+        ("POST", "/auth/login"),
+        ("POST", "/auth/signup"),
+        ("POST", "/auth/refresh"),
+        ("POST", "/auth/logout"),
+        ("POST", "/oauth/token"),
+        ("POST", "/oauth/revoke"),
+        ("POST", "/oauth/introspect"),
+        ("POST", "/oauth/authorize"),
+        ("POST", "/oauth/userinfo"),
+        ("POST", "/admin/users"),
+        ("PATCH", "/admin/users/usr_alice"),
+        ("POST", "/admin/sessions"),
+    ];
+    let mut slow = Vec::new();
+    for (method, path) in targets {
+        for trickle_body in [true, false] {
+            let address = address.clone();
+            slow.push(tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+                let head = if trickle_body {
+                    format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=")
+                } else {
+                    format!("{method} {path} HTTP/1.1\r\nHost: x\r\n")
+                };
+                stream.write_all(head.as_bytes()).await.unwrap();
+                let mut answer = Vec::new();
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    stream.read_to_end(&mut answer),
+                )
+                .await;
+                assert!(read.is_ok(), "{method} {path}: still open after 5 s");
+                let answer = String::from_utf8_lossy(&answer).into_owned();
+                if trickle_body {
+                    assert!(answer.starts_with("HTTP/1.1 408"), "{method} {path}: {answer}");
+                } else {
+                    assert!(!answer.contains(" 200 "), "{method} {path}: {answer}");
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(app.me(field(&pair, "access_token")).await.status(), 200);
+    for task in slow {
+        task.await.unwrap();
+    }
+    assert_eq!(app.snapshot(AUDIT).await, before);
+}
