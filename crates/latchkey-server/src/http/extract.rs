@@ -96,10 +96,13 @@ pub(crate) fn check_text(name: &str, value: &str) -> Result<(), ApiError> {
 /// standard decodes them, except that bytes which are not UTF-8 are refused
 /// rather than replaced with U+FFFD (which would make a name nobody typed).
 pub(crate) fn form_decode(raw: &[u8]) -> Result<String, ApiError> {
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|b| if *b == b'+' { b' ' } else { *b })
-        .collect();
+    let spaced: std::borrow::Cow<'_, [u8]> = if raw.contains(&b'+') {
+        raw.iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect()
+    } else {
+        raw.into()
+    };
     percent_encoding::percent_decode(&spaced)
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
