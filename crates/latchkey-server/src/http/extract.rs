@@ -2,6 +2,7 @@
 //! credentials and the caller's address.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -125,10 +126,16 @@ impl Params {
             let (name, value) = (form_decode(name)?, form_decode(value)?);
             check_text("a parameter name", &name)?;
             check_text(&name, &value)?;
-            if map.insert(name.clone(), value).is_some() {
-                return Err(ApiError::invalid_request(format!(
-                    "parameter {name} appears more than once"
-                )));
+            match map.entry(name) {
+                Entry::Occupied(seen) => {
+                    return Err(ApiError::invalid_request(format!(
+                        "parameter {} appears more than once",
+                        seen.key()
+                    )));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
             }
         }
         Ok(Self(map))
