@@ -296,16 +296,9 @@ async fn the_client_retries_once_after_a_401() {
 }
 
 async fn jwks_fetches(server: &Server) -> u64 {
-    let text = reqwest::get(server.url("/metrics"))
+    server
+        .metric(r#"latchkey_http_request_duration_seconds_count{method="GET",route="/.well-known/jwks.json"}"#)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("latchkey_http_request_duration_seconds_count{method=\"GET\",route=\"/.well-known/jwks.json\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 async fn login_pair(server: &Server) -> Value {

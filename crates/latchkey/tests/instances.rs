@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, PASSWORD, Server};
+use common::{Env, PASSWORD, SESSION_LOOKUPS, Server};
 use latchkey_core::jwt::Verifier;
 use latchkey_core::keys::PublicJwk;
 use serde_json::Value;
@@ -233,21 +233,6 @@ async fn signing_keys_are_sealed_in_the_shared_database() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("LATCHKEY_MASTER_KEY"));
 }
 
-async fn lookups(http: &reqwest::Client, server: &Server) -> u64 {
-    let text = http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("latchkey_session_lookups_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn until_refused(http: &reqwest::Client, server: &Server, token: &str) {
     for _ in 0..100 {
         if me(http, server, token).await == 401 {
@@ -266,7 +251,7 @@ async fn logout_on_a_reaches_b_without_a_lookup(http: &reqwest::Client, a: &Serv
     for _ in 0..20 {
         assert_eq!(me(http, b, token).await, 200);
     }
-    let looked_up = lookups(http, b).await;
+    let looked_up = b.metric(SESSION_LOOKUPS).await;
     assert!(looked_up <= 1, "B read the session {looked_up} times");
     let response = http
         .post(a.url("/auth/logout"))
@@ -276,7 +261,7 @@ async fn logout_on_a_reaches_b_without_a_lookup(http: &reqwest::Client, a: &Serv
         .unwrap();
     assert_eq!(response.status(), 204);
     until_refused(http, b, token).await;
-    assert_eq!(lookups(http, b).await, looked_up);
+    assert_eq!(b.metric(SESSION_LOOKUPS).await, looked_up);
 }
 
 #[tokio::test]
@@ -299,10 +284,10 @@ async fn with_redis_revocations_reach_every_instance_without_asking_the_database
     // The command line announces too.
     let second = login(&http, &a).await;
     assert_eq!(me(&http, &b, s(&second, "access_token")).await, 200);
-    let before = lookups(&http, &b).await;
+    let before = b.metric(SESSION_LOOKUPS).await;
     env.ok(&["sessions", "revoke", "--user", "alice"], None);
     until_refused(&http, &b, s(&second, "access_token")).await;
-    assert_eq!(lookups(&http, &b).await, before);
+    assert_eq!(b.metric(SESSION_LOOKUPS).await, before);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Env, PASSWORD, Server};
+use common::{Env, PASSWORD, SESSION_LOOKUPS, Server};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -610,11 +610,11 @@ async fn redis_stopped_and_started_falls_back_to_the_database_and_loses_nothing(
     for _ in 0..20 {
         assert_eq!(me(&http, &b.base, s(&after, "access_token")).await, 200);
     }
-    let looked_up = lookups(&http, &b).await;
+    let looked_up = b.metric(SESSION_LOOKUPS).await;
     logout(&http, &a, s(&after, "access_token")).await;
     until_refused(&http, &b.base, s(&after, "access_token")).await;
     assert_eq!(
-        lookups(&http, &b).await,
+        b.metric(SESSION_LOOKUPS).await,
         looked_up,
         "B read the revoked session"
     );
@@ -626,21 +626,6 @@ async fn redis_stopped_and_started_falls_back_to_the_database_and_loses_nothing(
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-async fn lookups(http: &reqwest::Client, server: &Server) -> u64 {
-    let text = http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("latchkey_session_lookups_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------

@@ -3,24 +3,6 @@
 use crate::common::{PASSWORD, TestApp, claims, error_code, field};
 use serde_json::Value;
 
-/// Logs in in browser mode; returns the body and the cookie pair
-/// (`name=value`) the server set.
-async fn browser_login(app: &TestApp) -> (Value, String, String) {
-    let response = app
-        .http
-        .post(app.url("/auth/login"))
-        .header("x-latchkey-browser", "1")
-        .header("origin", &app.base)
-        .form(&[("username", "alice"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let pair = set_cookie.split(';').next().unwrap().to_owned();
-    (response.json().await.unwrap(), pair, set_cookie)
-}
-
 async fn browser_post(app: &TestApp, path: &str, cookie: &str, origin: Option<&str>) -> reqwest::Response {
     let mut request = app
         .http
@@ -37,7 +19,7 @@ async fn browser_post(app: &TestApp, path: &str, cookie: &str, origin: Option<&s
 async fn the_refresh_token_travels_only_in_a_hardened_cookie() {
     let app = start!(&[]);
     app.add_user("alice").await;
-    let (body, pair, set_cookie) = browser_login(&app).await;
+    let (body, pair, set_cookie) = app.browser_login().await;
     assert!(body.get("refresh_token").is_none(), "{body}");
     assert!(field(&body, "access_token").contains('.'));
     assert!(pair.starts_with("__Secure-lk_rt=lk_rt_"), "{set_cookie}");
@@ -51,7 +33,7 @@ async fn the_refresh_token_travels_only_in_a_hardened_cookie() {
 async fn the_cookie_rotates_and_its_reuse_revokes_the_session() {
     let app = start!(&[]);
     app.add_user("alice").await;
-    let (_, first, _) = browser_login(&app).await;
+    let (_, first, _) = app.browser_login().await;
     let response = browser_post(&app, "/auth/refresh", &first, Some(&app.base)).await;
     assert_eq!(response.status(), 200);
     let second = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
@@ -70,7 +52,7 @@ async fn the_cookie_rotates_and_its_reuse_revokes_the_session() {
 async fn another_origin_or_no_header_cannot_refresh_or_log_out() {
     let app = start!(&[]);
     app.add_user("alice").await;
-    let (body, cookie, _) = browser_login(&app).await;
+    let (body, cookie, _) = app.browser_login().await;
     for origin in [Some("https://evil.example"), None] {
         for path in ["/auth/refresh", "/auth/logout"] {
             let response = browser_post(&app, path, &cookie, origin).await;
@@ -96,7 +78,7 @@ async fn another_origin_or_no_header_cannot_refresh_or_log_out() {
 async fn logout_revokes_the_session_and_clears_the_cookie() {
     let app = start!(&[]);
     app.add_user("alice").await;
-    let (body, cookie, _) = browser_login(&app).await;
+    let (body, cookie, _) = app.browser_login().await;
     let response = browser_post(&app, "/auth/logout", &cookie, Some(&app.base)).await;
     assert_eq!(response.status(), 204);
     let cleared = response.headers()["set-cookie"].to_str().unwrap();
@@ -110,7 +92,7 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
 async fn plain_http_development_drops_secure_and_the_prefix() {
     let app = start!(&[("LATCHKEY_COOKIE_SECURE", "false")]);
     app.add_user("alice").await;
-    let (_, pair, set_cookie) = browser_login(&app).await;
+    let (_, pair, set_cookie) = app.browser_login().await;
     assert!(pair.starts_with("lk_rt=lk_rt_"), "{set_cookie}");
     assert!(!set_cookie.contains("Secure"), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"));

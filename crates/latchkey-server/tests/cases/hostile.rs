@@ -349,24 +349,7 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
     let bearer = format!("Bearer {access}");
     let sid = crate::common::claims(&access)["sid"].as_str().unwrap().to_owned();
     // A browser session, for the cookie endpoints.
-    let browser = app
-        .http
-        .post(app.url("/auth/login"))
-        .header("x-latchkey-browser", "1")
-        .header("origin", &app.base)
-        .form(&[("username", "alice"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(browser.status(), 200);
-    let cookie = browser
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let (_, cookie, _) = app.browser_login().await;
     let redirect = "https://app.example/cb";
     app.code_for(&alice, "app", redirect).await;
     let authorize = pairs(&[

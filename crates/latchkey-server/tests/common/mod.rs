@@ -141,31 +141,38 @@ impl TestApp {
                 }
                 all
             }
-            Backend::Postgres => {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            Backend::Postgres => self
+                .postgres_rows()
+                .await
+                .into_iter()
+                .flat_map(|(_, row)| row.into_bytes())
+                .collect(),
+        }
+    }
+
+    /// Every row of every table of this PostgreSQL schema, as text, with
+    /// its table.
+    async fn postgres_rows(&self) -> Vec<(String, String)> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut rows = Vec::new();
+        for table in tables {
+            let found: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+                    .fetch_all(&mut conn)
                     .await
                     .unwrap();
-                let tables: Vec<String> = sqlx::query_scalar(
-                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-                let mut all = Vec::new();
-                for table in tables {
-                    let rows: Vec<String> =
-                        sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
-                            .fetch_all(&mut conn)
-                            .await
-                            .unwrap();
-                    for row in rows {
-                        all.extend(row.into_bytes());
-                    }
-                }
-                all
-            }
+            rows.extend(found.into_iter().map(|row| (table.clone(), row)));
         }
+        rows
     }
 
     /// Every row of every table but `except` (and the migrations' own), as
@@ -203,27 +210,15 @@ impl TestApp {
                 }
             }
             Backend::Postgres => {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                    .await
-                    .unwrap();
-                let tables: Vec<String> = sqlx::query_scalar(
-                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-                for table in tables {
-                    if except.contains(&table.as_str()) || table.starts_with("_sqlx") {
-                        continue;
-                    }
-                    let found: Vec<String> =
-                        sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
-                            .fetch_all(&mut conn)
-                            .await
-                            .unwrap();
-                    rows.extend(found.into_iter().map(|row| format!("{table}: {row}")));
-                }
+                rows.extend(
+                    self.postgres_rows()
+                        .await
+                        .into_iter()
+                        .filter(|(table, _)| {
+                            !except.contains(&table.as_str()) && !table.starts_with("_sqlx")
+                        })
+                        .map(|(table, row)| format!("{table}: {row}")),
+                );
             }
         }
         rows.sort();
@@ -308,6 +303,27 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Logs alice in in browser mode; returns the body and the cookie pair
+    /// (`name=value`) the server set.
+    pub async fn browser_login(&self) -> (Value, String, String) {
+        let response = self
+            .http
+            .post(self.url("/auth/login"))
+            .header("x-latchkey-browser", "1")
+            .header("origin", &self.base)
+            .form(&[("username", "alice"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let set_cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let pair = set_cookie.split(';').next().unwrap().to_owned();
+        (response.json().await.unwrap(), pair, set_cookie)
     }
 
     /// Logs in and returns the token response, asserting success.

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The metric counting the sessions a server read from its database.
+pub const SESSION_LOOKUPS: &str = "latchkey_session_lookups_total";
+
 /// A database directory and the environment every process of a test shares.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -188,6 +191,21 @@ impl Server {
     /// The server's log so far.
     pub fn log_text(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The value of one series of the server's `/metrics` (its name with
+    /// any labels, as printed), 0 when absent.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// SIGKILL: no shutdown, no checkpoint.
