@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use latchkey_core::coordination::{
-    AttemptCounter, Coordinator, OnConnected, OnRevoked, RevocationFanout, RevocationFeed,
+    AttemptCounter, Blocked, Coordinator, OnConnected, OnRevoked, RevocationFanout, RevocationFeed,
 };
 use latchkey_core::store::{StoreError, StoreResult};
 use redis::AsyncCommands;
@@ -93,26 +93,36 @@ impl RedisCoordinator {
 
 #[async_trait]
 impl AttemptCounter for RedisCoordinator {
-    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>> {
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<Blocked>> {
         // One script, so that the check and the count cannot be split by
         // another instance's attempt: over the limit, nothing is counted.
+        // A refusal answers the seconds left, negated when a refusal of
+        // this window was already reported (by any instance), which a
+        // marker key living as long as the window records.
         const TAKE: &str = "local n = redis.call('INCR', KEYS[1]) \
             if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
             if n > tonumber(ARGV[2]) then \
                 redis.call('DECR', KEYS[1]) \
-                return math.max(redis.call('TTL', KEYS[1]), 1) \
+                local left = math.max(redis.call('TTL', KEYS[1]), 1) \
+                if redis.call('SET', KEYS[2], 1, 'NX', 'EX', left) then return left end \
+                return -left \
             end \
             return 0";
+        let attempt_key = self.attempt_key(key);
         let left: i64 = redis::cmd("EVAL")
             .arg(TAKE)
-            .arg(1)
-            .arg(self.attempt_key(key))
+            .arg(2)
+            .arg(&attempt_key)
+            .arg(format!("{attempt_key}:refused"))
             .arg(window.max(1))
             .arg(max)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
-        Ok((left > 0).then_some(left))
+        Ok((left != 0).then_some(Blocked {
+            retry_after: left.abs(),
+            first: left > 0,
+        }))
     }
 
     async fn give_back_attempt(&self, key: &str) -> StoreResult<()> {
@@ -132,7 +142,10 @@ impl AttemptCounter for RedisCoordinator {
         let _: i64 = self
             .conn
             .clone()
-            .del(self.attempt_key(key))
+            .del(&[
+                self.attempt_key(key),
+                format!("{}:refused", self.attempt_key(key)),
+            ])
             .await
             .map_err(backend)?;
         Ok(())

@@ -32,8 +32,11 @@ async fn attempts_count_within_one_window() {
     for _ in 0..3 {
         assert_eq!(redis.take_attempt("alice", 3, 60).await.unwrap(), None);
     }
-    let left = redis.take_attempt("alice", 3, 60).await.unwrap().unwrap();
-    assert!((1..=60).contains(&left));
+    let blocked = redis.take_attempt("alice", 3, 60).await.unwrap().unwrap();
+    assert!((1..=60).contains(&blocked.retry_after));
+    assert!(blocked.first, "the window's first refusal says so");
+    let again = redis.take_attempt("alice", 3, 60).await.unwrap().unwrap();
+    assert!(!again.first, "a window's later refusals are not first");
     redis.give_back_attempt("alice").await.unwrap();
     assert_eq!(redis.take_attempt("alice", 3, 60).await.unwrap(), None);
     assert!(redis.take_attempt("alice", 3, 60).await.unwrap().is_some());
@@ -52,13 +55,16 @@ async fn concurrent_attempts_admit_exactly_the_limit() {
             tokio::spawn(async move { redis.take_attempt("bob", 10, 60).await.unwrap() })
         })
         .collect();
-    let mut admitted = 0;
+    let (mut admitted, mut first) = (0, 0);
     for attempt in attempts {
-        if attempt.await.unwrap().is_none() {
-            admitted += 1;
+        match attempt.await.unwrap() {
+            None => admitted += 1,
+            Some(blocked) if blocked.first => first += 1,
+            Some(_) => {}
         }
     }
     assert_eq!(admitted, 10);
+    assert_eq!(first, 1, "exactly one refusal reports the key blocked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

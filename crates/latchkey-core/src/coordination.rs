@@ -33,12 +33,23 @@ pub trait AttemptCounter: Send + Sync + 'static {
     /// Takes one of `max` attempts that `key` has per window of `window`
     /// seconds (the first attempt opens the window), atomically: however
     /// many callers ask at once, at most `max` are admitted per window.
-    /// `None` when admitted; else the seconds left in the window.
-    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>>;
+    /// `None` when admitted; else the refusal, with the seconds left in
+    /// the window and whether it is the window's first (so that a blocked
+    /// key is reported once per window, not once per attempt).
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<Blocked>>;
     /// Gives back an attempt taken for `key` that turned out not to count.
     async fn give_back_attempt(&self, key: &str) -> StoreResult<()>;
     /// Forgets `key`'s attempts.
     async fn clear_attempts(&self, key: &str) -> StoreResult<()>;
+}
+
+/// An attempt refused because its key used up its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked {
+    /// Seconds until the window ends (at least 1).
+    pub retry_after: i64,
+    /// The first refusal of this window: the key has just become blocked.
+    pub first: bool,
 }
 
 /// Tells the other instances that a session was revoked, beyond the

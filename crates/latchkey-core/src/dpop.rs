@@ -207,7 +207,9 @@ pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<Proof, ProofError>
     if !same_url(&claims.htu, expected.url) {
         return Err(ProofError::Url);
     }
-    if (claims.iat - expected.now).abs() > IAT_WINDOW {
+    // `abs_diff`: any `iat` a client writes, however far from now, is
+    // compared without overflow.
+    if claims.iat.abs_diff(expected.now) > IAT_WINDOW.unsigned_abs() {
         return Err(ProofError::Time);
     }
     if let Some(token) = expected.access_token
@@ -257,6 +259,15 @@ mod tests {
     fn the_rfc_example_proof_fails_every_other_expectation() {
         let at = 1_562_262_616;
         assert_eq!(verify(RFC_PROOF, &expected(at + 61)), Err(ProofError::Time));
+        // Times so far apart that their difference overflows an i64.
+        assert_eq!(
+            verify(RFC_PROOF, &expected(i64::MIN)),
+            Err(ProofError::Time)
+        );
+        assert_eq!(
+            verify(RFC_PROOF, &expected(i64::MIN + 1)),
+            Err(ProofError::Time)
+        );
         let get = Expected {
             method: "GET",
             ..expected(at)

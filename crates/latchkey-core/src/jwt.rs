@@ -315,10 +315,11 @@ impl Verifier {
                 claims
             }
         };
-        if expiry == Expiry::Enforce && claims.exp + LEEWAY_SECS <= now {
+        // Saturating: no signed time, however far out, overflows here.
+        if expiry == Expiry::Enforce && claims.exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(VerifyError::Expired);
         }
-        if claims.nbf.unwrap_or(claims.iat) - LEEWAY_SECS > now {
+        if claims.nbf.unwrap_or(claims.iat).saturating_sub(LEEWAY_SECS) > now {
             return Err(VerifyError::NotYetValid);
         }
         Ok(claims)

@@ -40,5 +40,6 @@ pub mod session;
 pub mod signers;
 pub mod store;
 pub mod store_error;
+pub mod username;
 
 pub use error::{Error, Result};

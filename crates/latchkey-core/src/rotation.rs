@@ -30,6 +30,9 @@ pub struct Policy {
     pub reuse_grace: i64,
     /// The IP-binding policy.
     pub binding_ip: BindingPolicy,
+    /// Whether a routine rotation writes a `refresh` audit event. Reuse,
+    /// revocations and binding mismatches are audited whatever this says.
+    pub audit_refreshes: bool,
 }
 
 /// A refresh request, as the server understood and authenticated it.
@@ -125,8 +128,8 @@ pub struct RotationWrites {
     /// The successor: the session's scope (RFC 6749 §6), an idle expiry
     /// never past the session's end.
     pub successor: RefreshRecord,
-    /// The `refresh` event of the audit trail.
-    pub audit: AuditEvent,
+    /// The `refresh` event of the audit trail, when the policy keeps them.
+    pub audit: Option<AuditEvent>,
 }
 
 /// What to do with a presented refresh token.
@@ -236,7 +239,7 @@ pub fn decide(
         ip: req.ip.clone(),
         user_agent: req.user_agent.clone(),
     };
-    let audit = AuditEvent {
+    let audit = policy.audit_refreshes.then(|| AuditEvent {
         at: req.now,
         kind: "refresh".into(),
         user_id: Some(session.user_id.clone()),
@@ -245,7 +248,7 @@ pub fn decide(
         ip: Some(req.ip.clone()),
         user_agent: Some(req.user_agent.clone()),
         detail: String::new(),
-    };
+    });
     Decision::Rotate {
         scope,
         binding_mismatch: binding_mismatch && policy.binding_ip == BindingPolicy::Log,
@@ -270,6 +273,7 @@ mod tests {
             absolute_ttl: 86400,
             reuse_grace: 0,
             binding_ip: BindingPolicy::Log,
+            audit_refreshes: true,
         }
     }
 
@@ -344,9 +348,21 @@ mod tests {
         assert_eq!(successor.expires_at, NOW + 10);
         assert_eq!(successor.used_at, None);
         assert_eq!(successor.access_jti, "jti2");
-        assert_eq!(writes.audit.kind, "refresh");
-        assert_eq!(writes.audit.session_id.as_deref(), Some("ses_1"));
-        assert_eq!(writes.audit.user_id.as_deref(), Some("usr_1"));
+        let audit = writes.audit.as_ref().expect("an audit event");
+        assert_eq!(audit.kind, "refresh");
+        assert_eq!(audit.session_id.as_deref(), Some("ses_1"));
+        assert_eq!(audit.user_id.as_deref(), Some("usr_1"));
+
+        let quiet = Policy {
+            audit_refreshes: false,
+            ..policy()
+        };
+        let Decision::Rotate { writes, .. } =
+            decide(&quiet, &token(), &session(), false, &request())
+        else {
+            panic!("not rotated");
+        };
+        assert_eq!(writes.audit, None, "routine refreshes are not audited");
     }
 
     #[test]

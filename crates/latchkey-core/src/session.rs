@@ -126,6 +126,7 @@ mod tests {
             absolute_ttl: 50,
             reuse_grace: 0,
             binding_ip: BindingPolicy::Log,
+            audit_refreshes: true,
         };
         let start = start(
             &policy,

@@ -24,6 +24,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// The user with this name (never a deleted one).
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Users whose name may differ from its canonical form
+    /// ([`crate::username::may_need_folding`]): `(id, username)`.
+    async fn names_that_may_need_folding(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Renames a user; false when another user has the name (or the user
+    /// is unknown).
+    async fn rename_user(&self, user_id: &str, username: &str) -> StoreResult<bool>;
     /// The user with this id (never a deleted one).
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     /// All users, by name.
@@ -57,7 +63,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `start` (a new session, its first refresh token and its
     /// `login` event, as [`crate::session::start`] made it), then reads the
-    /// user's other live sessions newest first (in the order of creation)
+    /// user's other live sessions through the same client (none for
+    /// first-party sessions; the cap is per user and client, so that one
+    /// application never evicts another's) newest first (in the order of creation)
     /// and revokes those [`crate::session::evictions`] chooses, each with its
     /// event: all in one transaction. The user is read under a lock
     /// that disabling the user also takes, so a session is never created for
@@ -159,6 +167,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Deletes audit events from before `before` (the retention period),
+    /// in small batches so that other writers get in between; returns how
+    /// many went.
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
     /// Reads the audit trail, newest first.
     async fn audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
         Ok(self

@@ -44,6 +44,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("redis_prefix", "latchkey:"),
     ("request_timeout", "10s"),
     ("max_connections", "1024"),
+    ("max_connections_per_address", "256"),
+    ("audit_refreshes", "false"),
+    ("audit_retention", "90d"),
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -68,7 +71,9 @@ pub struct Config {
     pub access_ttl: i64,
     /// Refresh-token lifetimes and policies (`LATCHKEY_REFRESH_IDLE_TTL`
     /// default 14 days, `LATCHKEY_REFRESH_ABSOLUTE_TTL` default 30 days,
-    /// `LATCHKEY_REUSE_GRACE` default 0, `LATCHKEY_BINDING_IP` default `log`).
+    /// `LATCHKEY_REUSE_GRACE` default 0, `LATCHKEY_BINDING_IP` default `log`,
+    /// and `LATCHKEY_AUDIT_REFRESHES`, whether each routine refresh writes an
+    /// audit event, default `false`: they are counted in the metrics).
     pub policy: Policy,
     /// `LATCHKEY_MAX_SESSIONS_PER_USER`: the oldest session is revoked past this. Default 10.
     pub max_sessions_per_user: u32,
@@ -123,6 +128,13 @@ pub struct Config {
     /// `LATCHKEY_MAX_CONNECTIONS`: connections served at once; further ones
     /// wait to be accepted. Default `1024`.
     pub max_connections: usize,
+    /// `LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS`: connections served at once
+    /// from one client address (an IPv4 address or an IPv6 /64; trusted
+    /// proxies are exempt); a further one is closed at once. Default `256`.
+    pub max_connections_per_address: usize,
+    /// `LATCHKEY_AUDIT_RETENTION`: audit events older than this are deleted
+    /// by garbage collection. Default `90d`.
+    pub audit_retention: i64,
 }
 
 /// At most `max` events per `window` seconds.
@@ -413,6 +425,17 @@ impl Config {
             }
         };
 
+        let (text, origin) = get("max_connections_per_address");
+        let max_connections_per_address = match text.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(fail(
+                    &origin,
+                    format!("{text:?} is not a whole number of at least 1"),
+                ));
+            }
+        };
+
         let (text, origin) = get("signing_alg");
         let signing_alg = text
             .parse::<SigningAlg>()
@@ -429,6 +452,7 @@ impl Config {
         let cookie_secure = boolean("cookie_secure")?;
         let cookie_fingerprint = boolean("cookie_fingerprint")?;
         let password_grant = boolean("password_grant")?;
+        let audit_refreshes = boolean("audit_refreshes")?;
         let dpop_nonce_required = {
             let (text, origin) = get("dpop_nonce");
             match text.as_str() {
@@ -533,6 +557,13 @@ impl Config {
                 "must be longer than zero".into(),
             ));
         }
+        let audit_retention = duration("audit_retention")?;
+        if audit_retention <= 0 {
+            return Err(fail(
+                &get("audit_retention").1,
+                "must be longer than zero".into(),
+            ));
+        }
         if gc_interval <= 0 {
             return Err(fail(
                 &get("gc_interval").1,
@@ -552,6 +583,7 @@ impl Config {
                 absolute_ttl,
                 reuse_grace,
                 binding_ip,
+                audit_refreshes,
             },
             max_sessions_per_user,
             signing_alg,
@@ -572,6 +604,8 @@ impl Config {
             redis_prefix: get("redis_prefix").0,
             request_timeout,
             max_connections,
+            max_connections_per_address,
+            audit_retention,
         })
     }
 }

@@ -204,7 +204,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::InvalidClientName
             | ServiceError::InvalidScope
             | ServiceError::InvalidRedirectUri
-            | ServiceError::InvalidUsername
+            | ServiceError::InvalidUsername(_)
             | ServiceError::WeakPassword(_) => Self::invalid_request(e.to_string()),
             ServiceError::Taken => Self::Plain {
                 status: StatusCode::CONFLICT,

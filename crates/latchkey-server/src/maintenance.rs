@@ -52,6 +52,12 @@ pub async fn collect(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "garbage collection failed"),
     }
+    let retention = state.config().audit_retention;
+    match state.store().prune_audit(now - retention).await {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, "deleted audit events past their retention"),
+        Err(e) => tracing::error!(error = %e, "pruning the audit trail failed"),
+    }
 }
 
 /// Follows the revocation feed (Redis, or PostgreSQL's notifications),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use latchkey_core::clock::Clock;
-use latchkey_core::coordination::AttemptCounter;
+use latchkey_core::coordination::{AttemptCounter, Blocked};
 use latchkey_core::store::StoreResult;
 
 /// Keys kept at most (about 32 bytes each).
@@ -29,6 +29,8 @@ struct Window {
     attempts: u32,
     /// The limit it was taken under: a window at it is a blocked key.
     max: u32,
+    /// An attempt was refused in this window already.
+    refused: bool,
     length: i64,
 }
 
@@ -68,8 +70,8 @@ impl Throttle {
         }
     }
 
-    /// Takes an attempt at `now`: `None` if admitted, else seconds to wait.
-    pub fn take(&self, key: &str, max: u32, length: i64, now: i64) -> Option<i64> {
+    /// Takes an attempt at `now`: `None` if admitted, else the refusal.
+    pub fn take(&self, key: &str, max: u32, length: i64, now: i64) -> Option<Blocked> {
         let id = self.hasher.hash_one(key);
         let mut windows = self.windows();
         if !windows.contains_key(&id) && windows.len() >= self.capacity {
@@ -82,7 +84,10 @@ impl Throttle {
                     keys = windows.len(),
                     "login throttle table full of blocked keys; refusing a new one"
                 );
-                return Some(length.max(1));
+                return Some(Blocked {
+                    retry_after: length.max(1),
+                    first: false,
+                });
             }
         }
         let window = windows.entry(id).or_insert(Window {
@@ -90,6 +95,7 @@ impl Throttle {
             attempts: 0,
             max,
             length,
+            refused: false,
         });
         if window.over(now) {
             *window = Window {
@@ -97,10 +103,16 @@ impl Throttle {
                 attempts: 0,
                 max,
                 length,
+                refused: false,
             };
         }
         if window.attempts >= max {
-            return Some((window.start + window.length - now).max(1));
+            let first = !window.refused;
+            window.refused = true;
+            return Some(Blocked {
+                retry_after: (window.start + window.length - now).max(1),
+                first,
+            });
         }
         window.attempts += 1;
         None
@@ -133,7 +145,7 @@ impl Throttle {
 
 #[async_trait]
 impl AttemptCounter for Throttle {
-    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<i64>> {
+    async fn take_attempt(&self, key: &str, max: u32, window: i64) -> StoreResult<Option<Blocked>> {
         Ok(self.take(key, max, window, self.clock.now()))
     }
 
@@ -174,7 +186,13 @@ mod tests {
         for i in 0..3 {
             assert_eq!(throttle.take("alice", 3, 60, 100 + i), None);
         }
-        assert_eq!(throttle.take("alice", 3, 60, 110), Some(50));
+        let blocked = |retry_after, first| Some(Blocked { retry_after, first });
+        assert_eq!(throttle.take("alice", 3, 60, 110), blocked(50, true));
+        assert_eq!(
+            throttle.take("alice", 3, 60, 120),
+            blocked(40, false),
+            "the first refusal of a window is the only one reported first"
+        );
         assert_eq!(throttle.take("bob", 3, 60, 110), None);
         assert_eq!(throttle.take("alice", 3, 60, 160), None);
         throttle.give_back("alice");
@@ -184,7 +202,11 @@ mod tests {
         }
         throttle.give_back("alice");
         assert_eq!(throttle.take("alice", 3, 60, 161), None);
-        assert!(throttle.take("alice", 3, 60, 161).is_some());
+        assert_eq!(
+            throttle.take("alice", 3, 60, 161),
+            blocked(60, true),
+            "a new window reports its first refusal again"
+        );
     }
 
     #[test]
@@ -198,13 +220,21 @@ mod tests {
                 let throttle = throttle.clone();
                 std::thread::spawn(move || {
                     (0..50)
-                        .filter(|_| throttle.take("carol", 10, 900, 5).is_none())
-                        .count()
+                        .map(|_| throttle.take("carol", 10, 900, 5))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
-        let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(admitted, 10);
+        let outcomes: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 10);
+        assert_eq!(
+            outcomes.iter().flatten().filter(|b| b.first).count(),
+            1,
+            "exactly one refusal reports the key blocked"
+        );
     }
 
     #[test]
@@ -224,7 +254,13 @@ mod tests {
         let full = Throttle::with(2, Arc::new(latchkey_core::clock::ManualClock::new(0)));
         assert_eq!(full.take("a", 1, 900, 0), None);
         assert_eq!(full.take("b", 1, 900, 0), None);
-        assert_eq!(full.take("c", 1, 900, 0), Some(900));
+        assert_eq!(
+            full.take("c", 1, 900, 0),
+            Some(Blocked {
+                retry_after: 900,
+                first: false
+            })
+        );
         assert_eq!(full.len(), 2);
         // Finished windows go first.
         assert_eq!(full.take("c", 1, 900, 900), None);

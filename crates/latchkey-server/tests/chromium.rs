@@ -480,7 +480,8 @@ async fn the_authorization_pages_sign_in_ask_consent_and_return_a_code() {
     app.add_user("alice").await;
     let (client_id, secret) = app.add_client("lkc_photos", "openid profile", true).await;
     app.execute_sql(
-        "UPDATE clients SET redirect_uris = 'http://127.0.0.1/callback' WHERE id = 'lkc_photos'",
+        "UPDATE clients SET redirect_uris = 'http://127.0.0.1/callback', first_party = FALSE \
+         WHERE id = 'lkc_photos'",
     )
     .await;
     let callback = serve_callback().await;

@@ -258,7 +258,7 @@ pub(crate) async fn write_rotations(
     let mut client_id: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut session_id = Vec::with_capacity(n);
     let mut user_id: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut audit_kind = Vec::with_capacity(n);
+    let mut audit_kind: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut audit_detail = Vec::with_capacity(n);
     let mut audit_ip: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut audit_user_agent: Vec<Option<&str>> = Vec::with_capacity(n);
@@ -273,12 +273,15 @@ pub(crate) async fn write_rotations(
         ip.push(t.ip.as_str());
         user_agent.push(t.user_agent.as_str());
         session_id.push(t.session_id.as_str());
-        client_id.push(w.audit.client_id.as_deref());
-        user_id.push(w.audit.user_id.as_deref());
-        audit_kind.push(w.audit.kind.as_str());
-        audit_detail.push(w.audit.detail.as_str());
-        audit_ip.push(w.audit.ip.as_deref());
-        audit_user_agent.push(w.audit.user_agent.as_deref());
+        // A rotation without an audit event (routine refreshes, unless the
+        // policy keeps them) has a NULL kind, and no audit row is written.
+        let audit = w.audit.as_ref();
+        client_id.push(audit.and_then(|a| a.client_id.as_deref()));
+        user_id.push(audit.and_then(|a| a.user_id.as_deref()));
+        audit_kind.push(audit.map(|a| a.kind.as_str()));
+        audit_detail.push(audit.map_or("", |a| a.detail.as_str()));
+        audit_ip.push(audit.and_then(|a| a.ip.as_deref()));
+        audit_user_agent.push(audit.and_then(|a| a.user_agent.as_deref()));
     }
     // The statement fixes its join order (`OFFSET 0` keeps a subquery from
     // being merged into a join the planner may reorder): a plan driven from
@@ -318,7 +321,8 @@ pub(crate) async fn write_rotations(
              INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
              SELECT l.now, l.audit_kind, l.user_id, l.session_id, l.client_id, l.audit_ip, \
                  l.audit_user_agent, l.audit_detail \
-             FROM successor x JOIN live l ON l.presented = x.parent_hash) \
+             FROM successor x JOIN live l ON l.presented = x.parent_hash \
+             WHERE l.audit_kind IS NOT NULL) \
          SELECT parent_hash FROM successor",
     )
     .bind(&now)

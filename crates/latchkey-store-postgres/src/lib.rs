@@ -348,6 +348,32 @@ impl Store for PgStore {
         row.as_ref().map(user_from).transpose()
     }
 
+    async fn names_that_may_need_folding(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, username FROM users WHERE deleted_at IS NULL \
+             AND username ~ '[A-Z ]|[^\\x01-\\x7f]'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows)
+    }
+
+    async fn rename_user(&self, user_id: &str, username: &str) -> StoreResult<bool> {
+        let renamed =
+            sqlx::query("UPDATE users SET username = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(username)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await
+                .map_err(backend);
+        match renamed {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL");
@@ -525,11 +551,13 @@ impl Store for PgStore {
         // one user (serialised by the lock above) take in order.
         let others: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
-             AND id <> $3 ORDER BY created_at DESC, created_seq DESC",
+             AND id <> $3 AND client_id IS NOT DISTINCT FROM $4 \
+             ORDER BY created_at DESC, created_seq DESC",
         )
         .bind(&session.user_id)
         .bind(session.created_at)
         .bind(&session.id)
+        .bind(&session.client_id)
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
@@ -929,6 +957,26 @@ impl Store for PgStore {
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         insert_audit(&mut conn, e).await
+    }
+
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
+        const BATCH: i64 = 5000;
+        let mut pruned = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            pruned += done.rows_affected();
+            if done.rows_affected() < BATCH as u64 {
+                return Ok(pruned);
+            }
+        }
     }
 
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {

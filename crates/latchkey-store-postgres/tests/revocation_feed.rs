@@ -175,6 +175,7 @@ async fn every_way_a_session_ends_is_announced_and_nothing_else() {
         absolute_ttl: 86_400,
         reuse_grace: 0,
         binding_ip: BindingPolicy::Log,
+        audit_refreshes: true,
     };
     let outcome = store
         .rotate(

@@ -516,7 +516,9 @@ fn rotate_in(conn: &Connection, policy: &Policy, req: &RotationRequest) -> Store
                 )
                 .and_then(|mut s| s.execute(params![writes.at, session.id]))
                 .map_err(backend)?;
-                insert_audit(conn, &writes.audit).map_err(backend)?;
+                if let Some(audit) = &writes.audit {
+                    insert_audit(conn, audit).map_err(backend)?;
+                }
                 Outcome::Rotated {
                     session,
                     scope,
@@ -605,6 +607,36 @@ impl Store for SqliteStore {
                 .query_row([username], user_from)
                 .optional()
         })
+    }
+
+    async fn names_that_may_need_folding(&self) -> StoreResult<Vec<(String, String)>> {
+        // Capitals, spaces, or characters beyond ASCII (a name longer in
+        // bytes than in characters).
+        self.read(|conn| {
+            conn.prepare(
+                "SELECT id, username FROM users WHERE deleted_at IS NULL \
+                 AND (username GLOB '*[A-Z ]*' OR length(CAST(username AS BLOB)) <> length(username))",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    async fn rename_user(&self, user_id: &str, username: &str) -> StoreResult<bool> {
+        let renamed = self
+            .write(|conn| {
+                conn.execute(
+                    "UPDATE users SET username = ? WHERE id = ? AND deleted_at IS NULL",
+                    params![username, user_id],
+                )
+                .map_err(backend)
+            })
+            .await;
+        match renamed {
+            Ok(n) => Ok(n == 1),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
@@ -780,17 +812,24 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             insert_token(&tx, token).map_err(backend)?;
             insert_audit(&tx, created).map_err(backend)?;
-            // The other live sessions beyond the cap (the new one counts
-            // first), newest first: by time, then by rowid, which grows with
-            // every insert, so logins of one second keep their order.
+            // The user's other live sessions through the same client (the
+            // cap is per user and client, so that one application's sessions
+            // never evict another's), newest first: by time, then by rowid,
+            // which grows with every insert, so logins of one second keep
+            // their order.
             let others: Vec<String> = tx
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at >= ? \
-                     AND id <> ? ORDER BY created_at DESC, rowid DESC",
+                     AND id <> ? AND client_id IS ? ORDER BY created_at DESC, rowid DESC",
                 )
                 .and_then(|mut s| {
                     s.query_map(
-                        params![session.user_id, session.created_at, session.id],
+                        params![
+                            session.user_id,
+                            session.created_at,
+                            session.id,
+                            session.client_id
+                        ],
                         |r| r.get(0),
                     )?
                     .collect()
@@ -1119,6 +1158,27 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
+        let mut pruned = 0;
+        loop {
+            let deleted = self
+                .write(|conn| {
+                    conn.prepare_cached(
+                        "DELETE FROM audit_events WHERE id IN \
+                         (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![before, GC_BATCH]))
+                    .map_err(backend)
+                })
+                .await?;
+            pruned += deleted as u64;
+            if (deleted as i64) < GC_BATCH {
+                return Ok(pruned);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {
         self.read(|conn| {
             conn.prepare_cached(
@@ -1275,6 +1335,7 @@ mod tests {
             absolute_ttl: 100_000,
             reuse_grace: 0,
             binding_ip: BindingPolicy::Off,
+            audit_refreshes: true,
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         drop(answer);

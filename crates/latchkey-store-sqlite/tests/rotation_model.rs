@@ -109,6 +109,7 @@ async fn run(ops: Vec<Op>, grace: i64) {
             absolute_ttl: ABSOLUTE,
             reuse_grace: grace,
             binding_ip: BindingPolicy::Off,
+            audit_refreshes: true,
         },
         NewSession {
             id: "ses_m".into(),
@@ -129,6 +130,7 @@ async fn run(ops: Vec<Op>, grace: i64) {
         absolute_ttl: ABSOLUTE,
         reuse_grace: grace,
         binding_ip: BindingPolicy::Off,
+        audit_refreshes: true,
     };
     let mut model = Model {
         issued: vec![(hash(0), START)],

@@ -87,6 +87,7 @@ fn bench_backend(
         absolute_ttl: 30 * 86400,
         reuse_grace: 0,
         binding_ip: BindingPolicy::Off,
+        audit_refreshes: true,
     };
     let mut n = 0u64;
     c.bench_function(&format!("rotation/{name}"), |b| {

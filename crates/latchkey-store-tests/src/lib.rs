@@ -99,6 +99,9 @@ macro_rules! suite {
             consent_is_remembered_per_user_and_client,
             a_proof_is_recorded_once_whatever_arrives_at_once,
             a_session_bound_to_a_key_refreshes_only_with_it,
+            pruning_the_audit_trail_deletes_only_what_is_older,
+            a_routine_refresh_writes_no_audit_row_unless_asked,
+            one_clients_sessions_never_evict_anothers,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -119,6 +122,7 @@ fn policy(grace: i64) -> Policy {
         absolute_ttl: 86400,
         reuse_grace: grace,
         binding_ip: BindingPolicy::Log,
+        audit_refreshes: true,
     }
 }
 
@@ -147,6 +151,7 @@ fn login_start(user: &User, id: &str, first: TokenHash, at: i64) -> SessionStart
             absolute_ttl: 86400,
             reuse_grace: 0,
             binding_ip: BindingPolicy::Log,
+            audit_refreshes: true,
         },
         NewSession {
             id: id.to_owned(),
@@ -486,6 +491,53 @@ pub async fn session_cap_revokes_the_oldest(store: Arc<dyn Store>) {
     assert_eq!(revoked[0].session_id.as_deref(), Some("ses_0"));
     assert_eq!(revoked[0].detail, "session_cap");
     assert_eq!(revoked[0].at, NOW + 3);
+}
+
+/// The cap is per user and client: sessions through a third-party client
+/// evict only that client's oldest, never the user's own first-party ones.
+pub async fn one_clients_sessions_never_evict_anothers(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let client = latchkey_core::store::Client {
+        id: "lkc_third".into(),
+        name: "third".into(),
+        secret_hash: None,
+        scope: "profile".into(),
+        created_at: NOW,
+        redirect_uris: vec!["https://third.example/cb".into()],
+        first_party: false,
+    };
+    store.insert_client(&client).await.unwrap();
+    for i in 0..2u8 {
+        session(
+            store.as_ref(),
+            &alice,
+            &format!("own_{i}"),
+            hash(i + 1),
+            NOW,
+            2,
+        )
+        .await;
+    }
+    let mut evicted = Vec::new();
+    for i in 0..5u8 {
+        let mut start = login_start(&alice, &format!("third_{i}"), hash(i + 10), NOW + 1);
+        start.session.client_id = Some("lkc_third".into());
+        evicted.extend(
+            store
+                .create_session(&start, 2)
+                .await
+                .unwrap()
+                .expect("enabled"),
+        );
+    }
+    assert_eq!(evicted, ["third_0", "third_1", "third_2"]);
+    assert!(!is_revoked(store.as_ref(), "own_0").await);
+    assert!(!is_revoked(store.as_ref(), "own_1").await);
+    assert!(!is_revoked(store.as_ref(), "third_4").await);
+    // And the user's own sessions evict only their own.
+    let evicted = session(store.as_ref(), &alice, "own_2", hash(30), NOW + 2, 2).await;
+    assert_eq!(evicted, ["own_0"]);
+    assert!(!is_revoked(store.as_ref(), "third_3").await);
 }
 
 /// A session that cannot be stored leaves no trace: not the session, no
@@ -1099,6 +1151,61 @@ pub async fn audit_pages_by_id_and_time(store: Arc<dyn Store>) {
         .unwrap();
     let details: Vec<_> = ranged.iter().map(|(_, e)| e.detail.as_str()).collect();
     assert_eq!(details, ["3", "2", "1"]);
+}
+
+/// Pruning deletes the events before the cut, however many (more than one
+/// batch), and nothing after it.
+pub async fn pruning_the_audit_trail_deletes_only_what_is_older(store: Arc<dyn Store>) {
+    for i in 0..1203 {
+        store
+            .append_audit(&AuditEvent {
+                at: NOW + i,
+                kind: "login".into(),
+                user_id: Some("usr_a".into()),
+                session_id: None,
+                client_id: None,
+                ip: None,
+                user_agent: None,
+                detail: i.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_audit(NOW + 1200).await.unwrap(), 1200);
+    let left = store
+        .audit_events(&AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let details: Vec<_> = left.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["1202", "1201", "1200"]);
+    assert_eq!(store.prune_audit(NOW + 1200).await.unwrap(), 0);
+}
+
+/// With routine refreshes left out of the audit trail, a rotation writes
+/// no audit row, and reuse is still audited.
+pub async fn a_routine_refresh_writes_no_audit_row_unless_asked(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    session(store.as_ref(), &alice, "ses_1", hash(1), NOW, 10).await;
+    let quiet = Policy {
+        audit_refreshes: false,
+        ..policy(0)
+    };
+    let outcome = store
+        .rotate(&quiet, &request(hash(1), hash(2), NOW + 5))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Rotated { .. }), "{outcome:?}");
+    let refreshes = AuditFilter {
+        kind: Some("refresh".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store.audit_events(&refreshes).await.unwrap().is_empty());
+    let (new, _) = store.refresh_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(new.parent, Some(hash(1)), "the rotation itself was made");
 }
 
 /// Of many redemptions of one code at once, exactly one finds it fresh;

@@ -99,6 +99,10 @@ pub enum Rejection {
     /// The DPoP proof is missing, invalid, replayed or of another key.
     #[error("invalid DPoP proof")]
     InvalidProof,
+    /// A DPoP-bound token came to a service that does not accept them: it
+    /// has no [`Options::public_url`] to check a proof's `htu` against.
+    #[error("this service does not accept DPoP-bound tokens")]
+    DpopUnavailable,
 }
 
 impl Rejection {
@@ -138,7 +142,7 @@ impl Rejection {
                 ),
                 "invalid_dpop_proof",
             ),
-            Self::Invalid(_) | Self::Revoked => (
+            Self::Invalid(_) | Self::Revoked | Self::DpopUnavailable => (
                 StatusCode::UNAUTHORIZED,
                 format!("Bearer error=\"invalid_token\", error_description=\"{self}\""),
                 "invalid_token",
@@ -202,7 +206,7 @@ struct Inner {
     revoked: RwLock<HashMap<String, i64>>,
     feed: Mutex<FeedState>,
     /// DPoP proofs seen (this service's own replay cache).
-    proofs: Mutex<HashMap<String, i64>>,
+    proofs: Mutex<SeenProofs>,
 }
 
 /// How a [`RemoteVerifier`] keeps its keys.
@@ -216,8 +220,10 @@ pub struct Options {
     /// (and for this long when it says none). Default 5 minutes.
     pub max_key_age: Duration,
     /// This service's public base URL (`https://api.example`), which a DPoP
-    /// proof's `htu` must name with the request's path. Unset: the request's
-    /// `Host` with either scheme.
+    /// proof's `htu` must name with the request's path. Unset: DPoP-bound
+    /// tokens are refused ([`Rejection::DpopUnavailable`]), since a URL
+    /// taken from the request's `Host` would let a proof captured at another
+    /// service that trusts the same issuer be replayed here.
     pub public_url: Option<String>,
 }
 
@@ -251,9 +257,72 @@ impl Options {
     }
 }
 
-/// DPoP proofs seen, by key and `jti`, until they could no longer be
-/// accepted; at most this many (a full cache refuses proofs: fail closed).
+/// DPoP proofs seen at most, in all (a full cache refuses proofs: fail
+/// closed)...
 const MAX_SEEN_PROOFS: usize = 100_000;
+
+/// ...and per key, so that one holder of a DPoP-bound token cannot fill the
+/// cache for everyone: a key past this refuses its own proofs only. A proof
+/// is kept about two minutes (its `iat` window), so this allows a key about
+/// 16 requests a second; filling the whole cache takes 50 keys, each a
+/// token of its own.
+const MAX_SEEN_PROOFS_PER_KEY: usize = 2_000;
+
+/// DPoP proofs seen, by key thumbprint and `jti`, each until it could no
+/// longer be accepted.
+#[derive(Debug, Default)]
+struct SeenProofs {
+    by_key: HashMap<String, HashMap<String, i64>>,
+    total: usize,
+}
+
+impl SeenProofs {
+    /// Records a proof; false when it was seen already, or its key (or the
+    /// whole cache) is full of proofs that are still fresh.
+    fn insert(&mut self, jkt: &str, jti: &str, until: i64, now: i64) -> bool {
+        let key_full = self
+            .by_key
+            .get(jkt)
+            .is_some_and(|seen| seen.len() >= MAX_SEEN_PROOFS_PER_KEY);
+        if key_full {
+            self.prune_key(jkt, now);
+        }
+        if self.total >= MAX_SEEN_PROOFS {
+            self.prune(now);
+        }
+        let seen = self.by_key.entry(jkt.to_owned()).or_default();
+        if seen.contains_key(jti) {
+            return false;
+        }
+        if seen.len() >= MAX_SEEN_PROOFS_PER_KEY || self.total >= MAX_SEEN_PROOFS {
+            return false;
+        }
+        seen.insert(jti.to_owned(), until);
+        self.total += 1;
+        true
+    }
+
+    fn prune_key(&mut self, jkt: &str, now: i64) {
+        if let Some(seen) = self.by_key.get_mut(jkt) {
+            let before = seen.len();
+            seen.retain(|_, until| *until >= now);
+            self.total -= before - seen.len();
+            if seen.is_empty() {
+                self.by_key.remove(jkt);
+            }
+        }
+    }
+
+    fn prune(&mut self, now: i64) {
+        let mut total = 0;
+        self.by_key.retain(|_, seen| {
+            seen.retain(|_, until| *until >= now);
+            total += seen.len();
+            !seen.is_empty()
+        });
+        self.total = total;
+    }
+}
 
 /// How [`RemoteVerifier::follow_revocations_with`] follows the feed.
 #[derive(Debug, Clone, Copy)]
@@ -379,7 +448,7 @@ impl RemoteVerifier {
                 options,
                 revoked: RwLock::new(HashMap::new()),
                 feed: Mutex::new(FeedState::default()),
-                proofs: Mutex::new(HashMap::new()),
+                proofs: Mutex::new(SeenProofs::default()),
             }),
         };
         verifier.fetch_keys().await?;
@@ -626,49 +695,24 @@ impl RemoteVerifier {
             return Err(Rejection::InvalidProof);
         };
         let proof = value.to_str().map_err(|_| Rejection::InvalidProof)?;
-        let path = uri.path();
-        let urls: Vec<String> = match &self.inner.options.public_url {
-            Some(base) => vec![format!("{base}{path}")],
-            None => {
-                let host = headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| uri.authority().map(|a| a.as_str()))
-                    .ok_or(Rejection::InvalidProof)?;
-                vec![
-                    format!("https://{host}{path}"),
-                    format!("http://{host}{path}"),
-                ]
-            }
+        let Some(base) = &self.inner.options.public_url else {
+            return Err(Rejection::DpopUnavailable);
         };
+        let url = format!("{base}{}", uri.path());
         let now = now();
-        let proof = urls
-            .iter()
-            .find_map(|url| {
-                let expected = latchkey_core::dpop::Expected {
-                    method: method.as_str(),
-                    url,
-                    now,
-                    access_token: Some(token),
-                };
-                latchkey_core::dpop::verify(proof, &expected).ok()
-            })
-            .ok_or(Rejection::InvalidProof)?;
+        let expected = latchkey_core::dpop::Expected {
+            method: method.as_str(),
+            url: &url,
+            now,
+            access_token: Some(token),
+        };
+        let proof =
+            latchkey_core::dpop::verify(proof, &expected).map_err(|_| Rejection::InvalidProof)?;
         if proof.jkt != jkt {
             return Err(Rejection::InvalidProof);
         }
-        let mut seen = lock(&self.inner.proofs);
-        if seen.len() >= MAX_SEEN_PROOFS {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= MAX_SEEN_PROOFS {
-                return Err(Rejection::InvalidProof);
-            }
-        }
         let until = proof.iat.max(now) + latchkey_core::dpop::IAT_WINDOW + 1;
-        if seen
-            .insert(format!("{}:{}", proof.jkt, proof.jti), until)
-            .is_some()
-        {
+        if !lock(&self.inner.proofs).insert(&proof.jkt, &proof.jti, until, now) {
             return Err(Rejection::InvalidProof);
         }
         Ok(())
@@ -837,5 +881,43 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Claims {
                 StatusCode::UNAUTHORIZED,
                 "no verified token: add RemoteVerifier::layer()",
             ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_cannot_fill_the_replay_cache_for_the_others() {
+        let mut seen = SeenProofs::default();
+        let now = 1_800_000_000;
+        for i in 0..MAX_SEEN_PROOFS_PER_KEY {
+            assert!(seen.insert("greedy", &i.to_string(), now + 120, now));
+        }
+        // The greedy key is refused, and only it.
+        assert!(!seen.insert("greedy", "one more", now + 120, now));
+        assert!(seen.insert("honest", "a", now + 120, now));
+        // A replay is refused.
+        assert!(!seen.insert("honest", "a", now + 120, now));
+        // Once its proofs are stale, the greedy key gets in again.
+        assert!(seen.insert("greedy", "later", now + 300, now + 121));
+        assert_eq!(seen.total, 2);
+    }
+
+    #[test]
+    fn the_whole_cache_is_bounded() {
+        let mut seen = SeenProofs::default();
+        let now = 1_800_000_000;
+        let keys = MAX_SEEN_PROOFS / MAX_SEEN_PROOFS_PER_KEY;
+        for key in 0..keys {
+            for i in 0..MAX_SEEN_PROOFS_PER_KEY {
+                assert!(seen.insert(&key.to_string(), &i.to_string(), now + 120, now));
+            }
+        }
+        assert_eq!(seen.total, MAX_SEEN_PROOFS);
+        assert!(!seen.insert("another", "a", now + 120, now), "fail closed");
+        assert!(seen.insert("another", "a", now + 200, now + 121));
+        assert_eq!(seen.total, 1);
     }
 }

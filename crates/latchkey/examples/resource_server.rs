@@ -3,16 +3,24 @@
 //! `ISSUER=http://127.0.0.1:8080 LISTEN=127.0.0.1:3000 cargo run --example resource_server`
 //! With `FEED_CLIENT_ID` and `FEED_CLIENT_SECRET` (a confidential client from
 //! `latchkey client add`), it follows the revocation feed every `FEED_INTERVAL_MS`.
+//! DPoP-bound tokens are checked against `PUBLIC_URL` (by default the
+//! address it listens on, `http://` + `LISTEN`).
 
 use axum::{Router, routing::get};
-use latchkey_verify::{Claims, RemoteVerifier};
+use latchkey_verify::{Claims, Options, RemoteVerifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    let verifier =
-        RemoteVerifier::discover(&env("ISSUER", "http://127.0.0.1:8080"), "latchkey").await?;
+    let listener = tokio::net::TcpListener::bind(env("LISTEN", "127.0.0.1:3000")).await?;
+    let public_url = env("PUBLIC_URL", &format!("http://{}", listener.local_addr()?));
+    let verifier = RemoteVerifier::discover_with_options(
+        &env("ISSUER", "http://127.0.0.1:8080"),
+        "latchkey",
+        Options::default().public_url(&public_url),
+    )
+    .await?;
     if let (Ok(id), Ok(secret)) = (
         std::env::var("FEED_CLIENT_ID"),
         std::env::var("FEED_CLIENT_SECRET"),
@@ -26,7 +34,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|Claims(c): Claims| async move { format!("hello {}", c.sub) }),
         )
         .layer(verifier.layer().require_scope("profile"));
-    let listener = tokio::net::TcpListener::bind(env("LISTEN", "127.0.0.1:3000")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

@@ -21,7 +21,7 @@ use latchkey_server::keyring::load_refresh_keys;
 use latchkey_server::metrics::Metrics;
 use latchkey_server::service::{
     Actor, BlockingHasher, Clients, Events, Keys, NewClient, ServiceError, Sessions, Users,
-    check_username,
+    canonical_username, canonicalise_stored_names,
 };
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
@@ -273,6 +273,13 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 .with_context(|| format!("LATCHKEY_DATABASE_URL: cannot open {}", redacted(url)))?,
         )
     };
+    // Names stored before they were folded to their canonical form.
+    let renamed = canonicalise_stored_names(store.as_ref())
+        .await
+        .context("cannot read the stored usernames")?;
+    if renamed > 0 {
+        tracing::info!(renamed, "usernames folded to their canonical form");
+    }
     Ok(store)
 }
 
@@ -438,11 +445,11 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
             password_stdin,
         } => {
             // The name is checked before a password is asked for.
-            check_username(&name)?;
+            let canonical = canonical_username(&name)?;
             let password = read_password(password_stdin)?;
             match users.add(&name, password, &cli).await {
-                Ok(user) => println!("user {name} added (id {})", user.id),
-                Err(ServiceError::Taken) => bail!("a user named {name:?} already exists"),
+                Ok(user) => println!("user {} added (id {})", user.username, user.id),
+                Err(ServiceError::Taken) => bail!("a user named {canonical:?} already exists"),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -733,8 +740,7 @@ async fn audit(
 ) -> Result<()> {
     let user_id = match user {
         Some(name) => Some(
-            store
-                .user_by_name(&name)
+            latchkey_server::service::find_user(store, &name)
                 .await?
                 .with_context(|| format!("no user named {name:?}"))?
                 .id,

@@ -626,19 +626,76 @@ async fn user_passwd_keeps_sessions_unless_asked_to_revoke_them() {
 #[tokio::test]
 async fn the_command_line_refuses_control_characters_in_names() {
     let env = Env::new(&[]);
-    for args in [
-        vec!["user", "add", "al\u{7}ice", "--password-stdin"],
-        vec!["client", "add", "bad\u{1b}[2Jname"],
+    for (args, why) in [
+        (
+            vec!["user", "add", "al\u{7}ice", "--password-stdin"],
+            "U+0007",
+        ),
+        (
+            vec!["client", "add", "bad\u{1b}[2Jname"],
+            "control characters",
+        ),
     ] {
         let output = env.cli(&args, Some(&format!("{PASSWORD}\n")));
         assert!(!output.status.success(), "{args:?}");
         assert!(
-            String::from_utf8_lossy(&output.stderr).contains("control characters"),
+            String::from_utf8_lossy(&output.stderr).contains(why),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
     assert!(!env.ok(&["user", "list"], None).contains("al"));
+}
+
+/// L4: the command line folds names like the server, and names stored
+/// before names were folded are folded when the database is next opened,
+/// unless that would make two accounts one (then the later one keeps its
+/// spelling, and still logs in with it exactly).
+#[tokio::test]
+async fn names_are_folded_on_the_command_line_and_in_existing_databases() {
+    let env = Env::new(&[]);
+    let added = env.ok(
+        &["user", "add", "Alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(added.contains("user alice added"), "{added}");
+    let twin = env.cli(
+        &["user", "add", "ＡＬＩＣＥ", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(!twin.status.success());
+    assert!(String::from_utf8_lossy(&twin.stderr).contains("already exists"));
+    env.add_user("carol");
+    env.add_user("dave");
+    env.add_user("eve");
+    // As an earlier version stored them: spellings of their own.
+    let db = rusqlite::Connection::open(env.db_path()).unwrap();
+    db.execute(
+        "UPDATE users SET username = 'Carol' WHERE username = 'carol'",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE users SET username = 'Dave' WHERE username = 'eve'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let list = env.ok(&["user", "list"], None);
+    assert!(list.contains("carol") && !list.contains("Carol"), "{list}");
+    assert!(list.contains("Dave") && list.contains("dave"), "{list}");
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    for (name, user) in [("CAROL", "carol"), ("Dave", "Dave"), ("DAVE", "dave")] {
+        let pair = json(login(&http, &server.base, name, PASSWORD).await).await;
+        let me = http
+            .get(server.url("/api/me"))
+            .bearer_auth(s(&pair, "access_token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json(me).await["username"], user, "{name}");
+    }
 }
 
 #[tokio::test]

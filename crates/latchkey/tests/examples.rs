@@ -673,3 +673,72 @@ async fn the_client_proves_its_key_with_every_request_and_refresh() {
     let again = client.send(|http| http.get(&hello)).await.unwrap();
     assert_eq!(again.status(), 200);
 }
+
+/// L8: a verifier checks a proof's `htu` against its own public URL only,
+/// never the request's `Host`, so a proof captured at another service that
+/// trusts the same issuer is refused; and without a public URL it refuses
+/// DPoP-bound tokens outright.
+#[tokio::test]
+async fn a_dpop_proof_for_another_service_is_refused_whatever_the_host_says() {
+    let (_env, server) = latchkey_with(&[("LATCHKEY_DPOP_NONCE", "optional")]);
+    let http = reqwest::Client::new();
+    let key = ProofKey::new();
+    let login = server.url("/auth/login");
+    let pair: Value = http
+        .post(&login)
+        .header("dpop", key.proof("POST", &login, None))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let request = |host: &str, proof: String| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", host.parse().unwrap());
+        headers.insert("authorization", format!("DPoP {token}").parse().unwrap());
+        headers.insert("dpop", proof.parse().unwrap());
+        headers
+    };
+    let uri: http::Uri = "/hello".parse().unwrap();
+    let here = latchkey_verify::RemoteVerifier::discover_with_options(
+        &server.base,
+        "latchkey",
+        latchkey_verify::Options::default().public_url("https://api.example"),
+    )
+    .await
+    .unwrap();
+    // A proof made for (and captured at) another service, replayed here
+    // with that service's Host: refused.
+    let captured = key.proof("GET", "https://other.example/hello", Some(token));
+    assert_eq!(
+        here.verify_request(
+            &http::Method::GET,
+            &uri,
+            &request("other.example", captured)
+        )
+        .await
+        .unwrap_err(),
+        latchkey_verify::Rejection::InvalidProof
+    );
+    // A proof for this service's public URL: accepted, whatever the Host.
+    let mine = key.proof("GET", "https://api.example/hello", Some(token));
+    assert!(
+        here.verify_request(&http::Method::GET, &uri, &request("10.0.0.7:3000", mine))
+            .await
+            .is_ok()
+    );
+    // No public URL: a DPoP-bound token cannot be checked, so it is refused.
+    let unset = latchkey_verify::RemoteVerifier::discover(&server.base, "latchkey")
+        .await
+        .unwrap();
+    let proof = key.proof("GET", "http://api.example/hello", Some(token));
+    let refused = unset
+        .verify_request(&http::Method::GET, &uri, &request("api.example", proof))
+        .await
+        .unwrap_err();
+    assert_eq!(refused, latchkey_verify::Rejection::DpopUnavailable);
+    assert_eq!(refused.into_response::<String>(&[]).status(), 401);
+}

@@ -815,7 +815,12 @@ async fn flood(address: String, head: Vec<u8>, limit: usize) -> String {
 /// answers normally afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endless_bodies_huge_headers_and_slow_clients_keep_memory_bounded() {
-    let env = Env::new(&[("LATCHKEY_REQUEST_TIMEOUT", "2s")]);
+    // 256 connections from one address at once: the per-address cap is
+    // raised so that every one of them is served.
+    let env = Env::new(&[
+        ("LATCHKEY_REQUEST_TIMEOUT", "2s"),
+        ("LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS", "1024"),
+    ]);
     env.add_user("alice");
     let http = http();
     let server = env.serve();

@@ -39,6 +39,7 @@ impl Delivery {
         headers: &HeaderMap,
         ctx: &mut RequestContext,
     ) -> Result<Self, ApiError> {
+        browser::check_origin(headers, state.config())?;
         if !browser::requested(headers) {
             return Ok(Self {
                 browser: false,
@@ -75,6 +76,15 @@ async fn login(
     let client = client_auth::client(&state, &headers, &params)
         .await?
         .map(|c| c.client);
+    // A third-party application never sees a password: it signs users in
+    // with the authorization code flow and its consent page.
+    if let Some(client) = &client
+        && !client.first_party
+    {
+        return Err(ApiError::unauthorized_client(
+            "only first-party clients may log users in here; use the authorization code flow",
+        ));
+    }
     let proof = super::dpop::token_proof(&state, &headers, "/auth/login").await?;
     super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let username = params.require("username")?;
@@ -145,6 +155,7 @@ async fn logout(
 ) -> Result<Response, ApiError> {
     if browser::requested(&headers) {
         browser::check(&headers, state.config(), true)?;
+        let mut account_user = None;
         if let Some(token) = browser::refresh_cookie(&headers, state.config())
             .as_deref()
             .and_then(RefreshToken::parse)
@@ -163,8 +174,29 @@ async fn logout(
                     &ctx,
                 )
                 .await?;
+            account_user = Some(session.user_id);
         }
-        return browser::logged_out(state.config());
+        // Logging out of this browser also ends its sign-in for the
+        // authorization pages (else the next person at a shared computer
+        // would get codes for this user), unless that sign-in is another
+        // user's.
+        let sign_in = super::authorize::signed_in(&state, &headers).await?;
+        let anothers = sign_in
+            .as_ref()
+            .is_some_and(|(_, user)| account_user.as_ref().is_some_and(|id| *id != user.id));
+        if let Some((session, user)) = sign_in.filter(|_| !anothers) {
+            state
+                .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
+                .await?;
+        }
+        let mut response = browser::logged_out(state.config())?;
+        if !anothers && super::authorize::has_sign_in_cookie(&headers, state.config()) {
+            response.headers_mut().append(
+                axum::http::header::SET_COOKIE,
+                super::authorize::clear_sign_in(state.config()),
+            );
+        }
+        return Ok(response);
     }
     let principal =
         super::extract::authenticate(&state, &headers, &axum::http::Method::POST, "/auth/logout")

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_core::code::is_s256_challenge;
+use latchkey_core::jwt::IdClaims;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
@@ -35,7 +36,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/oauth/authorize", get(authorize).post(authorize_form))
         .route("/oauth/userinfo", get(userinfo).post(userinfo))
-        .route("/oauth/logout", get(logout))
+        .route("/oauth/logout", get(logout).post(logout_confirmed))
 }
 
 /// The longest `state` or `nonce` accepted.
@@ -87,6 +88,16 @@ fn host_cookie(
     let text = format!("{name}={value}; HttpOnly{secure}; SameSite={same_site}; Path=/{age}");
     HeaderValue::from_str(&text)
         .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
+}
+
+/// Whether the request carries a sign-in cookie.
+pub(super) fn has_sign_in_cookie(headers: &HeaderMap, config: &Config) -> bool {
+    cookie(headers, sign_in_cookie_name(config)).is_some()
+}
+
+/// The `Set-Cookie` that clears this browser's sign-in.
+pub(super) fn clear_sign_in(config: &Config) -> HeaderValue {
+    host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0))
 }
 
 /// A validated authorization request.
@@ -400,7 +411,7 @@ fn back(request: &Authorization, error: &'static str, description: &str) -> Fail
     }
 }
 
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, User)>, ApiError> {
@@ -656,49 +667,154 @@ async fn userinfo(Authenticated(principal): Authenticated) -> Result<Response, A
     Ok(Json(info).into_response())
 }
 
-/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout): with a valid
-/// `id_token_hint`, ends the session it names and this browser's sign-in,
-/// then goes back to `post_logout_redirect_uri` if that is one of the
-/// client's registered redirect URIs.
-async fn logout(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let Ok(params) = Params::from_form(query.as_deref().unwrap_or("").as_bytes()) else {
-        return error_page(StatusCode::BAD_REQUEST, "The request is malformed.");
-    };
+/// An RP-initiated logout request whose ID-token hint, client and return
+/// address were checked.
+struct LogoutRequest {
+    claims: IdClaims,
+    /// Where to go afterwards, one of the client's registered redirect URIs.
+    target: Option<String>,
+    state: Option<String>,
+}
+
+/// Checks `id_token_hint`, `client_id` and `post_logout_redirect_uri`; a
+/// hint whose session has already ended is refused, so that an old ID token
+/// does nothing (not even end a newer sign-in of the same user).
+async fn logout_request(state: &AppState, params: &Params) -> Result<LogoutRequest, Response> {
     let Some(claims) = params
         .get("id_token_hint")
         .and_then(|t| state.tokens().id_token_hint(t))
     else {
-        return error_page(
+        return Err(error_page(
             StatusCode::BAD_REQUEST,
             "Logging out from an application needs the ID token it received (id_token_hint).",
-        );
+        ));
     };
     if params.get("client_id").is_some_and(|c| c != claims.aud) {
-        return error_page(
+        return Err(error_page(
             StatusCode::BAD_REQUEST,
             "The ID token is another application's.",
-        );
+        ));
     }
-    let client = match state.store().client_by_id(&claims.aud).await {
-        Ok(client) => client,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let client = state
+        .store()
+        .client_by_id(&claims.aud)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
     let target = params.get("post_logout_redirect_uri");
     if let Some(target) = target
         && !client
             .as_ref()
             .is_some_and(|c| redirect_uri_allowed(&c.redirect_uris, target))
     {
-        return error_page(
+        return Err(error_page(
             StatusCode::BAD_REQUEST,
             "This address is not registered for the application.",
+        ));
+    }
+    let live = state
+        .store()
+        .session_with_user(&claims.sid)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .is_some_and(|(session, user)| {
+            user.id == claims.sub
+                && session.revoked_at.is_none()
+                && !latchkey_core::rotation::has_expired(session.expires_at, state.now())
+        });
+    if !live {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This application's session has already ended; there is nothing to log out of.",
+        ));
+    }
+    Ok(LogoutRequest {
+        claims,
+        target: target.map(str::to_owned),
+        state: params.get("state").map(str::to_owned),
+    })
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout): checks the
+/// request and asks the person to confirm with a `Log out` button. A `GET`
+/// changes nothing, so another site's image or link cannot log anyone out.
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(params) = Params::from_form(query.as_deref().unwrap_or("").as_bytes()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The request is malformed.");
+    };
+    let request = match logout_request(&state, &params).await {
+        Ok(request) => request,
+        Err(page) => return page,
+    };
+    let Some(csrf) = csrf_token(&state, &headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let mut hidden = format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        escape(&csrf)
+    );
+    for name in [
+        "id_token_hint",
+        "client_id",
+        "post_logout_redirect_uri",
+        "state",
+    ] {
+        if let Some(value) = params.get(name) {
+            hidden.push_str(&format!(
+                r#"<input type="hidden" name="{name}" value="{}">"#,
+                escape(value)
+            ));
+        }
+    }
+    let application = match state.store().client_by_id(&request.claims.aud).await {
+        Ok(Some(client)) => client.name,
+        _ => "the application".to_owned(),
+    };
+    let body = format!(
+        r#"<h1>Log out?</h1>
+<p>{application} asks to end your session here.</p>
+<form method="post" action="/oauth/logout">
+{hidden}
+<p class="actions"><button type="submit">Log out</button></p>
+</form>"#,
+        application = escape(&application),
+    );
+    let targets = request
+        .target
+        .as_deref()
+        .map(form_targets)
+        .unwrap_or_else(|| "'self'".to_owned());
+    let page = html_page(StatusCode::OK, "Log out", &body, &targets);
+    with_csrf_cookie(&state, page, &csrf)
+}
+
+/// `POST /oauth/logout`: the confirmation of the page above (its CSRF token
+/// and origin checked). Ends the session the ID token names and this
+/// browser's sign-in (when it is the same user's), then goes back to
+/// `post_logout_redirect_uri`, if given.
+async fn logout_confirmed(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(params) = Params::from_form(&body) else {
+        return error_page(StatusCode::BAD_REQUEST, "The request is malformed.");
+    };
+    if !same_origin_form(&state, &headers, &params) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back to the application and log out again.",
         );
     }
+    let request = match logout_request(&state, &params).await {
+        Ok(request) => request,
+        Err(page) => return page,
+    };
+    let claims = &request.claims;
     let tokens = state.tokens();
     if let Err(e) = tokens
         .revoke_session(
@@ -713,7 +829,8 @@ async fn logout(
         return ApiError::from(e).into_response();
     }
     let config = state.config();
-    if let Ok(Some((session, user))) = signed_in(&state, &headers).await
+    let sign_in = signed_in(&state, &headers).await;
+    if let Ok(Some((session, user))) = &sign_in
         && user.id == claims.sub
         && let Err(e) = tokens
             .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
@@ -721,13 +838,10 @@ async fn logout(
     {
         return ApiError::from(e).into_response();
     }
-    let mut response = match target {
+    let mut response = match &request.target {
         Some(target) => {
-            let pairs: Vec<(&str, String)> = params
-                .get("state")
-                .map(|s| ("state", s.to_owned()))
-                .into_iter()
-                .collect();
+            let pairs: Vec<(&str, String)> =
+                request.state.iter().map(|s| ("state", s.clone())).collect();
             redirect(target, &pairs, StatusCode::SEE_OTHER)
         }
         None => html_page(
@@ -737,10 +851,12 @@ async fn logout(
             "'none'",
         ),
     };
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0)),
-    );
+    let anothers = matches!(&sign_in, Ok(Some((_, user))) if user.id != claims.sub);
+    if !anothers {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, clear_sign_in(config));
+    }
     response
 }
 

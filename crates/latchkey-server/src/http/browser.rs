@@ -55,6 +55,18 @@ pub(crate) fn check(headers: &HeaderMap, config: &Config, required: bool) -> Res
     }
 }
 
+/// A request that carries an `Origin` must come from an allowed one, in
+/// bearer mode too: a browser sends `Origin` with every cross-site form post,
+/// so another site's page cannot spend its visitors' addresses against the
+/// per-address login and sign-up limits. Non-browser clients send none.
+pub(crate) fn check_origin(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN).map(HeaderValue::to_str) {
+        None => Ok(()),
+        Some(Ok(origin)) if config.allowed_origins.iter().any(|o| o == origin) => Ok(()),
+        _ => Err(forbidden("requests from this origin are not allowed here")),
+    }
+}
+
 fn forbidden(description: &str) -> ApiError {
     ApiError::Plain {
         status: StatusCode::FORBIDDEN,

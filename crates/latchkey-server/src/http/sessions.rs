@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 use latchkey_core::rotation::RevocationReason;
 use serde::Serialize;
 
@@ -32,19 +33,39 @@ struct SessionView {
     current: bool,
 }
 
-/// The user behind a token; client tokens have no sessions.
-fn user_of(principal: &Principal) -> Result<(&str, Option<&str>), ApiError> {
-    match &principal.user {
-        Some(user) => Ok((user.id.as_str(), principal.claims.sid.as_deref())),
-        None => Err(ApiError::forbidden("a client's token has no sessions")),
+/// The user behind a token of a first-party application. Client tokens
+/// have no sessions, and a third-party application's token, whatever its
+/// scope, may neither see the user's devices (their addresses and browsers)
+/// nor log the user out of them: only the `first-party` client and clients
+/// registered `--first-party` may. The client is read at each call, so a
+/// client no longer first-party loses the right at once.
+async fn user_of<'a>(
+    state: &AppState,
+    principal: &'a Principal,
+) -> Result<(&'a str, Option<&'a str>), ApiError> {
+    let Some(user) = &principal.user else {
+        return Err(ApiError::forbidden("a client's token has no sessions"));
+    };
+    let client_id = principal.claims.client_id.as_str();
+    let first_party = client_id == FIRST_PARTY_CLIENT_ID
+        || state
+            .store()
+            .client_by_id(client_id)
+            .await?
+            .is_some_and(|client| client.first_party);
+    if !first_party {
+        return Err(ApiError::forbidden(
+            "only first-party applications may manage a user's sessions",
+        ));
     }
+    Ok((user.id.as_str(), principal.claims.sid.as_deref()))
 }
 
 async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    let (user_id, current) = user_of(&principal)?;
+    let (user_id, current) = user_of(&state, &principal).await?;
     let sessions = state.store().live_sessions(user_id, state.now()).await?;
     let views: Vec<SessionView> = sessions
         .into_iter()
@@ -70,7 +91,7 @@ async fn revoke_one(
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (user_id, _) = user_of(&principal)?;
+    let (user_id, _) = user_of(&state, &principal).await?;
     super::extract::check_text("session id", &id)?;
     let actor = Actor::request(&ctx, None);
     if !state
@@ -89,7 +110,7 @@ async fn revoke_all(
     ctx: RequestContext,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    let (user_id, _) = user_of(&principal)?;
+    let (user_id, _) = user_of(&state, &principal).await?;
     let actor = Actor::request(&ctx, None);
     state
         .sessions()

@@ -1,6 +1,7 @@
 //! Password login (`/auth/login`, the password grant): attempts counted
 //! before the hash, a bounded hash queue, one answer for every failure.
 
+use latchkey_core::coordination::Blocked;
 use latchkey_core::scope::Scope;
 use latchkey_core::store::Client;
 
@@ -26,9 +27,14 @@ struct AttemptKeys {
 }
 
 impl AttemptKeys {
+    /// The account's key is its canonical name (every spelling of one
+    /// account shares its budget), or the lower-cased text of a name that
+    /// cannot be one.
     fn new(username: &str, ip: &str) -> Self {
+        let account = latchkey_core::username::canonical(username)
+            .unwrap_or_else(|_| username.to_lowercase());
         Self {
-            account: format!("acct:{}", username.to_lowercase()),
+            account: format!("acct:{account}"),
             address: format!("ip:{}", address_key(ip)),
         }
     }
@@ -132,7 +138,7 @@ impl TokenService {
     /// up its attempts (and nothing is taken). With Redis the counts are
     /// shared by every instance; if Redis fails, logins are let through (and
     /// the failure logged) rather than refused.
-    async fn take_attempts(&self, keys: &AttemptKeys) -> Result<(), i64> {
+    async fn take_attempts(&self, keys: &AttemptKeys) -> Result<(), Blocked> {
         let config = self.config();
         let account = self
             .counted(self.attempts.take_attempt(
@@ -158,7 +164,23 @@ impl TokenService {
         Ok(())
     }
 
-    /// Gives back an attempt that was not checked.
+    /// A refused attempt: counted in the metrics every time, audited only
+    /// when its key has just become blocked (once per window), so that a
+    /// flood of refused attempts writes nothing to the database.
+    pub(super) async fn throttled(
+        &self,
+        blocked: &Blocked,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
+        self.metrics().inc("latchkey_throttled_total", &[]);
+        if blocked.first {
+            self.audit("throttled", None, None, client_id, ctx, detail)
+                .await;
+        }
+    }
+
     /// Gives back both attempts of a login whose password was not checked.
     async fn give_back_attempts(&self, keys: &AttemptKeys) {
         self.give_back_attempt(&keys.account).await;
@@ -211,14 +233,14 @@ impl TokenService {
         // The attempt counts before any hashing: however many arrive at
         // once, at most the limit are checked, and a flood costs no Argon2id.
         let keys = AttemptKeys::new(username, &ctx.ip);
-        if let Err(retry_after) = self.take_attempts(&keys).await {
-            self.metrics().inc("latchkey_throttled_total", &[]);
-            let detail = "failed-login limit reached";
-            self.audit("throttled", None, None, client_id, ctx, detail)
+        if let Err(blocked) = self.take_attempts(&keys).await {
+            self.throttled(&blocked, client_id, ctx, "failed-login limit reached")
                 .await;
-            return Err(Refusal::TooManyRequests { retry_after });
+            return Err(Refusal::TooManyRequests {
+                retry_after: blocked.retry_after,
+            });
         }
-        let user = match self.store().user_by_name(username).await {
+        let user = match super::find_user(self.store(), username).await {
             Ok(user) => user,
             Err(e) => {
                 self.give_back_attempts(&keys).await;

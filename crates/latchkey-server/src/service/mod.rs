@@ -38,7 +38,8 @@ pub use sessions::{LocalFanout, Sessions};
 pub use signup::SignUpRefusal;
 pub use tokens::{Issued, Principal, RequestContext, TokenService};
 pub use users::{
-    BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, check_username,
+    BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, canonical_username,
+    canonicalise_stored_names, find_user,
 };
 
 /// Who acts, as far as the audit trail tells: a request's address and user

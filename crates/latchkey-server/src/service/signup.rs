@@ -6,7 +6,7 @@
 use latchkey_core::password::check_new_password;
 
 use super::tokens::{Issued, RequestContext, TokenService};
-use super::{Actor, Refusal, ServiceError, Users, check_username};
+use super::{Actor, Refusal, ServiceError, Users, canonical_username};
 
 impl TokenService {
     /// Creates the account `username` and starts its first session.
@@ -20,7 +20,7 @@ impl TokenService {
         scope: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Issued, SignUpRefusal> {
-        check_username(username)?;
+        canonical_username(username)?;
         check_new_password(&password).map_err(ServiceError::from)?;
         let scope = self.user_scope(scope, None)?;
         // Every sign-up counts against its address, successful or not, and
@@ -33,11 +33,13 @@ impl TokenService {
             .take_attempt(&key, limit.max, limit.window)
             .await
         {
-            Ok(Some(retry_after)) => {
-                self.metrics().inc("latchkey_throttled_total", &[]);
-                self.audit("throttled", None, None, None, ctx, "sign-up limit reached")
+            Ok(Some(blocked)) => {
+                self.throttled(&blocked, None, ctx, "sign-up limit reached")
                     .await;
-                return Err(Refusal::TooManyRequests { retry_after }.into());
+                return Err(Refusal::TooManyRequests {
+                    retry_after: blocked.retry_after,
+                }
+                .into());
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "sign-up attempt counters unavailable"),

@@ -10,6 +10,7 @@ use latchkey_core::clock::Clock;
 use latchkey_core::id::random_id;
 use latchkey_core::password::{PasswordHasher, WeakPassword, check_new_password};
 use latchkey_core::store::{RevocationReason, Store, StoreError, User};
+use latchkey_core::username::UsernameError;
 
 use super::{Actor, Events, Sessions};
 
@@ -32,8 +33,8 @@ pub enum ServiceError {
     #[error("not a valid scope")]
     InvalidScope,
     /// The username breaks the rule.
-    #[error("a user name has 1 to {MAX_USERNAME_CHARS} characters and no control characters")]
-    InvalidUsername,
+    #[error("{0}")]
+    InvalidUsername(#[from] UsernameError),
     /// The password breaks the rule.
     #[error("{0}")]
     WeakPassword(#[from] WeakPassword),
@@ -70,16 +71,57 @@ impl From<StoreError> for ServiceError {
 }
 
 /// The longest username, in characters.
-pub const MAX_USERNAME_CHARS: usize = 256;
+pub const MAX_USERNAME_CHARS: usize = latchkey_core::username::MAX_CHARS;
 
-/// The username rule: 1 to 256 characters, none of them a control
-/// character (which covers NUL).
-pub fn check_username(name: &str) -> Result<(), ServiceError> {
-    let count = name.chars().count();
-    if count == 0 || count > MAX_USERNAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ServiceError::InvalidUsername);
+/// The name a new account gets for `name`: its canonical form (see
+/// [`latchkey_core::username`]), so that one visible name is one account.
+pub fn canonical_username(name: &str) -> Result<String, ServiceError> {
+    Ok(latchkey_core::username::canonical(name)?)
+}
+
+/// The user a person means by `name`: the account spelled exactly so, or
+/// else the account of its canonical form. (Exactly so first: an account
+/// stored before names were folded, whose canonical form another account
+/// had already taken, keeps its spelling and signs in with it.)
+pub async fn find_user(store: &dyn Store, name: &str) -> Result<Option<User>, StoreError> {
+    if let Some(user) = store.user_by_name(name).await? {
+        return Ok(Some(user));
     }
-    Ok(())
+    match latchkey_core::username::canonical(name) {
+        Ok(canonical) if canonical != name => store.user_by_name(&canonical).await,
+        _ => Ok(None),
+    }
+}
+
+/// Renames every stored account whose name is not in canonical form (made
+/// before names were folded) to its canonical form, unless another account
+/// holds that name already or the old name is no longer a valid one: such
+/// an account keeps its spelling, still signs in with it exactly, and is
+/// named in a warning. Returns how many were renamed.
+pub async fn canonicalise_stored_names(store: &dyn Store) -> Result<usize, StoreError> {
+    let mut renamed = 0;
+    for (id, name) in store.names_that_may_need_folding().await? {
+        match latchkey_core::username::canonical(&name) {
+            Ok(canonical) if canonical == name => {}
+            Ok(canonical) => {
+                if store.rename_user(&id, &canonical).await? {
+                    renamed += 1;
+                } else {
+                    tracing::warn!(
+                        user_id = %id,
+                        "the account's name is taken in its canonical form by another account: \
+                         it keeps its old spelling"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                user_id = %id,
+                reason = %e,
+                "the account's name is no longer a valid username: it keeps its old spelling"
+            ),
+        }
+    }
+    Ok(renamed)
 }
 
 /// Turns a new password into its stored hash, off the async runtime.
@@ -135,10 +177,9 @@ impl Users {
         }
     }
 
-    /// The user named `name`.
+    /// The user named `name` (see [`find_user`]).
     pub async fn by_name(&self, name: &str) -> Result<User, ServiceError> {
-        self.store
-            .user_by_name(name)
+        find_user(self.store.as_ref(), name)
             .await?
             .ok_or(ServiceError::NotFound)
     }
@@ -194,11 +235,11 @@ impl Users {
         password: String,
         actor: &Actor,
     ) -> Result<User, ServiceError> {
-        check_username(name)?;
+        let username = canonical_username(name)?;
         check_new_password(&password)?;
         let user = User {
             id: random_id("usr_", &SystemRandom::new())?,
-            username: name.to_owned(),
+            username,
             password_hash: self.hashing.hash(password).await?,
             disabled: false,
             created_at: self.clock.now(),
@@ -270,11 +311,11 @@ mod tests {
 
     #[test]
     fn usernames_have_one_to_256_characters_and_no_control_characters() {
-        assert!(check_username("alice").is_ok());
-        assert!(check_username(&"é".repeat(256)).is_ok());
-        assert!(check_username(&"é".repeat(257)).is_err());
-        assert!(check_username("").is_err());
-        assert!(check_username("al\0ice").is_err());
-        assert!(check_username("al\nice").is_err());
+        assert_eq!(canonical_username("Alice").ok().as_deref(), Some("alice"));
+        assert!(canonical_username(&"é".repeat(256)).is_ok());
+        assert!(canonical_username(&"é".repeat(257)).is_err());
+        assert!(canonical_username("").is_err());
+        assert!(canonical_username("al\0ice").is_err());
+        assert!(canonical_username("al\nice").is_err());
     }
 }

@@ -460,3 +460,34 @@ async fn sign_ups_from_one_address_at_once_stop_at_the_limit() {
 async fn all_users(app: &TestApp) -> Vec<latchkey_core::store::User> {
     app.state.store().list_users().await.unwrap()
 }
+
+/// L4: one account per visible name, through sign-up and the admin API
+/// alike: case, compatibility forms and invisible characters cannot make a
+/// second `alice`, and any spelling of the name logs in.
+#[tokio::test]
+async fn names_that_look_alike_are_one_account() {
+    let app = start!(&[("LATCHKEY_SIGNUP", "open")]);
+    let token = admin_token(&app).await;
+    let made = create(&app, &token, json!({"username": "Alice", "password": PASSWORD})).await;
+    assert_eq!(made.status(), 201);
+    let body: Value = made.json().await.unwrap();
+    assert_eq!(body["username"], "alice", "stored in its canonical form");
+    for twin in ["alice", "ALICE", "ａｌｉｃｅ", "Ａｌｉｃｅ"] {
+        let again = create(&app, &token, json!({"username": twin, "password": PASSWORD})).await;
+        assert_eq!(again.status(), 409, "{twin:?}");
+        let signup = app.post_form("/auth/signup", &[("username", twin), ("password", PASSWORD)]).await;
+        assert_eq!(signup.status(), 409, "{twin:?}");
+    }
+    for invisible in ["alice\u{200b}", " alice", "alice ", "\u{202e}ecila", "al\u{2066}ice", "ali\u{ad}ce"] {
+        let (status, code) = error_code(create(&app, &token, json!({"username": invisible, "password": PASSWORD})).await).await;
+        assert_eq!((status, code.as_str()), (400, "invalid_request"), "{invisible:?}");
+        let (status, _) = error_code(app.post_form("/auth/signup", &[("username", invisible), ("password", PASSWORD)]).await).await;
+        assert_eq!(status, 400, "{invisible:?}");
+    }
+    let users = get_json(&app, &token, "/admin/users?limit=100").await;
+    let names: Vec<&str> = users["users"].as_array().unwrap().iter().filter_map(|u| u["username"].as_str()).collect();
+    assert_eq!(names, ["alice"]);
+    for spelling in ["alice", "ALICE", "ａｌｉｃｅ"] {
+        assert_eq!(login_as(&app, spelling, PASSWORD).await.status(), 200, "{spelling:?}");
+    }
+}

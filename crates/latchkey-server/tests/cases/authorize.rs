@@ -421,7 +421,21 @@ async fn logout_from_the_application_ends_its_session_and_the_sign_in() {
     query.append_pair("id_token_hint", hint);
     query.append_pair("post_logout_redirect_uri", CALLBACK);
     query.append_pair("state", "bye");
-    let out = agent.get(&format!("/oauth/logout?{}", query.finish())).await;
+    let logout_url = format!("/oauth/logout?{}", query.finish());
+    // A GET asks to confirm and changes nothing (an image on another site
+    // cannot log anyone out).
+    let page = agent.get(&logout_url).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(">Log out</button>"), "{page}");
+    assert_eq!(app.me(field(&tokens, "access_token")).await.status(), 200);
+    assert!(agent.cookie("__Host-lk_signin").is_some());
+    // A form posted without the page's CSRF token does nothing either.
+    let forged: Vec<(String, String)> = hidden_fields(&page).into_iter().filter(|(k, _)| k != "csrf").collect();
+    assert_eq!(agent.post("/oauth/logout", &forged).await.status(), 403);
+    assert_eq!(app.me(field(&tokens, "access_token")).await.status(), 200);
+
+    let out = agent.post("/oauth/logout", &hidden_fields(&page)).await;
     let (target, back) = location(&out);
     assert_eq!(target, CALLBACK);
     assert_eq!(back["state"], "bye");
@@ -431,6 +445,17 @@ async fn logout_from_the_application_ends_its_session_and_the_sign_in() {
     // The next authorization asks to log in again.
     let next = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("prompt", "none")])).await;
     assert_eq!(location(&next).1["error"], "login_required");
+
+    // The hint's session is gone: the same request is refused, and does
+    // nothing to a new sign-in of the same user.
+    let login = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    let done = agent.submit(&login, &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert!(location(&done).1.contains_key("code"), "consent was remembered");
+    assert_eq!(agent.get(&logout_url).await.status(), 400);
+    assert_eq!(agent.post("/oauth/logout", &hidden_fields(&page)).await.status(), 400);
+    assert!(agent.cookie("__Host-lk_signin").is_some());
+    let still = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("prompt", "none")])).await;
+    assert!(location(&still).1.contains_key("code"), "the new sign-in is untouched");
 }
 
 #[tokio::test]

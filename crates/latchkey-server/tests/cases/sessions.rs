@@ -334,7 +334,7 @@ async fn oversized_tokens_are_refused_before_parsing() {
 
 #[tokio::test]
 async fn the_audit_trail_records_security_events() {
-    let app = start!(&[]);
+    let app = start!(&[("LATCHKEY_AUDIT_REFRESHES", "true")]);
     let alice = app.add_user("alice").await;
     let bad = app
         .post_form(

@@ -95,9 +95,15 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         // The issuer (and so the allowed browser origin) is this server's
         // own address unless the case sets one.
+        // Every client of a test comes from 127.0.0.1, where one address
+        // stands for many clients: the per-address cap is raised to match.
         let mut vars = vec![
             ("LATCHKEY_DATABASE_URL".to_owned(), database_url.clone()),
             ("LATCHKEY_ISSUER".to_owned(), format!("http://{addr}")),
+            (
+                "LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS".to_owned(),
+                "4096".to_owned(),
+            ),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::load(None, vars).expect("config").config;
@@ -266,7 +272,8 @@ impl TestApp {
         user
     }
 
-    /// A client; confidential ones get a secret.
+    /// A first-party client (one that may log users in at `/auth/login`);
+    /// confidential ones get a secret.
     pub async fn add_client(
         &self,
         id: &str,
@@ -290,7 +297,7 @@ impl TestApp {
             scope: scope.into(),
             created_at: 0,
             redirect_uris: Vec::new(),
-            first_party: false,
+            first_party: true,
         };
         self.state.store().insert_client(&client).await.unwrap();
         (id.into(), secret)
@@ -432,7 +439,6 @@ impl TestApp {
     /// `redirect_uri`, as the authorization pages would; PKCE verifier
     /// [`CODE_VERIFIER`].
     pub async fn code_for(&self, user: &User, client_id: &str, redirect_uri: &str) -> String {
-        use base64::Engine;
         let client = Client {
             id: client_id.into(),
             name: client_id.into(),
@@ -443,13 +449,22 @@ impl TestApp {
             first_party: true,
         };
         self.state.store().insert_client(&client).await.unwrap();
+        self.issue_code(user, &client).await
+    }
+
+    /// A code for `user` to `client` (already registered, with one
+    /// redirect URI at least), as the pages would issue once the user
+    /// consented; PKCE verifier [`CODE_VERIFIER`].
+    pub async fn issue_code(&self, user: &User, client: &Client) -> String {
+        use base64::Engine;
+        let redirect_uri = client.redirect_uris[0].as_str();
         let digest =
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CODE_VERIFIER.as_bytes());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
         let grant = latchkey_server::service::CodeGrant {
             user,
-            client: &client,
+            client,
             redirect_uri,
             code_challenge: &challenge,
             scope: &scope,
