@@ -51,6 +51,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 created_at: 0,
                 redirect_uris: uris,
                 first_party: false,
+                disabled: false,
+                tokens_valid_after: 0,
             };
             store.insert_client(&client).await.ok();
         }

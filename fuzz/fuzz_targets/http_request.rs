@@ -58,6 +58,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             created_at: 0,
             redirect_uris: vec!["https://app.example/cb".into()],
             first_party: false,
+            disabled: false,
+            tokens_valid_after: 0,
         };
         store.insert_client(&client).await.ok();
         let admin = state

@@ -37,6 +37,13 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Trusted to skip the consent page.
     pub first_party: bool,
+    /// Disabled by an operator: it cannot authenticate, and its tokens and
+    /// sessions are refused.
+    pub disabled: bool,
+    /// Its own access tokens (`client_credentials`) issued before this
+    /// (Unix seconds) are refused: set when its secret is rotated or its
+    /// scope changed.
+    pub tokens_valid_after: i64,
 }
 
 /// An authorization code (SPEC §10), stored by the keyed hash of its value.

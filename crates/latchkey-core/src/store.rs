@@ -60,6 +60,20 @@ pub trait Store: Send + Sync + 'static {
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>>;
     /// All clients, by name.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Writes a client's scope, secret hash, `disabled` and
+    /// `tokens_valid_after`; false when it is unknown (or removed).
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+    /// Removes a client: it is never found again (its row stays for the
+    /// sessions and events that name it). False when it was unknown.
+    async fn remove_client(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Revokes every live session through a client; returns each one's id
+    /// and user.
+    async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>>;
 
     /// Stores `start` (a new session, its first refresh token and its
     /// `login` event, as [`crate::session::start`] made it), then reads the

@@ -202,6 +202,7 @@ impl From<crate::service::ServiceError> for ApiError {
         use crate::service::ServiceError;
         match e {
             ServiceError::InvalidClientName
+            | ServiceError::PublicClient
             | ServiceError::InvalidScope
             | ServiceError::InvalidRedirectUri
             | ServiceError::InvalidUsername(_)

@@ -22,7 +22,8 @@ use crate::keyring::{Keyring, LiveKeyring, load_keyring};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
 use crate::service::{
-    Events, LocalFanout, PasswordHashing, Refusal, ServiceError, Sessions, TokenService, Users,
+    Clients, Events, LocalFanout, PasswordHashing, Refusal, ServiceError, Sessions, TokenService,
+    Users,
 };
 use crate::throttle::Throttle;
 
@@ -34,8 +35,15 @@ pub use crate::service::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};
 pub struct AppState {
     inner: Arc<TokenService>,
     /// Behind its own `Arc`: the state is cloned for every request, and
-    /// one reference count is cheaper than `Users`' several.
-    users: Arc<Users>,
+    /// one reference count is cheaper than the services' several.
+    services: Arc<Services>,
+}
+
+/// The account and client operations the HTTP interface shares with the
+/// command line.
+struct Services {
+    users: Users,
+    clients: Clients,
 }
 
 /// The system's time in Unix seconds (for the command line; a server asks
@@ -132,15 +140,26 @@ impl AppState {
             inner.sessions.clone(),
             inner.events.clone(),
         );
+        let clients = Clients::new(
+            inner.store.clone(),
+            inner.clock.clone(),
+            inner.events.clone(),
+            inner.sessions.clone(),
+        );
         Ok(Self {
             inner,
-            users: Arc::new(users),
+            services: Arc::new(Services { users, clients }),
         })
     }
 
     /// The account operations (sign-up, the admin API).
     pub fn users(&self) -> &Users {
-        &self.users
+        &self.services.users
+    }
+
+    /// The client operations (the admin API).
+    pub fn clients(&self) -> &Clients {
+        &self.services.clients
     }
 
     /// Counts the requests in flight, which decide how many cores may hash.

@@ -211,6 +211,8 @@ fn client_from(row: &PgRow) -> StoreResult<Client> {
             .map(str::to_owned)
             .collect(),
         first_party: row.try_get("first_party").map_err(backend)?,
+        disabled: row.try_get("disabled").map_err(backend)?,
+        tokens_valid_after: row.try_get("tokens_valid_after").map_err(backend)?,
     })
 }
 
@@ -488,7 +490,8 @@ impl Store for PgStore {
 
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
         let row = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party FROM clients WHERE id = $1",
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
+             tokens_valid_after FROM clients WHERE id = $1 AND removed_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -499,12 +502,59 @@ impl Store for PgStore {
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
         let rows = sqlx::query(
-            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party FROM clients ORDER BY name, id",
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
+             tokens_valid_after FROM clients WHERE removed_at IS NULL ORDER BY name, id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
         rows.iter().map(client_from).collect()
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET scope = $1, secret_hash = $2, disabled = $3, tokens_valid_after = $4 \
+             WHERE id = $5 AND removed_at IS NULL",
+        )
+        .bind(&client.scope)
+        .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(client.disabled)
+        .bind(client.tokens_valid_after)
+        .bind(&client.id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET removed_at = $1, disabled = TRUE WHERE id = $2 AND removed_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE client_id = $3 AND revoked_at IS NULL RETURNING id, user_id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn create_session(

@@ -114,7 +114,7 @@ const TOKEN_COLUMN_COUNT: usize = 10;
 const SESSION_COLUMN_COUNT: usize = 12;
 const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, tokens_valid_after";
 
 /// The file named by `sqlite://PATH` (or `sqlite:PATH`). The file is created
 /// when missing, so `?mode=rwc` is accepted as saying just that; any other
@@ -288,6 +288,8 @@ fn client_from(row: &Row<'_>) -> rusqlite::Result<Client> {
         created_at: row.get("created_at")?,
         redirect_uris: split_lines(&row.get::<_, String>("redirect_uris")?),
         first_party: row.get("first_party")?,
+        disabled: row.get("disabled")?,
+        tokens_valid_after: row.get("tokens_valid_after")?,
     })
 }
 
@@ -758,7 +760,8 @@ impl Store for SqliteStore {
     }
 
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
-        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?");
+        let sql =
+            format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ? AND removed_at IS NULL");
         self.read(|conn| {
             conn.prepare_cached(&sql)?
                 .query_row([id], client_from)
@@ -767,8 +770,64 @@ impl Store for SqliteStore {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id");
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE removed_at IS NULL ORDER BY name, id"
+        );
         self.read(|conn| conn.prepare(&sql)?.query_map([], client_from)?.collect())
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let secret = client.secret_hash.as_ref().map(|h| h.0.to_vec());
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE clients SET scope = ?, secret_hash = ?, disabled = ?, tokens_valid_after = ? \
+                 WHERE id = ? AND removed_at IS NULL",
+                params![
+                    client.scope,
+                    secret,
+                    client.disabled,
+                    client.tokens_valid_after,
+                    client.id
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn remove_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE clients SET removed_at = ?, disabled = 1 WHERE id = ? AND removed_at IS NULL",
+                params![now, id],
+            )
+            .map(|n| n == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.write(|conn| {
+            let revoke = || -> rusqlite::Result<Vec<(String, String)>> {
+                conn.prepare_cached(
+                    "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
+                     WHERE client_id = ? AND revoked_at IS NULL RETURNING id, user_id",
+                )?
+                .query_map(params![now, reason.as_str(), client_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            };
+            revoke().map_err(backend)
+        })
+        .await
     }
 
     async fn create_session(

@@ -102,6 +102,7 @@ macro_rules! suite {
             pruning_the_audit_trail_deletes_only_what_is_older,
             a_routine_refresh_writes_no_audit_row_unless_asked,
             one_clients_sessions_never_evict_anothers,
+            clients_are_changed_disabled_and_removed,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -505,6 +506,8 @@ pub async fn one_clients_sessions_never_evict_anothers(store: Arc<dyn Store>) {
         created_at: NOW,
         redirect_uris: vec!["https://third.example/cb".into()],
         first_party: false,
+        disabled: false,
+        tokens_valid_after: 0,
     };
     store.insert_client(&client).await.unwrap();
     for i in 0..2u8 {
@@ -538,6 +541,53 @@ pub async fn one_clients_sessions_never_evict_anothers(store: Arc<dyn Store>) {
     let evicted = session(store.as_ref(), &alice, "own_2", hash(30), NOW + 2, 2).await;
     assert_eq!(evicted, ["own_0"]);
     assert!(!is_revoked(store.as_ref(), "third_3").await);
+}
+
+/// A client's scope, secret and state change in place; a removed client is
+/// never found again, and revoking its sessions touches no other's.
+pub async fn clients_are_changed_disabled_and_removed(store: Arc<dyn Store>) {
+    let alice = user(store.as_ref(), "alice").await;
+    let mut client = latchkey_core::store::Client {
+        id: "lkc_app".into(),
+        name: "app".into(),
+        secret_hash: Some(hash(40)),
+        scope: "read".into(),
+        created_at: NOW,
+        redirect_uris: vec!["https://app.example/cb".into()],
+        first_party: false,
+        disabled: false,
+        tokens_valid_after: 0,
+    };
+    store.insert_client(&client).await.unwrap();
+    client.scope = "read write".into();
+    client.secret_hash = Some(hash(41));
+    client.disabled = true;
+    client.tokens_valid_after = NOW + 5;
+    assert!(store.update_client(&client).await.unwrap());
+    assert_eq!(
+        store.client_by_id("lkc_app").await.unwrap(),
+        Some(client.clone())
+    );
+
+    let mut start = login_start(&alice, "through_app", hash(1), NOW);
+    start.session.client_id = Some("lkc_app".into());
+    store.create_session(&start, 10).await.unwrap().unwrap();
+    session(store.as_ref(), &alice, "own", hash(2), NOW, 10).await;
+    let revoked = store
+        .revoke_client_sessions("lkc_app", RevocationReason::Admin, NOW + 10)
+        .await
+        .unwrap();
+    assert_eq!(revoked, [("through_app".to_owned(), alice.id.clone())]);
+    assert!(is_revoked(store.as_ref(), "through_app").await);
+    assert!(!is_revoked(store.as_ref(), "own").await);
+
+    assert!(store.remove_client("lkc_app", NOW + 20).await.unwrap());
+    assert_eq!(store.client_by_id("lkc_app").await.unwrap(), None);
+    assert!(store.list_clients().await.unwrap().is_empty());
+    assert!(!store.remove_client("lkc_app", NOW + 30).await.unwrap());
+    assert!(!store.update_client(&client).await.unwrap());
+    // Its id stays taken.
+    assert!(store.insert_client(&client).await.is_err());
 }
 
 /// A session that cannot be stored leaves no trace: not the session, no
@@ -1223,6 +1273,8 @@ pub async fn a_code_is_redeemed_once_whatever_arrives_at_once(store: Arc<dyn Sto
             "http://127.0.0.1/cb".into(),
         ],
         first_party: true,
+        disabled: false,
+        tokens_valid_after: 0,
     };
     store.insert_client(&client).await.unwrap();
     assert_eq!(store.client_by_id("lkc_app").await.unwrap(), Some(client));

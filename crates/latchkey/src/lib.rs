@@ -169,6 +169,39 @@ enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a client: it cannot authenticate again, its own tokens stop
+    /// working at once, and its users' sessions are revoked.
+    Remove {
+        /// The client_id.
+        id: String,
+    },
+    /// Disable a client (as `remove`, but `enable` undoes it).
+    Disable {
+        /// The client_id.
+        id: String,
+    },
+    /// Enable a disabled client again (its revoked sessions stay revoked).
+    Enable {
+        /// The client_id.
+        id: String,
+    },
+    /// Give a confidential client a new secret (printed once); the old one
+    /// and the client's own tokens issued with it stop working.
+    RotateSecret {
+        /// The client_id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the scopes a client may get (space-separated); its own tokens
+    /// issued before stop working.
+    SetScope {
+        /// The client_id.
+        id: String,
+        /// The new scopes.
+        scope: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,12 +544,65 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
 }
 
 async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let (_, sessions) = services(config, store.clone()).await?;
     let clients = Clients::new(
         store.clone(),
         Arc::new(SystemClock),
         cli_events(store.clone()),
+        sessions,
     );
+    let cli = Actor::cli();
+    let missing = |id: &str, e: ServiceError| match e {
+        ServiceError::NotFound => anyhow::anyhow!("no client with id {id:?}"),
+        e => e.into(),
+    };
     match command {
+        ClientCommand::Remove { id } => {
+            clients
+                .remove(&id, &cli)
+                .await
+                .map_err(|e| missing(&id, e))?;
+            println!("client {id} removed");
+        }
+        ClientCommand::Disable { id } => {
+            clients
+                .set_disabled(&id, true, &cli)
+                .await
+                .map_err(|e| missing(&id, e))?;
+            println!("client {id} disabled");
+        }
+        ClientCommand::Enable { id } => {
+            clients
+                .set_disabled(&id, false, &cli)
+                .await
+                .map_err(|e| missing(&id, e))?;
+            println!("client {id} enabled");
+        }
+        ClientCommand::RotateSecret { id, json } => {
+            let rng = SystemRandom::new();
+            let keys = load_refresh_keys(store.as_ref(), config.master_key.as_ref(), &rng).await?;
+            let (client, secret) = clients
+                .rotate_secret(&id, &keys, &cli)
+                .await
+                .map_err(|e| missing(&id, e))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client_id": client.id, "client_secret": secret})
+                );
+            } else {
+                println!("client_id: {}", client.id);
+                println!("client_secret: {secret}");
+                eprintln!("(the secret is shown only this once)");
+            }
+        }
+        ClientCommand::SetScope { id, scope } => {
+            let client = clients
+                .set_scope(&id, &scope, &cli)
+                .await
+                .map_err(|e| missing(&id, e))?;
+            println!("client {id} scope: {}", client.scope);
+        }
         ClientCommand::Add {
             name,
             scope,
@@ -559,7 +645,7 @@ async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) 
                 let list: Vec<_> = clients
                     .iter()
                     .map(|c| serde_json::json!({"client_id": c.id, "name": c.name, "scope": c.scope, "confidential": c.secret_hash.is_some(),
-                        "redirect_uris": c.redirect_uris, "first_party": c.first_party}))
+                        "redirect_uris": c.redirect_uris, "first_party": c.first_party, "disabled": c.disabled}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -570,10 +656,10 @@ async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) 
                     "CLIENT_ID", "NAME", "TYPE"
                 )?;
                 for c in clients {
-                    let kind = if c.secret_hash.is_some() {
-                        "confidential"
-                    } else {
-                        "public"
+                    let kind = match (c.disabled, c.secret_hash.is_some()) {
+                        (true, _) => "disabled",
+                        (false, true) => "confidential",
+                        (false, false) => "public",
                     };
                     writeln!(out, "{:<28} {:<20} {:<12} {}", c.id, c.name, kind, c.scope)?;
                 }

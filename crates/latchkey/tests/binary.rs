@@ -360,6 +360,107 @@ async fn client_add_prints_the_secret_once_and_it_works() {
     assert_eq!(json(response).await["scope"], "invoices:read");
 }
 
+/// L9: an operator narrows, re-keys, disables and removes a client from the
+/// command line while a server runs; each takes effect at once.
+#[tokio::test]
+async fn clients_are_managed_from_the_command_line() {
+    let env = Env::new(&[]);
+    let added: Value = serde_json::from_str(&env.ok(
+        &[
+            "client",
+            "add",
+            "billing",
+            "--scope",
+            "invoices:read invoices:write",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let id = s(&added, "client_id").to_owned();
+    let secret = s(&added, "client_secret").to_owned();
+    let server = env.serve();
+    let http = reqwest::Client::new();
+    let token = |secret: String, scope: &'static str| {
+        http.post(server.url("/oauth/token"))
+            .basic_auth(&id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+    };
+    assert_eq!(
+        token(secret.clone(), "invoices:write")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let out = env.ok(&["client", "set-scope", &id, "invoices:read"], None);
+    assert!(out.contains("invoices:read"), "{out}");
+    assert_eq!(
+        token(secret.clone(), "invoices:write")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let rotated: Value =
+        serde_json::from_str(&env.ok(&["client", "rotate-secret", &id, "--json"], None)).unwrap();
+    let new_secret = s(&rotated, "client_secret").to_owned();
+    assert_ne!(new_secret, secret);
+    assert_eq!(
+        token(secret.clone(), "invoices:read")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        token(new_secret.clone(), "invoices:read")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    env.ok(&["client", "disable", &id], None);
+    assert_eq!(
+        token(new_secret.clone(), "invoices:read")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    env.ok(&["client", "enable", &id], None);
+    assert_eq!(
+        token(new_secret.clone(), "invoices:read")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    env.ok(&["client", "remove", &id], None);
+    assert_eq!(
+        token(new_secret.clone(), "invoices:read")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert!(!env.ok(&["client", "list"], None).contains(&id));
+    let unknown = env.cli(&["client", "remove", "lkc_nobody"], None);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no client"));
+    let audit = env.ok(&["audit", "--limit", "50"], None);
+    for kind in [
+        "client_scope_changed",
+        "client_secret_rotated",
+        "client_disabled",
+        "client_enabled",
+        "client_removed",
+    ] {
+        assert!(audit.contains(kind), "{kind} not in {audit}");
+    }
+}
+
 #[tokio::test]
 async fn a_stock_oauth2_client_works_unmodified() {
     let env = Env::new(&[("LATCHKEY_PASSWORD_GRANT", "true")]);

@@ -276,3 +276,30 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_request_timeout() {
         started.elapsed()
     );
 }
+
+/// L1: a connection's read buffer is capped near the longest head we
+/// accept (24 KiB): a 40 KiB header block is refused with `431` instead of
+/// growing the buffer (hyper's default let each connection hold about
+/// 400 KiB), and a head of an ordinary size still passes.
+#[tokio::test]
+async fn a_request_head_past_the_buffer_cap_is_refused() {
+    let (_env, server) = server("16", "16");
+    let to = address(&server);
+    let head = |padding: usize| {
+        let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for n in 0..padding / 100 {
+            head.extend_from_slice(format!("X-Pad-{n:04}: {}\r\n", "a".repeat(88)).as_bytes());
+        }
+        head.extend_from_slice(b"Connection: close\r\n\r\n");
+        head
+    };
+    for (padding, expected) in [(8 * 1024, "HTTP/1.1 200"), (40 * 1024, "HTTP/1.1 431")] {
+        let mut stream = connect_from(60, to).await.unwrap();
+        let _ = stream.write_all(&head(padding)).await;
+        let line = status_line(&mut stream).await.unwrap_or_default();
+        assert!(
+            line.starts_with(expected),
+            "{padding} bytes of headers: {line:?}"
+        );
+    }
+}

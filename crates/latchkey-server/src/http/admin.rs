@@ -49,6 +49,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/sessions", post(create_session))
         .route("/admin/sessions/{sid}", delete(revoke_session))
         .route("/admin/audit", get(audit))
+        .route("/admin/clients", get(list_clients))
+        .route(
+            "/admin/clients/{id}",
+            get(read_client).patch(update_client).delete(remove_client),
+        )
 }
 
 /// The admin client behind a request.
@@ -232,6 +237,37 @@ impl From<Session> for SessionView {
     }
 }
 
+#[derive(Serialize)]
+struct ClientView {
+    client_id: String,
+    name: String,
+    scope: String,
+    confidential: bool,
+    redirect_uris: Vec<String>,
+    first_party: bool,
+    disabled: bool,
+    created_at: i64,
+    /// Only in the answer to a secret rotation, this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+impl From<latchkey_core::store::Client> for ClientView {
+    fn from(c: latchkey_core::store::Client) -> Self {
+        Self {
+            client_id: c.id,
+            name: c.name,
+            scope: c.scope,
+            confidential: c.secret_hash.is_some(),
+            redirect_uris: c.redirect_uris,
+            first_party: c.first_party,
+            disabled: c.disabled,
+            created_at: c.created_at,
+            client_secret: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
@@ -327,6 +363,114 @@ async fn update_user(
     Ok(Json(UserView::from(user)).into_response())
 }
 
+async fn list_clients(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query(raw.as_deref(), &[])?;
+    let clients: Vec<ClientView> = state
+        .clients()
+        .list()
+        .await?
+        .into_iter()
+        .map(ClientView::from)
+        .collect();
+    Ok(Json(json!({ "clients": clients })).into_response())
+}
+
+async fn read_client(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = state.clients().by_id(path_id(&id)?).await?;
+    Ok(Json(ClientView::from(client)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientChange {
+    disabled: Option<bool>,
+    scope: Option<String>,
+    rotate_secret: Option<bool>,
+}
+
+/// `disabled`, `scope` and `rotate_secret: true`, each checked before
+/// anything changes; the answer carries a new secret only this once. An
+/// admin client cannot disable itself here (the command line can).
+async fn update_client(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let change: ClientChange = json_body(&headers, &body)?;
+    let rotate = change.rotate_secret == Some(true);
+    if change.disabled.is_none() && change.scope.is_none() && !rotate {
+        return Err(ApiError::invalid_request(
+            "nothing to change: give disabled, scope or rotate_secret",
+        ));
+    }
+    if let Some(scope) = &change.scope {
+        Scope::parse(scope).map_err(|_| ApiError::invalid_request("not a valid scope"))?;
+    }
+    let id = path_id(&id)?;
+    if change.disabled == Some(true) && id == admin.client_id {
+        return Err(ApiError::invalid_request(
+            "an admin client cannot disable itself",
+        ));
+    }
+    let clients = state.clients();
+    let mut client = clients.by_id(id).await?;
+    if rotate && client.secret_hash.is_none() {
+        return Err(ApiError::invalid_request("a public client has no secret"));
+    }
+    let actor = admin.actor(&ctx);
+    if let Some(scope) = &change.scope {
+        client = clients.set_scope(id, scope, &actor).await?;
+    }
+    if let Some(disabled) = change.disabled {
+        client = clients.set_disabled(id, disabled, &actor).await?;
+    }
+    let mut secret = None;
+    if rotate {
+        let (rotated, new_secret) = clients
+            .rotate_secret(id, state.refresh_keys(), &actor)
+            .await?;
+        client = rotated;
+        secret = Some(new_secret);
+    }
+    let mut view = ClientView::from(client);
+    view.client_secret = secret;
+    let mut response = Json(view).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Removes a client (`204`): it cannot authenticate again, its own tokens
+/// stop working at once, its users' sessions are revoked.
+async fn remove_client(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    if id == admin.client_id {
+        return Err(ApiError::invalid_request(
+            "an admin client cannot remove itself",
+        ));
+    }
+    state.clients().remove(id, &admin.actor(&ctx)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn delete_user(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -411,6 +555,7 @@ async fn create_session(
                 .store()
                 .client_by_id(id)
                 .await?
+                .filter(|c| !c.disabled)
                 .ok_or_else(|| ApiError::invalid_request("no such client"))?,
         ),
     };

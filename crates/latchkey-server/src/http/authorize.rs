@@ -165,6 +165,7 @@ async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Fa
                 "Try again in a moment.".into(),
             )
         })?
+        .filter(|c| !c.disabled)
         .ok_or_else(|| page("This application is not registered here."))?;
     let redirect_uri = params
         .get("redirect_uri")

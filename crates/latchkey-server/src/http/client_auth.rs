@@ -77,7 +77,8 @@ pub(crate) async fn client(
     } else {
         state.store().client_by_id(&id).await?
     };
-    let Some(client) = found else {
+    // A disabled client is refused like an unknown one, after the same work.
+    let Some(client) = found.filter(|c| !c.disabled) else {
         return Err(ApiError::invalid_client("client authentication failed"));
     };
     match (&client.secret_hash, secret) {

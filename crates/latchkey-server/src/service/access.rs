@@ -1,7 +1,8 @@
 //! Checking the access tokens this server's own resources receive: a valid
 //! token of a live session (or of a client).
 
-use latchkey_core::jwt::VerifyError;
+use latchkey_core::jwt::{AccessClaims, VerifyError};
+use latchkey_core::scope::Scope;
 use latchkey_core::store::{Session, User};
 
 use super::Refusal;
@@ -19,6 +20,7 @@ impl TokenService {
             })
         })?;
         let Some(sid) = claims.sid.as_deref() else {
+            self.check_client_token(&claims).await?;
             return Ok(Principal { claims, user: None });
         };
         let now = self.now();
@@ -58,6 +60,29 @@ impl TokenService {
                 })
             }
             _ => Err(Refusal::invalid_token("the session has been revoked")),
+        }
+    }
+
+    /// A client's own token (`client_credentials`) is good only while its
+    /// client is registered and enabled, was issued after the client's last
+    /// secret rotation or scope change, and holds no scope the client no
+    /// longer has: removing, disabling or narrowing a client ends its
+    /// tokens at once, here and at introspection.
+    async fn check_client_token(&self, claims: &AccessClaims) -> Result<(), Refusal> {
+        let client = self.store().client_by_id(&claims.client_id).await?;
+        let good = client.is_some_and(|client| {
+            !client.disabled
+                && claims.iat >= client.tokens_valid_after
+                && Scope::parse(&claims.scope).is_ok_and(|held| {
+                    Scope::parse(&client.scope).is_ok_and(|allowed| held.is_subset(&allowed))
+                })
+        });
+        if good {
+            Ok(())
+        } else {
+            Err(Refusal::invalid_token(
+                "the client was removed, disabled or changed since this token was issued",
+            ))
         }
     }
 }

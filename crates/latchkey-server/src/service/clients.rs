@@ -1,5 +1,6 @@
-//! Registering the applications Latchkey serves (the command line today;
-//! the admin API next).
+//! The applications Latchkey serves: registering them, and afterwards
+//! changing their scope, rotating their secret, disabling and removing them
+//! (the command line and the admin API, through one implementation).
 
 use std::sync::Arc;
 
@@ -8,9 +9,9 @@ use latchkey_core::clock::Clock;
 use latchkey_core::id::random_id;
 use latchkey_core::refresh::RefreshKeys;
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{Client, Store};
+use latchkey_core::store::{Client, RevocationReason, Store};
 
-use super::{Actor, Events, ServiceError};
+use super::{Actor, Events, ServiceError, Sessions};
 
 /// The longest client name, in characters.
 pub const MAX_CLIENT_NAME_CHARS: usize = 256;
@@ -58,15 +59,22 @@ pub struct Clients {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     events: Events,
+    sessions: Sessions,
 }
 
 impl Clients {
-    /// Clients in `store`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, events: Events) -> Self {
+    /// Clients in `store`; their users' sessions revoked through `sessions`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        events: Events,
+        sessions: Sessions,
+    ) -> Self {
         Self {
             store,
             clock,
             events,
+            sessions,
         }
     }
 
@@ -104,6 +112,8 @@ impl Clients {
             created_at: self.clock.now(),
             redirect_uris: new.redirect_uris.to_vec(),
             first_party: new.first_party,
+            disabled: false,
+            tokens_valid_after: 0,
         };
         self.store.insert_client(&client).await?;
         let kind = if secret.is_some() {
@@ -122,5 +132,134 @@ impl Clients {
     /// Every client, by name.
     pub async fn list(&self) -> Result<Vec<Client>, ServiceError> {
         Ok(self.store.list_clients().await?)
+    }
+
+    /// The client with this id (never a removed one).
+    pub async fn by_id(&self, id: &str) -> Result<Client, ServiceError> {
+        self.store
+            .client_by_id(id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// Removes a client: it can no longer authenticate, its own access
+    /// tokens are refused at once (here and at introspection), and every
+    /// session of a user through it is revoked.
+    pub async fn remove(&self, id: &str, actor: &Actor) -> Result<(), ServiceError> {
+        if !self.store.remove_client(id, self.clock.now()).await? {
+            return Err(ServiceError::NotFound);
+        }
+        self.audit("client_removed", id, actor, "").await;
+        self.end_sessions(id, actor).await
+    }
+
+    /// Disables (or enables again) a client. Disabling works like removing,
+    /// but the client can be enabled again (with no session back).
+    pub async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        actor: &Actor,
+    ) -> Result<Client, ServiceError> {
+        let mut client = self.by_id(id).await?;
+        if client.disabled == disabled {
+            return Ok(client);
+        }
+        client.disabled = disabled;
+        self.write(&client).await?;
+        let kind = if disabled {
+            "client_disabled"
+        } else {
+            "client_enabled"
+        };
+        self.audit(kind, id, actor, "").await;
+        if disabled {
+            self.end_sessions(id, actor).await?;
+        }
+        Ok(client)
+    }
+
+    /// Gives a confidential client a new secret (returned only this once,
+    /// hashed with `secret_keys`): the old one stops working, and so do the
+    /// client's own access tokens issued until now.
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        secret_keys: &RefreshKeys,
+        actor: &Actor,
+    ) -> Result<(Client, String), ServiceError> {
+        let mut client = self.by_id(id).await?;
+        if client.secret_hash.is_none() {
+            return Err(ServiceError::PublicClient);
+        }
+        let (secret, hash) = secret_keys.new_client_secret(&SystemRandom::new())?;
+        client.secret_hash = Some(hash);
+        client.tokens_valid_after = self.clock.now();
+        self.write(&client).await?;
+        self.audit("client_secret_rotated", id, actor, "").await;
+        Ok((client, secret))
+    }
+
+    /// Sets the scopes a client may get. Its own access tokens issued until
+    /// now are refused from now on (they may hold what it no longer may);
+    /// its users' sessions keep the scope they were granted, within the new
+    /// one at their next refresh only if narrower (revoke them to be sure).
+    pub async fn set_scope(
+        &self,
+        id: &str,
+        scope: &str,
+        actor: &Actor,
+    ) -> Result<Client, ServiceError> {
+        let scope = Scope::parse(scope).map_err(|_| ServiceError::InvalidScope)?;
+        let mut client = self.by_id(id).await?;
+        let detail = format!("{} -> {scope}", client.scope);
+        client.scope = scope.to_string();
+        client.tokens_valid_after = self.clock.now();
+        self.write(&client).await?;
+        self.audit("client_scope_changed", id, actor, &detail).await;
+        Ok(client)
+    }
+
+    async fn write(&self, client: &Client) -> Result<(), ServiceError> {
+        if self.store.update_client(client).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    /// Revokes every session through the client, announcing and auditing
+    /// each.
+    async fn end_sessions(&self, id: &str, actor: &Actor) -> Result<(), ServiceError> {
+        let revoked = self
+            .store
+            .revoke_client_sessions(id, RevocationReason::Admin, self.clock.now())
+            .await?;
+        for (sid, user_id) in &revoked {
+            self.sessions
+                .revoked(
+                    std::slice::from_ref(sid),
+                    user_id,
+                    RevocationReason::Admin,
+                    actor,
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, kind: &str, client_id: &str, actor: &Actor, detail: &str) {
+        let mut who = actor.clone();
+        if who.client_id.is_none() {
+            who.client_id = Some(client_id.to_owned());
+        }
+        let detail = if actor.client_id.is_some() {
+            // An admin client acts: the event names it, and the detail the
+            // client it acted on.
+            format!("{client_id} {detail}").trim_end().to_owned()
+        } else {
+            detail.to_owned()
+        };
+        self.events.audit(kind, None, None, &who, &detail).await;
     }
 }

@@ -32,6 +32,9 @@ pub enum ServiceError {
     /// The scope is not a list of valid scope tokens.
     #[error("not a valid scope")]
     InvalidScope,
+    /// A secret was asked of a public client.
+    #[error("a public client has no secret")]
+    PublicClient,
     /// The username breaks the rule.
     #[error("{0}")]
     InvalidUsername(#[from] UsernameError),

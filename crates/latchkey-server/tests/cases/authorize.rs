@@ -149,6 +149,8 @@ async fn setup(app: &TestApp) {
         created_at: 0,
         redirect_uris: vec![CALLBACK.into(), "http://127.0.0.1/callback".into()],
         first_party: false,
+        disabled: false,
+        tokens_valid_after: 0,
     };
     app.state.store().insert_client(&client).await.unwrap();
 }
@@ -390,6 +392,8 @@ async fn a_first_party_client_skips_consent() {
         created_at: 0,
         redirect_uris: vec![CALLBACK.into()],
         first_party: true,
+        disabled: false,
+        tokens_valid_after: 0,
     };
     app.state.store().insert_client(&client).await.unwrap();
     let agent = Agent::new(&app);

@@ -298,6 +298,8 @@ impl TestApp {
             created_at: 0,
             redirect_uris: Vec::new(),
             first_party: true,
+            disabled: false,
+            tokens_valid_after: 0,
         };
         self.state.store().insert_client(&client).await.unwrap();
         (id.into(), secret)
@@ -447,6 +449,8 @@ impl TestApp {
             created_at: 0,
             redirect_uris: vec![redirect_uri.into()],
             first_party: true,
+            disabled: false,
+            tokens_valid_after: 0,
         };
         self.state.store().insert_client(&client).await.unwrap();
         self.issue_code(user, &client).await
