@@ -16,10 +16,31 @@ pub use crate::records::{
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
 
-/// Everything Latchkey keeps. Implementations make [`Store::rotate`] and
-/// session creation atomic.
+/// Everything Latchkey keeps: every storage role at once, so that one
+/// conformance suite runs against every backend. A backend implements each
+/// role and is then a `Store` of itself. Code that needs one role asks for
+/// it (`&dyn UserStore`); `use latchkey_core::store::roles::*` brings every
+/// role's methods into scope.
+pub trait Store:
+    UserStore + ClientStore + SessionStore + KeyStore + CodeStore + ProofStore + AuditStore
+{
+}
+
+impl<T> Store for T where
+    T: UserStore + ClientStore + SessionStore + KeyStore + CodeStore + ProofStore + AuditStore
+{
+}
+
+/// Every storage role, to bring their methods into scope.
+pub mod roles {
+    pub use super::{
+        AuditStore, ClientStore, CodeStore, KeyStore, ProofStore, SessionStore, UserStore,
+    };
+}
+
+/// Accounts: the people who sign in.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait UserStore: Send + Sync + 'static {
     /// Adds a user; [`StoreError::Conflict`] if the name is taken.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// The user with this name (never a deleted one).
@@ -53,7 +74,11 @@ pub trait Store: Send + Sync + 'static {
         disabled: bool,
         now: i64,
     ) -> StoreResult<Option<Vec<String>>>;
+}
 
+/// Clients: the applications Latchkey serves.
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
     /// Adds a client.
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
     /// The client with this id.
@@ -66,15 +91,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a client: it is never found again (its row stays for the
     /// sessions and events that name it). False when it was unknown.
     async fn remove_client(&self, id: &str, now: i64) -> StoreResult<bool>;
-    /// Revokes every live session through a client; returns each one's id
-    /// and user.
-    async fn revoke_client_sessions(
-        &self,
-        client_id: &str,
-        reason: RevocationReason,
-        now: i64,
-    ) -> StoreResult<Vec<(String, String)>>;
+}
 
+/// Sessions and their refresh tokens: creation under the per-user cap,
+/// rotation and reuse detection (atomic, [`SessionStore::rotate`]), revocation,
+/// the revocation feed, garbage collection.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// Stores `start` (a new session, its first refresh token and its
     /// `login` event, as [`crate::session::start`] made it), then reads the
     /// user's other live sessions through the same client (none for
@@ -117,6 +140,14 @@ pub trait Store: Send + Sync + 'static {
         reason: RevocationReason,
         now: i64,
     ) -> StoreResult<Vec<String>>;
+    /// Revokes every live session through a client; returns each one's id
+    /// and user.
+    async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>>;
     /// Sessions revoked at or after `since`: their ids and revocation
     /// times, oldest first (the revocation feed).
     async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>>;
@@ -128,7 +159,28 @@ pub trait Store: Send + Sync + 'static {
     /// Applies [`crate::rotation::decide`] to the presented token atomically.
     /// A rotation records its `refresh` audit event in the same transaction.
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome>;
+    /// Deletes sessions that can never be used again, with their tokens:
+    /// past their absolute end, revoked before `revoked_before`, or whose
+    /// newest token passed its idle expiry and last refresh was before
+    /// `idle_before`. Used tokens of a live session are kept, so that their
+    /// reuse is still detected.
+    async fn collect_garbage(
+        &self,
+        now: i64,
+        revoked_before: i64,
+        idle_before: i64,
+    ) -> StoreResult<Collected>;
+    /// The database's own feed of revoked sessions, when it can tell of
+    /// them as they commit, whoever made them (another instance, the
+    /// command line, or SQL by hand). `None` by default.
+    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn RevocationFeed>> {
+        None
+    }
+}
 
+/// Signing keys and the server's own secrets (the refresh-token key).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Adds a signing key; when `retire_others_at` is given, every key
@@ -142,14 +194,17 @@ pub trait Store: Send + Sync + 'static {
     /// The secret stored under `name`, storing `candidate` first if there is
     /// none (so concurrent first starts agree on one value).
     async fn secret_or_insert(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
-
     /// Replaces a signing key's private blob (to seal a plain one); false if
     /// there is no such key.
     async fn replace_key_blob(&self, kid: &str, private_blob: &[u8]) -> StoreResult<bool>;
     /// Replaces the secret stored under `name` (to seal a plain one); false
     /// if there is none.
     async fn replace_secret(&self, name: &str, value: &[u8]) -> StoreResult<bool>;
+}
 
+/// Authorization codes and the consents users gave (SPEC §10).
+#[async_trait]
+pub trait CodeStore: Send + Sync + 'static {
     /// Stores a new authorization code.
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
     /// Marks a code used, atomically, recording the session its redemption
@@ -173,12 +228,20 @@ pub trait Store: Send + Sync + 'static {
         scope: &str,
         now: i64,
     ) -> StoreResult<()>;
+}
 
+/// Single-use proofs seen (DPoP `jti`s), shared by every instance.
+#[async_trait]
+pub trait ProofStore: Send + Sync + 'static {
     /// Records a DPoP proof (`id`: its key's thumbprint and its `jti`) until
     /// `expires_at`; false if it was recorded before (a replay). Of any
     /// number of the same proof at once, one gets true.
     async fn record_proof(&self, id: &str, expires_at: i64) -> StoreResult<bool>;
+}
 
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit trail.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Deletes audit events from before `before` (the retention period),
@@ -197,23 +260,4 @@ pub trait Store: Send + Sync + 'static {
     /// The same, each with its id (newest first), which pages further with
     /// [`AuditFilter::before_id`].
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>>;
-
-    /// Deletes sessions that can never be used again, with their tokens:
-    /// past their absolute end, revoked before `revoked_before`, or whose
-    /// newest token passed its idle expiry and last refresh was before
-    /// `idle_before`. Used tokens of a live session are kept, so that their
-    /// reuse is still detected.
-    async fn collect_garbage(
-        &self,
-        now: i64,
-        revoked_before: i64,
-        idle_before: i64,
-    ) -> StoreResult<Collected>;
-
-    /// The database's own feed of revoked sessions, when it can tell of
-    /// them as they commit, whoever made them (another instance, the
-    /// command line, or SQL by hand). `None` by default.
-    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn RevocationFeed>> {
-        None
-    }
 }

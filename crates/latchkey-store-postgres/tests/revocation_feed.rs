@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{BindingPolicy, Policy, RevocationReason, RotationRequest};
-use latchkey_core::store::{AuditEvent, Outcome, RefreshRecord, Session, Store, User};
+use latchkey_core::store::roles::*;
+use latchkey_core::store::{AuditEvent, Outcome, RefreshRecord, Session, User};
 use latchkey_store_postgres::PgStore;
 use sqlx::Connection;
 use tokio::sync::mpsc;

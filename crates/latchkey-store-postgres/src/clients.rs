@@ -1,0 +1,71 @@
+//! Clients ([`latchkey_core::store::ClientStore`]).
+
+use super::*;
+
+#[async_trait]
+impl ClientStore for PgStore {
+    async fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(client.secret_hash.map(|h| h.0.to_vec()))
+        .bind(&client.scope)
+        .bind(client.created_at)
+        .bind(client.redirect_uris.join("\n"))
+        .bind(client.first_party)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+    async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
+             tokens_valid_after FROM clients WHERE id = $1 AND removed_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(client_from).transpose()
+    }
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query(
+            "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
+             tokens_valid_after FROM clients WHERE removed_at IS NULL ORDER BY name, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(client_from).collect()
+    }
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET scope = $1, secret_hash = $2, disabled = $3, tokens_valid_after = $4 \
+             WHERE id = $5 AND removed_at IS NULL",
+        )
+        .bind(&client.scope)
+        .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(client.disabled)
+        .bind(client.tokens_valid_after)
+        .bind(&client.id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+    async fn remove_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET removed_at = $1, disabled = TRUE WHERE id = $2 AND removed_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,356 @@
+//! Sessions and their refresh tokens ([`latchkey_core::store::SessionStore`]).
+
+use super::*;
+
+/// Revokes every live session of `user_id` inside `tx`; their ids.
+pub(crate) async fn revoke_all_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
+pub(crate) async fn revoke(
+    conn: &mut PgConnection,
+    id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(id)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(
+        &self,
+        start: &SessionStart,
+        max_sessions: u32,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let (session, token, created) = (&start.session, &start.first_token, &start.audit);
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Concurrent logins of one user apply the cap one after another; and
+        // disabling the user (an UPDATE of this row) waits for this session
+        // to commit, then revokes it, or commits first and is seen here.
+        let disabled: Option<bool> =
+            sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1 FOR UPDATE")
+                .bind(&session.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if disabled != Some(false) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
+             revoked_at, revoked_reason, ip, user_agent, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)",
+        )
+        .bind(&session.id)
+        .bind(&session.user_id)
+        .bind(&session.client_id)
+        .bind(&session.scope)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.last_used_at)
+        .bind(&session.ip)
+        .bind(&session.user_agent)
+        .bind(&session.dpop_jkt)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_token(&mut tx, token).await?;
+        insert_audit(&mut tx, created).await?;
+        // The other live sessions beyond the cap (the new one counts first),
+        // newest first: by time, then by `created_seq`, which the logins of
+        // one user (serialised by the lock above) take in order.
+        let others: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at >= $2 \
+             AND id <> $3 AND client_id IS NOT DISTINCT FROM $4 \
+             ORDER BY created_at DESC, created_seq DESC",
+        )
+        .bind(&session.user_id)
+        .bind(session.created_at)
+        .bind(&session.id)
+        .bind(&session.client_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let evictions = latchkey_core::session::evictions(start, others, max_sessions);
+        for eviction in &evictions {
+            revoke(
+                &mut tx,
+                &eviction.session_id,
+                RevocationReason::SessionCap,
+                session.created_at,
+            )
+            .await?;
+            insert_audit(&mut tx, &eviction.audit).await?;
+        }
+        let evicted: Vec<String> = evictions.into_iter().map(|e| e.session_id).collect();
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(evicted))
+    }
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| Ok((session_from(&r)?, user_from(&r)?)))
+            .transpose()
+    }
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        revoke(&mut conn, id, reason, now).await
+    }
+    async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL \
+             AND s.expires_at >= $2 AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             AND t.used_at IS NULL AND t.expires_at >= $3) ORDER BY s.created_at DESC, s.created_seq DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from).collect()
+    }
+    async fn revoke_own_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+    async fn revoke_client_sessions(
+        &self,
+        client_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE client_id = $3 AND revoked_at IS NULL RETURNING id, user_id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+    async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1 ORDER BY revoked_at, id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(backend)?,
+                    r.try_get("revoked_at").map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+    async fn refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshRecord, Session)>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&hash.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| Ok((token_from(&r)?, session_from(&r)?)))
+            .transpose()
+    }
+    async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome> {
+        // The common case: a plain rotation, made in a batch with others.
+        let (reply, answer) = oneshot::channel();
+        let job = batch::Job {
+            policy: *policy,
+            req: req.clone(),
+            reply,
+        };
+        if self.rotations.send(job).is_ok() {
+            match answer.await {
+                Ok(Ok(Some(rotated))) => return Ok(rotated),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(StoreError::Backend("the rotation task stopped".into())),
+            }
+        }
+        // FOR UPDATE locks the presented token: a concurrent rotation of it
+        // waits, then sees it used. The decision below is made on data no
+        // other instance can change before this commits.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS}, u.disabled AS u_disabled FROM refresh_tokens t \
+             JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.hash = $1 \
+             FOR UPDATE OF t"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(&req.presented.0[..])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(Outcome::Rejected(Rejection::Unknown));
+        };
+        let (token, session) = (token_from(&row)?, session_from(&row)?);
+        let user_disabled: bool = row.try_get("u_disabled").map_err(backend)?;
+        let outcome = match rotation::decide(policy, &token, &session, user_disabled, req) {
+            Decision::Reject(why) => return Ok(Outcome::Rejected(why)),
+            Decision::Replay { scope } => {
+                let successor: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = $1")
+                        .bind(&req.successor.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                match successor {
+                    Some(_) => Outcome::Replayed { session, scope },
+                    None => return Ok(Outcome::Rejected(Rejection::Unknown)),
+                }
+            }
+            Decision::Revoke(reason) => {
+                revoke(&mut tx, &session.id, reason, req.now).await?;
+                Outcome::Revoked { session, reason }
+            }
+            Decision::Rotate {
+                scope,
+                binding_mismatch,
+                writes,
+            } => {
+                let rotated = batch::write_rotations(&mut tx, &[&writes])
+                    .await
+                    .map_err(backend)?;
+                if !rotated.contains(&req.presented.0) {
+                    // The token is locked, so only its session can have
+                    // changed: revoked since the read. Nothing was written.
+                    return Ok(Outcome::Rejected(Rejection::SessionRevoked));
+                }
+                Outcome::Rotated {
+                    session,
+                    scope,
+                    binding_mismatch,
+                }
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+    async fn collect_garbage(
+        &self,
+        now: i64,
+        revoked_before: i64,
+        idle_before: i64,
+    ) -> StoreResult<Collected> {
+        // Refresh tokens go with their session (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at < $1 \
+             OR (revoked_at IS NOT NULL AND revoked_at <= $2) \
+             OR (revoked_at IS NULL AND last_used_at <= $3 AND NOT EXISTS ( \
+                 SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
+                 AND t.used_at IS NULL AND t.expires_at >= $1))",
+        )
+        .bind(now)
+        .bind(revoked_before)
+        .bind(idle_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(revoked_before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        let users = sqlx::query(
+            "DELETE FROM users WHERE deleted_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = users.id)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Collected {
+            sessions: done.rows_affected(),
+            users: users.rows_affected(),
+        })
+    }
+    fn revocation_feed(&self) -> Option<std::sync::Arc<dyn RevocationFeed>> {
+        Some(std::sync::Arc::new(PgRevocationFeed {
+            pool: self.pool.clone(),
+        }))
+    }
+}
