@@ -12,44 +12,70 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-const HELP: &[(&str, &str, &str)] = &[
-    (
-        "latchkey_tokens_issued_total",
-        "counter",
-        "Access tokens issued, by grant.",
-    ),
-    (
-        "latchkey_refreshes_total",
-        "counter",
-        "Refresh grants, by outcome.",
-    ),
-    (
-        "latchkey_reuse_detected_total",
-        "counter",
-        "Rotated refresh tokens presented again.",
-    ),
-    (
-        "latchkey_sessions_revoked_total",
-        "counter",
-        "Sessions revoked, by reason.",
-    ),
-    ("latchkey_login_failures_total", "counter", "Failed logins."),
-    (
-        "latchkey_throttled_total",
-        "counter",
-        "Requests refused with 429.",
-    ),
-    (
-        "latchkey_session_lookups_total",
-        "counter",
-        "Sessions read from the database to check an access token.",
-    ),
-    (
-        "latchkey_http_request_duration_seconds",
-        "histogram",
-        "HTTP request latency, by route.",
-    ),
-];
+/// Every counter the server exports, declared once: its name and its help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Access tokens issued, by grant.
+    TokensIssued,
+    /// Refresh grants, by outcome.
+    Refreshes,
+    /// Rotated refresh tokens presented again.
+    ReuseDetected,
+    /// Sessions revoked, by reason.
+    SessionsRevoked,
+    /// Failed logins.
+    LoginFailures,
+    /// Requests refused with 429.
+    Throttled,
+    /// Sessions read from the database to check an access token.
+    SessionLookups,
+    /// DPoP proofs presented again.
+    DpopReplays,
+}
+
+impl Counter {
+    /// Every counter, in the order they are rendered.
+    pub const ALL: [Self; 8] = [
+        Self::TokensIssued,
+        Self::Refreshes,
+        Self::ReuseDetected,
+        Self::SessionsRevoked,
+        Self::LoginFailures,
+        Self::Throttled,
+        Self::SessionLookups,
+        Self::DpopReplays,
+    ];
+
+    /// The series name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TokensIssued => "latchkey_tokens_issued_total",
+            Self::Refreshes => "latchkey_refreshes_total",
+            Self::ReuseDetected => "latchkey_reuse_detected_total",
+            Self::SessionsRevoked => "latchkey_sessions_revoked_total",
+            Self::LoginFailures => "latchkey_login_failures_total",
+            Self::Throttled => "latchkey_throttled_total",
+            Self::SessionLookups => "latchkey_session_lookups_total",
+            Self::DpopReplays => "latchkey_dpop_replays_total",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::TokensIssued => "Access tokens issued, by grant.",
+            Self::Refreshes => "Refresh grants, by outcome.",
+            Self::ReuseDetected => "Rotated refresh tokens presented again.",
+            Self::SessionsRevoked => "Sessions revoked, by reason.",
+            Self::LoginFailures => "Failed logins.",
+            Self::Throttled => "Requests refused with 429.",
+            Self::SessionLookups => "Sessions read from the database to check an access token.",
+            Self::DpopReplays => "DPoP proofs presented again (refused).",
+        }
+    }
+}
+
+/// The request latency histogram.
+pub const REQUEST_DURATION: &str = "latchkey_http_request_duration_seconds";
 
 #[derive(Default)]
 struct Histogram {
@@ -92,11 +118,11 @@ impl Metrics {
     }
 
     /// Adds one to a counter.
-    pub fn inc(&self, name: &'static str, label_pairs: &[(&str, &str)]) {
+    pub fn inc(&self, counter: Counter, label_pairs: &[(&str, &str)]) {
         *self
             .inner()
             .counters
-            .entry((name, labels(label_pairs)))
+            .entry((counter.name(), labels(label_pairs)))
             .or_default() += 1;
     }
 
@@ -126,40 +152,43 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.inner();
         let mut out = String::new();
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            if *kind == "counter" {
-                let mut any = false;
-                for ((n, l), value) in &inner.counters {
-                    if n == name {
-                        let _ = writeln!(out, "{name}{l} {value}");
-                        any = true;
-                    }
-                }
-                if !any {
-                    let _ = writeln!(out, "{name} 0");
-                }
-            } else {
-                for ((method, route), h) in &inner.latency {
-                    let base = [("method", method.as_str()), ("route", route.as_str())];
-                    for (count, bound) in h.buckets.iter().zip(BUCKETS) {
-                        let le = bound.to_string();
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{} {count}",
-                            labels(&[base[0], base[1], ("le", &le)])
-                        );
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {}",
-                        labels(&[base[0], base[1], ("le", "+Inf")]),
-                        h.count
-                    );
-                    let _ = writeln!(out, "{name}_sum{} {}", labels(&base), h.sum);
-                    let _ = writeln!(out, "{name}_count{} {}", labels(&base), h.count);
+        for counter in Counter::ALL {
+            let (name, help) = (counter.name(), counter.help());
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let mut any = false;
+            for ((n, l), value) in &inner.counters {
+                if *n == name {
+                    let _ = writeln!(out, "{name}{l} {value}");
+                    any = true;
                 }
             }
+            if !any {
+                let _ = writeln!(out, "{name} 0");
+            }
+        }
+        let name = REQUEST_DURATION;
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request latency, by route.\n# TYPE {name} histogram"
+        );
+        for ((method, route), h) in &inner.latency {
+            let base = [("method", method.as_str()), ("route", route.as_str())];
+            for (count, bound) in h.buckets.iter().zip(BUCKETS) {
+                let le = bound.to_string();
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {count}",
+                    labels(&[base[0], base[1], ("le", &le)])
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {}",
+                labels(&[base[0], base[1], ("le", "+Inf")]),
+                h.count
+            );
+            let _ = writeln!(out, "{name}_sum{} {}", labels(&base), h.sum);
+            let _ = writeln!(out, "{name}_count{} {}", labels(&base), h.count);
         }
         out
     }
@@ -187,12 +216,16 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
-        m.inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
-        m.inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
+        m.inc(Counter::Refreshes, &[("outcome", "rotated")]);
+        m.inc(Counter::Refreshes, &[("outcome", "rotated")]);
         m.observe_request(&Method::POST, "/oauth/token", Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("latchkey_refreshes_total{outcome=\"rotated\"} 2"));
         assert!(text.contains("latchkey_reuse_detected_total 0"));
+        // Every declared counter is exported, used yet or not.
+        for counter in Counter::ALL {
+            assert!(text.contains(&format!("# TYPE {} counter", counter.name())));
+        }
         assert!(text.contains("latchkey_http_request_duration_seconds_bucket{method=\"POST\",route=\"/oauth/token\",le=\"0.005\"} 1"));
         assert!(text.contains("latchkey_http_request_duration_seconds_bucket{method=\"POST\",route=\"/oauth/token\",le=\"0.0025\"} 0"));
         assert!(text.contains(

@@ -9,8 +9,8 @@
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{BindingPolicy, Outcome, Policy, RevocationReason, RotationRequest};
 use latchkey_core::session::{self, NewSession};
-use latchkey_core::store::roles::*;
 use latchkey_core::store::User;
+use latchkey_core::store::roles::*;
 use latchkey_store_sqlite::SqliteStore;
 use proptest::prelude::*;
 

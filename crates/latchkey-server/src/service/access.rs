@@ -7,6 +7,7 @@ use latchkey_core::store::{Session, User};
 
 use super::Refusal;
 use super::tokens::{Principal, TokenService};
+use crate::metrics::Counter;
 
 impl TokenService {
     /// A valid access token of a live session (or of a client): what every
@@ -48,7 +49,7 @@ impl TokenService {
                 return Err(Refusal::invalid_token("the session has been revoked"));
             }
         }
-        self.metrics().inc("latchkey_session_lookups_total", &[]);
+        self.metrics().inc(Counter::SessionLookups, &[]);
         match self.store().session_with_user(sid).await? {
             Some((session, user)) if live(&session, &user) => {
                 if let Some(generation) = trusted {

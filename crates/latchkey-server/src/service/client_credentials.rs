@@ -7,6 +7,7 @@ use latchkey_core::store::Client;
 
 use super::Refusal;
 use super::tokens::{Grant, Issued, TokenService};
+use crate::metrics::Counter;
 
 impl TokenService {
     /// A `client_credentials` grant: an access token for the client itself,
@@ -34,10 +35,8 @@ impl TokenService {
         let now = self.now();
         let jti = random_id("", self.rng())?;
         let scope = scope.to_string();
-        self.metrics().inc(
-            "latchkey_tokens_issued_total",
-            &[("grant", "client_credentials")],
-        );
+        self.metrics()
+            .inc(Counter::TokensIssued, &[("grant", "client_credentials")]);
         let grant = Grant {
             sub: &client.id,
             client_id: Some(&client.id),

@@ -8,6 +8,7 @@ use latchkey_core::dpop::{self, Expected, IAT_WINDOW, Proof};
 
 use super::Refusal;
 use super::tokens::TokenService;
+use crate::metrics::Counter;
 
 /// The key a request proved it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ impl TokenService {
         let id = format!("{}:{}", proof.jkt, proof.jti);
         let until = proof.iat.max(now) + IAT_WINDOW + 1;
         if !self.store().record_proof(&id, until).await? {
-            self.metrics().inc("latchkey_dpop_replays_total", &[]);
+            self.metrics().inc(Counter::DpopReplays, &[]);
             return Err(Refusal::InvalidDpopProof(
                 "the DPoP proof was used before".into(),
             ));

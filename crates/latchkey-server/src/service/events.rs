@@ -7,6 +7,7 @@ use latchkey_core::clock::Clock;
 use latchkey_core::store::{AuditEvent, RevocationReason, Store};
 
 use super::Actor;
+use crate::metrics::Counter;
 use crate::metrics::Metrics;
 
 /// Stores and logs audit events, counts what the metrics count.
@@ -75,9 +76,7 @@ impl Events {
 
     /// Counts a revoked session by reason.
     pub fn count_revocation(&self, reason: RevocationReason) {
-        self.metrics.inc(
-            "latchkey_sessions_revoked_total",
-            &[("reason", reason.as_str())],
-        );
+        self.metrics
+            .inc(Counter::SessionsRevoked, &[("reason", reason.as_str())]);
     }
 }

@@ -7,6 +7,7 @@ use latchkey_core::store::Client;
 
 use super::Refusal;
 use super::tokens::{Issued, RequestContext, TokenService};
+use crate::metrics::Counter;
 
 const INVALID_CREDENTIALS: &str = "invalid username or password";
 
@@ -174,7 +175,7 @@ impl TokenService {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        self.metrics().inc("latchkey_throttled_total", &[]);
+        self.metrics().inc(Counter::Throttled, &[]);
         if blocked.first {
             self.audit("throttled", None, None, client_id, ctx, detail)
                 .await;
@@ -270,7 +271,7 @@ impl TokenService {
                     Some(u) if u.disabled && ok => "user disabled",
                     Some(_) => "wrong password",
                 };
-                self.metrics().inc("latchkey_login_failures_total", &[]);
+                self.metrics().inc(Counter::LoginFailures, &[]);
                 self.audit("login_failed", id, None, client_id, ctx, why)
                     .await;
                 return Err(Refusal::invalid_grant(INVALID_CREDENTIALS));
@@ -284,7 +285,7 @@ impl TokenService {
             Some(issued) => Ok(issued),
             None => {
                 // Disabled (or deleted) while the password was being checked.
-                self.metrics().inc("latchkey_login_failures_total", &[]);
+                self.metrics().inc(Counter::LoginFailures, &[]);
                 self.audit(
                     "login_failed",
                     Some(&user.id),

@@ -8,6 +8,7 @@ use latchkey_core::store::Outcome;
 
 use super::Refusal;
 use super::tokens::{Grant, Issued, RequestContext, TokenService};
+use crate::metrics::Counter;
 
 /// What every refused refresh says, whatever the reason: a thief learns
 /// nothing of the token's state (the audit trail and the log tell operators).
@@ -75,7 +76,7 @@ impl TokenService {
                     .await;
                 }
                 self.metrics()
-                    .inc("latchkey_refreshes_total", &[("outcome", "rotated")]);
+                    .inc(Counter::Refreshes, &[("outcome", "rotated")]);
                 // The store wrote the audit row inside the rotation; log it too.
                 tracing::info!(target: "latchkey::audit", kind = "refresh", user_id = %session.user_id,
                     session_id = %session.id, client_id, ip = %ctx.ip, "audit");
@@ -83,7 +84,7 @@ impl TokenService {
             }
             Outcome::Replayed { session, scope } => {
                 self.metrics()
-                    .inc("latchkey_refreshes_total", &[("outcome", "replayed")]);
+                    .inc(Counter::Refreshes, &[("outcome", "replayed")]);
                 self.audit(
                     "refresh_replayed",
                     Some(&session.user_id),
@@ -104,9 +105,9 @@ impl TokenService {
                 };
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, reason = reason.as_str(), "session revoked on refresh");
                 self.metrics()
-                    .inc("latchkey_refreshes_total", &[("outcome", "revoked")]);
+                    .inc(Counter::Refreshes, &[("outcome", "revoked")]);
                 if reason == RevocationReason::Reuse {
-                    self.metrics().inc("latchkey_reuse_detected_total", &[]);
+                    self.metrics().inc(Counter::ReuseDetected, &[]);
                 }
                 self.count_revocation(reason);
                 self.audit(
@@ -122,7 +123,7 @@ impl TokenService {
             }
             Outcome::Rejected(why) => {
                 self.metrics()
-                    .inc("latchkey_refreshes_total", &[("outcome", "rejected")]);
+                    .inc(Counter::Refreshes, &[("outcome", "rejected")]);
                 if why == Rejection::ScopeWidened {
                     return Err(Refusal::invalid_scope(
                         "a refresh may narrow the scope, never widen it",
@@ -156,10 +157,8 @@ impl TokenService {
                 return Err(Refusal::invalid_grant(INVALID_REFRESH));
             }
         };
-        self.metrics().inc(
-            "latchkey_tokens_issued_total",
-            &[("grant", "refresh_token")],
-        );
+        self.metrics()
+            .inc(Counter::TokensIssued, &[("grant", "refresh_token")]);
         let grant = Grant {
             sub: &session.user_id,
             client_id: session.client_id.as_deref(),

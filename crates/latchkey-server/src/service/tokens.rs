@@ -21,6 +21,7 @@ use latchkey_core::store::{Store, User};
 use super::{Actor, Events, Refusal, Sessions};
 use crate::config::Config;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
+use crate::metrics::Counter;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
 
@@ -320,7 +321,7 @@ impl TokenService {
             Events::log(&created.session_revoked(old, RevocationReason::SessionCap));
         }
         self.metrics()
-            .inc("latchkey_tokens_issued_total", &[("grant", grant_name)]);
+            .inc(Counter::TokensIssued, &[("grant", grant_name)]);
         let grant = Grant {
             sub: &user.id,
             client_id,
