@@ -311,302 +311,303 @@ impl Config {
     }
 
     fn from_values(values: &BTreeMap<&'static str, Source>) -> Result<Config, ConfigError> {
-        let get = |key: &'static str| -> (String, String) {
-            let default = SETTINGS
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map_or("", |(_, d)| d);
-            match values.get(key) {
-                Some(s) => (s.value.trim().to_owned(), s.origin.clone()),
-                None => (
-                    default.to_owned(),
-                    format!("LATCHKEY_{}", key.to_ascii_uppercase()),
-                ),
-            }
-        };
-        let fail = |origin: &str, message: String| ConfigError {
+        let v = Values(values);
+        let (issuer, issuer_origin) = v.issuer()?;
+        let default_scope = v.scope("default_scope")?;
+        Ok(Config {
+            listen: v.address("listen")?,
+            database_url: v.database_url()?,
+            redis_url: v.redis_url()?,
+            audience: v.nonempty("audience")?,
+            access_ttl: v.positive_duration("access_ttl")?,
+            policy: v.policy()?,
+            max_sessions_per_user: v.whole("max_sessions_per_user")?,
+            signing_alg: v.parsed("signing_alg")?,
+            cookie_secure: v.boolean("cookie_secure")?,
+            cookie_fingerprint: v.boolean("cookie_fingerprint")?,
+            signup_open: v.choice("signup", &[("off", false), ("open", true)])?,
+            dpop_nonce_required: v
+                .choice("dpop_nonce", &[("required", true), ("optional", false)])?,
+            password_grant: v.boolean("password_grant")?,
+            allowed_origins: v.allowed_origins(&issuer_origin)?,
+            master_key: v.master_key()?,
+            scopes: v.scopes(&default_scope)?,
+            default_scope,
+            trusted_proxies: v.trusted_proxies()?,
+            throttle_account: v.limit("throttle_account")?,
+            throttle_ip: v.limit("throttle_ip")?,
+            gc_interval: v.positive_duration("gc_interval")?,
+            keys_refresh_interval: v.positive_duration("keys_refresh_interval")?,
+            redis_prefix: v.get("redis_prefix").0,
+            request_timeout: v.positive_duration("request_timeout")?,
+            max_connections: v.whole("max_connections")?,
+            max_connections_per_address: v.whole("max_connections_per_address")?,
+            audit_retention: v.positive_duration("audit_retention")?,
+            issuer,
+        })
+    }
+}
+
+/// The settings' values as given, read one at a time: each reader checks
+/// its value and names the setting it came from when it is wrong.
+struct Values<'a>(&'a BTreeMap<&'static str, Source>);
+
+impl Values<'_> {
+    /// The value (its default when unset) and where it came from.
+    fn get(&self, key: &'static str) -> (String, String) {
+        let default = SETTINGS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, d)| d);
+        match self.0.get(key) {
+            Some(s) => (s.value.trim().to_owned(), s.origin.clone()),
+            None => (
+                default.to_owned(),
+                format!("LATCHKEY_{}", key.to_ascii_uppercase()),
+            ),
+        }
+    }
+
+    /// The value when set and not empty, with where it came from.
+    fn set(&self, key: &'static str) -> Option<(String, String)> {
+        self.0
+            .get(key)
+            .filter(|s| !s.value.trim().is_empty())
+            .map(|s| (s.value.trim().to_owned(), s.origin.clone()))
+    }
+
+    fn fail(origin: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
             setting: origin.to_owned(),
-            message,
-        };
-        let duration = |key: &'static str| -> Result<i64, ConfigError> {
-            let (text, origin) = get(key);
-            parse_duration(&text).ok_or_else(|| {
-                fail(
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &'static str) -> Result<i64, ConfigError> {
+        let (text, origin) = self.get(key);
+        parse_duration(&text).ok_or_else(|| {
+            Self::fail(
+                &origin,
+                format!("{text:?} is not a duration (use e.g. 30s, 10m, 12h, 14d)"),
+            )
+        })
+    }
+
+    fn positive_duration(&self, key: &'static str) -> Result<i64, ConfigError> {
+        match self.duration(key)? {
+            0 => Err(Self::fail(&self.get(key).1, "must be longer than zero")),
+            seconds => Ok(seconds),
+        }
+    }
+
+    fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
+        let (text, origin) = self.get(key);
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(Self::fail(
+                &origin,
+                format!("{text:?} is not true or false"),
+            )),
+        }
+    }
+
+    /// One of the words of `choices`.
+    fn choice<T: Copy>(&self, key: &'static str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let (text, origin) = self.get(key);
+        choices
+            .iter()
+            .find(|(word, _)| *word == text)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+                Self::fail(
                     &origin,
-                    format!("{text:?} is not a duration (use e.g. 30s, 10m, 12h, 14d)"),
+                    format!("{text:?} is not one of {}", words.join(", ")),
                 )
             })
-        };
-        let boolean = |key: &'static str| -> Result<bool, ConfigError> {
-            let (text, origin) = get(key);
-            match text.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(fail(&origin, format!("{text:?} is not true or false"))),
-            }
-        };
+    }
 
-        let (text, origin) = get("listen");
-        let listen = text
-            .parse()
-            .map_err(|_| fail(&origin, format!("{text:?} is not an address:port")))?;
-
-        let (database_url, origin) = get("database_url");
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(fail(
+    /// A whole number of at least 1.
+    fn whole<T: std::str::FromStr + PartialOrd + From<u8>>(
+        &self,
+        key: &'static str,
+    ) -> Result<T, ConfigError> {
+        let (text, origin) = self.get(key);
+        match text.parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => Err(Self::fail(
                 &origin,
-                "expected sqlite://PATH or postgres://…".into(),
-            ));
+                format!("{text:?} is not a whole number of at least 1"),
+            )),
         }
+    }
 
-        let redis_url = values
-            .get("redis_url")
-            .map(|s| s.value.trim().to_owned())
-            .filter(|s| !s.is_empty());
-        if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    /// A value of a type that parses itself (its error says what is wrong).
+    fn parsed<T>(&self, key: &'static str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let (text, origin) = self.get(key);
+        text.parse::<T>()
+            .map_err(|e| Self::fail(&origin, e.to_string()))
+    }
+
+    fn address(&self, key: &'static str) -> Result<SocketAddr, ConfigError> {
+        let (text, origin) = self.get(key);
+        text.parse()
+            .map_err(|_| Self::fail(&origin, format!("{text:?} is not an address:port")))
+    }
+
+    fn nonempty(&self, key: &'static str) -> Result<String, ConfigError> {
+        let (text, origin) = self.get(key);
+        if text.is_empty() {
+            return Err(Self::fail(&origin, "must not be empty"));
+        }
+        Ok(text)
+    }
+
+    fn limit(&self, key: &'static str) -> Result<Limit, ConfigError> {
+        let (text, origin) = self.get(key);
+        Limit::parse(&text).ok_or_else(|| {
+            Self::fail(
+                &origin,
+                format!("{text:?} is not COUNT/DURATION, e.g. 10/15m"),
+            )
+        })
+    }
+
+    fn scope(&self, key: &'static str) -> Result<Scope, ConfigError> {
+        let (text, origin) = self.get(key);
+        Scope::parse(&text).map_err(|_| Self::fail(&origin, "not a valid scope"))
+    }
+
+    fn database_url(&self) -> Result<String, ConfigError> {
+        let (url, origin) = self.get("database_url");
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
         {
-            return Err(fail(&get("redis_url").1, "expected redis://…".into()));
-        }
-
-        let (issuer, origin) = get("issuer");
-        let issuer = issuer.trim_end_matches('/').to_owned();
-        let Some(issuer_origin) = origin_of(&issuer) else {
-            return Err(fail(&origin, format!("{issuer:?} is not an http(s) URL")));
-        };
-
-        let (audience, origin) = get("audience");
-        if audience.is_empty() {
-            return Err(fail(&origin, "must not be empty".into()));
-        }
-
-        let access_ttl = duration("access_ttl")?;
-        let idle_ttl = duration("refresh_idle_ttl")?;
-        let absolute_ttl = duration("refresh_absolute_ttl")?;
-        let reuse_grace = duration("reuse_grace")?;
-        for (key, value) in [
-            ("access_ttl", access_ttl),
-            ("refresh_idle_ttl", idle_ttl),
-            ("refresh_absolute_ttl", absolute_ttl),
-        ] {
-            if value <= 0 {
-                return Err(fail(&get(key).1, "must be longer than zero".into()));
-            }
-        }
-        if reuse_grace > 300 {
-            return Err(fail(
-                &get("reuse_grace").1,
-                "at most 5m: a longer window lets a thief use a stolen token unnoticed".into(),
+            return Err(Self::fail(
+                &origin,
+                "expected sqlite://PATH or postgres://…",
             ));
         }
+        Ok(url)
+    }
 
-        let (text, origin) = get("max_sessions_per_user");
-        let max_sessions_per_user = match text.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(fail(
-                    &origin,
-                    format!("{text:?} is not a whole number of at least 1"),
-                ));
+    fn redis_url(&self) -> Result<Option<String>, ConfigError> {
+        match self.set("redis_url") {
+            Some((url, origin))
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) =>
+            {
+                Err(Self::fail(&origin, "expected redis://…"))
             }
-        };
-
-        let (text, origin) = get("max_connections");
-        let max_connections = match text.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(fail(
-                    &origin,
-                    format!("{text:?} is not a whole number of at least 1"),
-                ));
-            }
-        };
-
-        let (text, origin) = get("max_connections_per_address");
-        let max_connections_per_address = match text.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(fail(
-                    &origin,
-                    format!("{text:?} is not a whole number of at least 1"),
-                ));
-            }
-        };
-
-        let (text, origin) = get("signing_alg");
-        let signing_alg = text
-            .parse::<SigningAlg>()
-            .map_err(|e| fail(&origin, e.to_string()))?;
-
-        let (text, origin) = get("binding_ip");
-        let binding_ip = match text.as_str() {
-            "off" => BindingPolicy::Off,
-            "log" => BindingPolicy::Log,
-            "revoke" => BindingPolicy::Revoke,
-            _ => return Err(fail(&origin, format!("{text:?} is not off, log or revoke"))),
-        };
-
-        let cookie_secure = boolean("cookie_secure")?;
-        let cookie_fingerprint = boolean("cookie_fingerprint")?;
-        let password_grant = boolean("password_grant")?;
-        let audit_refreshes = boolean("audit_refreshes")?;
-        let dpop_nonce_required = {
-            let (text, origin) = get("dpop_nonce");
-            match text.as_str() {
-                "required" => true,
-                "optional" => false,
-                _ => {
-                    return Err(fail(
-                        &origin,
-                        format!("{text:?} is not required or optional"),
-                    ));
-                }
-            }
-        };
-        let signup_open = {
-            let (text, origin) = get("signup");
-            match text.as_str() {
-                "off" => false,
-                "open" => true,
-                _ => return Err(fail(&origin, format!("{text:?} is not off or open"))),
-            }
-        };
-
-        let (mut text, origin) = get("allowed_origins");
-        if !values.contains_key("allowed_origins") {
-            text = issuer_origin.clone();
+            set => Ok(set.map(|(url, _)| url)),
         }
-        let mut allowed_origins = Vec::new();
+    }
+
+    /// The issuer, without a trailing slash, and its origin.
+    fn issuer(&self) -> Result<(String, String), ConfigError> {
+        let (issuer, origin) = self.get("issuer");
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        match origin_of(&issuer) {
+            Some(issuer_origin) => Ok((issuer, issuer_origin)),
+            None => Err(Self::fail(
+                &origin,
+                format!("{issuer:?} is not an http(s) URL"),
+            )),
+        }
+    }
+
+    fn policy(&self) -> Result<Policy, ConfigError> {
+        let reuse_grace = self.duration("reuse_grace")?;
+        if reuse_grace > 300 {
+            return Err(Self::fail(
+                &self.get("reuse_grace").1,
+                "at most 5m: a longer window lets a thief use a stolen token unnoticed",
+            ));
+        }
+        Ok(Policy {
+            idle_ttl: self.positive_duration("refresh_idle_ttl")?,
+            absolute_ttl: self.positive_duration("refresh_absolute_ttl")?,
+            reuse_grace,
+            binding_ip: self.choice(
+                "binding_ip",
+                &[
+                    ("off", BindingPolicy::Off),
+                    ("log", BindingPolicy::Log),
+                    ("revoke", BindingPolicy::Revoke),
+                ],
+            )?,
+            audit_refreshes: self.boolean("audit_refreshes")?,
+        })
+    }
+
+    /// Unset: the issuer's origin.
+    fn allowed_origins(&self, issuer_origin: &str) -> Result<Vec<String>, ConfigError> {
+        let (mut text, origin) = self.get("allowed_origins");
+        if !self.0.contains_key("allowed_origins") {
+            text = issuer_origin.to_owned();
+        }
+        let mut allowed = Vec::new();
         for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
             let item = item.trim_end_matches('/');
             match origin_of(item) {
-                Some(o) if o == item => allowed_origins.push(o),
+                Some(o) if o == item => allowed.push(o),
                 _ => {
-                    return Err(fail(
+                    return Err(Self::fail(
                         &origin,
                         format!("{item:?} is not an origin (scheme://host[:port])"),
                     ));
                 }
             }
         }
+        Ok(allowed)
+    }
 
-        let master_key = match values.get("master_key") {
-            Some(s) if !s.value.trim().is_empty() => {
-                Some(MasterKey::from_hex(&s.value).ok_or_else(|| {
-                    fail(
-                        &s.origin,
-                        "expected 32 random bytes as 64 hexadecimal characters".into(),
-                    )
-                })?)
-            }
-            _ => None,
+    fn master_key(&self) -> Result<Option<MasterKey>, ConfigError> {
+        let Some((text, origin)) = self.set("master_key") else {
+            return Ok(None);
         };
-
-        let (text, origin) = get("default_scope");
-        let default_scope =
-            Scope::parse(&text).map_err(|_| fail(&origin, "not a valid scope".into()))?;
-        // Unset: the default scope and `openid`, never whatever a login asks.
-        let scopes = match values.get("scopes") {
-            Some(s) => {
-                let scopes = Scope::parse(&s.value.replace(',', " "))
-                    .map_err(|_| fail(&s.origin, "not a list of valid scope tokens".into()))?;
-                if !default_scope.is_subset(&scopes) {
-                    return Err(fail(&origin, "must be within LATCHKEY_SCOPES".into()));
-                }
-                scopes
-            }
-            None => default_scope.union(&Scope::parse("openid").unwrap_or_default()),
-        };
-
-        let (text, origin) = get("trusted_proxies");
-        let mut trusted_proxies = Vec::new();
-        for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
-            trusted_proxies.push(IpRange::parse(item).ok_or_else(|| {
-                fail(
-                    &origin,
-                    format!("{item:?} is not an IP address or CIDR range"),
-                )
-            })?);
-        }
-        let limit = |key: &'static str| -> Result<Limit, ConfigError> {
-            let (text, origin) = get(key);
-            Limit::parse(&text).ok_or_else(|| {
-                fail(
-                    &origin,
-                    format!("{text:?} is not COUNT/DURATION, e.g. 10/15m"),
-                )
-            })
-        };
-        let throttle_account = limit("throttle_account")?;
-        let throttle_ip = limit("throttle_ip")?;
-        let gc_interval = duration("gc_interval")?;
-        let keys_refresh_interval = duration("keys_refresh_interval")?;
-        if keys_refresh_interval <= 0 {
-            return Err(fail(
-                &get("keys_refresh_interval").1,
-                "must be longer than zero".into(),
-            ));
-        }
-        let request_timeout = duration("request_timeout")?;
-        if request_timeout <= 0 {
-            return Err(fail(
-                &get("request_timeout").1,
-                "must be longer than zero".into(),
-            ));
-        }
-        let audit_retention = duration("audit_retention")?;
-        if audit_retention <= 0 {
-            return Err(fail(
-                &get("audit_retention").1,
-                "must be longer than zero".into(),
-            ));
-        }
-        if gc_interval <= 0 {
-            return Err(fail(
-                &get("gc_interval").1,
-                "must be longer than zero".into(),
-            ));
-        }
-
-        Ok(Config {
-            listen,
-            database_url,
-            redis_url,
-            issuer,
-            audience,
-            access_ttl,
-            policy: Policy {
-                idle_ttl,
-                absolute_ttl,
-                reuse_grace,
-                binding_ip,
-                audit_refreshes,
-            },
-            max_sessions_per_user,
-            signing_alg,
-            cookie_secure,
-            cookie_fingerprint,
-            signup_open,
-            dpop_nonce_required,
-            password_grant,
-            allowed_origins,
-            master_key,
-            scopes,
-            default_scope,
-            trusted_proxies,
-            throttle_account,
-            throttle_ip,
-            gc_interval,
-            keys_refresh_interval,
-            redis_prefix: get("redis_prefix").0,
-            request_timeout,
-            max_connections,
-            max_connections_per_address,
-            audit_retention,
+        MasterKey::from_hex(&text).map(Some).ok_or_else(|| {
+            Self::fail(
+                &origin,
+                "expected 32 random bytes as 64 hexadecimal characters",
+            )
         })
+    }
+
+    /// Unset: the default scope and `openid`, never whatever a login asks.
+    fn scopes(&self, default_scope: &Scope) -> Result<Scope, ConfigError> {
+        let Some(set) = self.0.get("scopes") else {
+            return Ok(default_scope.union(&Scope::parse("openid").unwrap_or_default()));
+        };
+        let scopes = Scope::parse(&set.value.replace(',', " "))
+            .map_err(|_| Self::fail(&set.origin, "not a list of valid scope tokens"))?;
+        if !default_scope.is_subset(&scopes) {
+            return Err(Self::fail(
+                &self.get("default_scope").1,
+                "must be within LATCHKEY_SCOPES",
+            ));
+        }
+        Ok(scopes)
+    }
+
+    fn trusted_proxies(&self) -> Result<Vec<IpRange>, ConfigError> {
+        let (text, origin) = self.get("trusted_proxies");
+        text.split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                IpRange::parse(item).ok_or_else(|| {
+                    Self::fail(
+                        &origin,
+                        format!("{item:?} is not an IP address or CIDR range"),
+                    )
+                })
+            })
+            .collect()
     }
 }
 

@@ -141,47 +141,14 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let activity = ticket.activity.clone();
-        let app = app.clone();
-        let on_request = activity.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(remote));
-            let app = app.clone();
-            let busy = Busy::start(on_request.clone());
-            async move {
-                let response = app.oneshot(request.map(Body::new)).await;
-                drop(busy);
-                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
-            }
-        });
-        let io = TokioIo::new(Deadlined::new(
+        tokio::spawn(serve_connection(
+            http.clone(),
+            app.clone(),
             stream,
+            remote,
             limits.request_timeout,
-            activity.clone(),
+            (ticket, slot),
         ));
-        let http = http.clone();
-        tokio::spawn(async move {
-            let connection = http.serve_connection(io, service);
-            tokio::pin!(connection);
-            let mut closing = false;
-            let ended = loop {
-                tokio::select! {
-                    ended = connection.as_mut() => break ended,
-                    () = activity.abort.notified() => break Ok(()),
-                    () = activity.close.notified(), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, %remote, "connection ended");
-            }
-            drop(ticket);
-            drop(slot);
-        });
     }
     drop(listener);
     pool.close_all();
@@ -194,6 +161,51 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }
+}
+
+/// Serves one connection until it ends, is asked to close (between
+/// requests), or is cut off; then gives back its place in the pool and its
+/// slot.
+async fn serve_connection(
+    http: Arc<hyper::server::conn::http1::Builder>,
+    app: Router,
+    stream: TcpStream,
+    remote: SocketAddr,
+    timeout: Duration,
+    places: (Ticket, tokio::sync::OwnedSemaphorePermit),
+) {
+    let activity = places.0.activity.clone();
+    let on_request = activity.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(remote));
+        let app = app.clone();
+        let busy = Busy::start(on_request.clone());
+        async move {
+            let response = app.oneshot(request.map(Body::new)).await;
+            drop(busy);
+            Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+        }
+    });
+    let io = TokioIo::new(Deadlined::new(stream, timeout, activity.clone()));
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break ended,
+            () = activity.abort.notified() => break Ok(()),
+            () = activity.close.notified(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, %remote, "connection ended");
+    }
+    drop(places);
 }
 
 /// Frees a slot for a waiting connection: asks the connection cheapest to
