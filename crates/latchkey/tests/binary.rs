@@ -381,70 +381,31 @@ async fn clients_are_managed_from_the_command_line() {
     let secret = s(&added, "client_secret").to_owned();
     let server = env.serve();
     let http = reqwest::Client::new();
-    let token = |secret: String, scope: &'static str| {
-        http.post(server.url("/oauth/token"))
+    let status = |secret: &str, scope: &'static str| {
+        let request = http
+            .post(server.url("/oauth/token"))
             .basic_auth(&id, Some(secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-            .send()
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)]);
+        async move { request.send().await.unwrap().status().as_u16() }
     };
-    assert_eq!(
-        token(secret.clone(), "invoices:write")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(&secret, "invoices:write").await, 200);
     let out = env.ok(&["client", "set-scope", &id, "invoices:read"], None);
     assert!(out.contains("invoices:read"), "{out}");
-    assert_eq!(
-        token(secret.clone(), "invoices:write")
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(status(&secret, "invoices:write").await, 400);
     let rotated: Value =
         serde_json::from_str(&env.ok(&["client", "rotate-secret", &id, "--json"], None)).unwrap();
     let new_secret = s(&rotated, "client_secret").to_owned();
     assert_ne!(new_secret, secret);
-    assert_eq!(
-        token(secret.clone(), "invoices:read")
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        token(new_secret.clone(), "invoices:read")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    env.ok(&["client", "disable", &id], None);
-    assert_eq!(
-        token(new_secret.clone(), "invoices:read")
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    env.ok(&["client", "enable", &id], None);
-    assert_eq!(
-        token(new_secret.clone(), "invoices:read")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    env.ok(&["client", "remove", &id], None);
-    assert_eq!(
-        token(new_secret.clone(), "invoices:read")
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(status(&secret, "invoices:read").await, 401);
+    assert_eq!(status(&new_secret, "invoices:read").await, 200);
+    for (command, expected) in [("disable", 401), ("enable", 200), ("remove", 401)] {
+        env.ok(&["client", command, &id], None);
+        assert_eq!(
+            status(&new_secret, "invoices:read").await,
+            expected,
+            "{command}"
+        );
+    }
     assert!(!env.ok(&["client", "list"], None).contains(&id));
     let unknown = env.cli(&["client", "remove", "lkc_nobody"], None);
     assert!(!unknown.status.success());
