@@ -32,6 +32,8 @@ case "$backend" in
 esac
 export LATCHKEY_LISTEN="127.0.0.1:$port"
 export LATCHKEY_THROTTLE_ACCOUNT=1000000/1m
+# The load generator is one address standing in for many clients.
+export LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS=4096
 export LATCHKEY_LOG=warn
 
 # The clients log in as many users, each within the default session cap

@@ -136,6 +136,8 @@ export LATCHKEY_DATABASE_URL="sqlite://$work/latchkey.db"
 export LATCHKEY_LISTEN="127.0.0.1:$latchkey_port"
 export LATCHKEY_MAX_SESSIONS_PER_USER=1000000
 export LATCHKEY_THROTTLE_ACCOUNT=1000000/1m
+# The load generator is one address standing in for many clients.
+export LATCHKEY_MAX_CONNECTIONS_PER_ADDRESS=4096
 export LATCHKEY_LOG=warn
 echo 'load test password' | "$bin" user add load --password-stdin >/dev/null
 "$bin" serve &
