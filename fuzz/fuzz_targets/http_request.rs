@@ -47,7 +47,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             .ok();
         let state = AppState::new(config, store.clone(), None).await.expect("state");
         let (_, hash) = state
-            .refresh_keys()
+            .tokens().refresh_keys()
             .new_client_secret(&aws_lc_rs::rand::SystemRandom::new())
             .expect("secret");
         let client = Client {
@@ -63,7 +63,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         };
         store.insert_client(&client).await.ok();
         let admin = state
-            .client_token(&client, Some("latchkey:admin"), None)
+            .tokens().client_token(&client, Some("latchkey:admin"), None)
             .expect("admin token")
             .access_token;
         (app(state), admin)

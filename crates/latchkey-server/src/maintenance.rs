@@ -21,7 +21,7 @@ pub fn spawn(state: AppState) {
             collect(&gc_state).await;
         }
     });
-    if state.revocation_feed().is_some() {
+    if state.tokens().revocation_feed().is_some() {
         tokio::spawn(listen(state.clone()));
     }
     tokio::spawn(async move {
@@ -30,7 +30,7 @@ pub fn spawn(state: AppState) {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            state.reload_keys().await;
+            state.tokens().reload_keys().await;
         }
     });
 }
@@ -40,7 +40,7 @@ pub fn spawn(state: AppState) {
 /// revocation feed); used refresh tokens stay while their session lives.
 pub async fn collect(state: &AppState) {
     let now = state.now();
-    let keep = state.deny_ttl();
+    let keep = state.tokens().deny_ttl();
     match state
         .store()
         .collect_garbage(now, now - keep, now - keep)
@@ -64,15 +64,15 @@ pub async fn collect(state: &AppState) {
 /// resubscribing after a break. While unsubscribed, access tokens are
 /// checked against the database.
 async fn listen(state: AppState) {
-    let Some(feed) = state.revocation_feed().cloned() else {
+    let Some(feed) = state.tokens().revocation_feed().cloned() else {
         return;
     };
     loop {
         let on_connected = {
             let state = state.clone();
             move |revoked: Vec<String>| {
-                let until = state.now() + state.deny_ttl();
-                state.revocations().connected(revoked, until);
+                let until = state.now() + state.tokens().deny_ttl();
+                state.tokens().revocations().connected(revoked, until);
                 tracing::info!("following revocations: sessions are cached until revoked");
             }
         };
@@ -80,11 +80,14 @@ async fn listen(state: AppState) {
             let state = state.clone();
             Box::new(move |sid| {
                 let now = state.now();
-                state.revocations().revoke(sid, now + state.deny_ttl(), now);
+                state
+                    .tokens()
+                    .revocations()
+                    .revoke(sid, now + state.tokens().deny_ttl(), now);
             })
         };
         let result = feed.listen(&on_connected, &on_revoked).await;
-        state.revocations().disconnected();
+        state.tokens().revocations().disconnected();
         if let Err(e) = result {
             tracing::warn!(error = ?e, "revocation feed lost; checking sessions in the database until it is back");
         }

@@ -10,15 +10,12 @@ use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::coordination::{
     AttemptCounter, Coordinator, DatabaseOnly, RevocationFanout, RevocationFeed,
 };
-use latchkey_core::jwt::{self, AccessClaims, VerifyError};
+use latchkey_core::jwt;
 use latchkey_core::password::PasswordHasher;
-use latchkey_core::refresh::RefreshKeys;
-use latchkey_core::rotation::RevocationReason;
-use latchkey_core::store::{Client, Store};
+use latchkey_core::store::Store;
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::keyring::{Keyring, LiveKeyring, load_keyring};
+use crate::keyring::{LiveKeyring, load_keyring};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
 use crate::service::{
@@ -185,154 +182,6 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.inner.store()
-    }
-
-    /// The keys in use now.
-    pub fn keyring(&self) -> Arc<Keyring> {
-        self.inner.keyring()
-    }
-
-    /// The refresh-token and client-secret keys.
-    pub fn refresh_keys(&self) -> &RefreshKeys {
-        self.inner.refresh_keys()
-    }
-
-    /// The metrics.
-    pub fn metrics(&self) -> &Metrics {
-        self.inner.metrics()
-    }
-
-    /// The random source.
-    pub fn rng(&self) -> &SystemRandom {
-        self.inner.rng()
-    }
-
-    /// The revocation operations.
-    pub fn sessions(&self) -> &Sessions {
-        self.inner.sessions()
-    }
-
-    /// Writes an audit event and a structured log line.
-    pub async fn audit(
-        &self,
-        kind: &str,
-        user_id: Option<&str>,
-        session_id: Option<&str>,
-        client_id: Option<&str>,
-        ctx: &RequestContext,
-        detail: &str,
-    ) {
-        self.inner
-            .audit(kind, user_id, session_id, client_id, ctx, detail)
-            .await;
-    }
-
-    /// How long a revoked session stays on the deny-list.
-    pub fn deny_ttl(&self) -> i64 {
-        self.inner.deny_ttl()
-    }
-
-    /// Tells every instance that these sessions were revoked.
-    pub async fn announce_revoked(&self, sids: &[String]) {
-        self.inner.announce_revoked(sids).await;
-    }
-
-    /// The revocation feed this instance follows, if any.
-    pub fn revocation_feed(&self) -> Option<&Arc<dyn RevocationFeed>> {
-        self.inner.revocation_feed()
-    }
-
-    /// The local view of announced revocations.
-    pub fn revocations(&self) -> &RevocationCache {
-        self.inner.revocations()
-    }
-
-    /// Counts a revoked session by reason.
-    pub fn count_revocation(&self, reason: RevocationReason) {
-        self.inner.count_revocation(reason);
-    }
-
-    /// Revokes a session and records why; false if it was already revoked.
-    pub async fn revoke_session(
-        &self,
-        sid: &str,
-        user_id: &str,
-        reason: RevocationReason,
-        client_id: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Result<bool, ApiError> {
-        Ok(self
-            .inner
-            .revoke_session(sid, user_id, reason, client_id, ctx)
-            .await?)
-    }
-
-    /// Hashes a new password off the async runtime.
-    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        Ok(self.inner.hash_password(password).await?)
-    }
-
-    /// Username and password to a new session.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-        scope: Option<&str>,
-        client: Option<&Client>,
-        ctx: &RequestContext,
-    ) -> Result<Issued, ApiError> {
-        Ok(self
-            .inner
-            .login(username, password, scope, client, ctx)
-            .await?)
-    }
-
-    /// A refresh grant.
-    pub async fn refresh(
-        &self,
-        presented: &str,
-        client_id: Option<&str>,
-        expected_session: Option<String>,
-        scope: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Result<Issued, ApiError> {
-        Ok(self
-            .inner
-            .refresh(presented, client_id, expected_session, scope, ctx)
-            .await?)
-    }
-
-    /// A `client_credentials` grant.
-    pub fn client_token(
-        &self,
-        client: &Client,
-        scope: Option<&str>,
-        dpop_jkt: Option<&str>,
-    ) -> Result<Issued, ApiError> {
-        Ok(self.inner.client_token(client, scope, dpop_jkt)?)
-    }
-
-    /// Re-reads the signing keys from the database.
-    pub async fn reload_keys(&self) {
-        self.inner.reload_keys().await;
-    }
-
-    /// Verifies an access token.
-    pub async fn verify_jwt(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        self.inner.verify_jwt(token).await
-    }
-
-    /// Verifies an access token but its expiry (never to grant access).
-    pub async fn verify_jwt_ignoring_expiry(
-        &self,
-        token: &str,
-    ) -> Result<AccessClaims, VerifyError> {
-        self.inner.verify_jwt_ignoring_expiry(token).await
-    }
-
-    /// A valid access token of a live session (or of a client).
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
-        Ok(self.inner.authenticate(token).await?)
     }
 }
 

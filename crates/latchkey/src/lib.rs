@@ -403,7 +403,7 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
             message: format!("cannot listen on {listen}: {e}"),
         })?;
     let local = listener.local_addr().context("no local address")?;
-    let keyring = state.keyring();
+    let keyring = state.tokens().keyring();
     tracing::info!(
         "latchkey listening on http://{local}, database {database}, signing key {} ({})",
         keyring.signing(now()).kid(),

@@ -438,7 +438,7 @@ async fn update_client(
     let mut secret = None;
     if rotate {
         let (rotated, new_secret) = clients
-            .rotate_secret(id, state.refresh_keys(), &actor)
+            .rotate_secret(id, state.tokens().refresh_keys(), &actor)
             .await?;
         client = rotated;
         secret = Some(new_secret);
@@ -502,6 +502,7 @@ async fn revoke_user_sessions(
 ) -> Result<Response, ApiError> {
     let user = state.users().by_id(path_id(&id)?).await?;
     state
+        .tokens()
         .sessions()
         .revoke_all(&user.id, RevocationReason::Admin, &admin.actor(&ctx))
         .await?;
@@ -519,6 +520,7 @@ async fn revoke_session(
         return Err(ApiError::not_found("no such session"));
     };
     state
+        .tokens()
         .sessions()
         .revoke(
             &session.id,
@@ -570,6 +572,7 @@ async fn create_session(
         return Err(ApiError::invalid_request("the user is disabled"));
     };
     state
+        .tokens()
         .audit(
             "admin_session_created",
             Some(&user.id),

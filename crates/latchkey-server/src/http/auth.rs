@@ -47,7 +47,7 @@ impl Delivery {
             });
         }
         browser::check(headers, state.config(), false)?;
-        let fingerprint = browser::fingerprint(headers, state.config(), state.rng())?;
+        let fingerprint = browser::fingerprint(headers, state.config(), state.tokens().rng())?;
         ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
         Ok(Self {
             browser: true,
@@ -90,6 +90,7 @@ async fn login(
     let username = params.require("username")?;
     let password = params.require("password")?;
     let issued = state
+        .tokens()
         .login(
             username,
             password,
@@ -140,9 +141,12 @@ async fn refresh(
     let Some(token) = browser::refresh_cookie(&headers, state.config()) else {
         return Err(ApiError::invalid_grant("no refresh token cookie"));
     };
-    let fingerprint = browser::fingerprint(&headers, state.config(), state.rng())?;
+    let fingerprint = browser::fingerprint(&headers, state.config(), state.tokens().rng())?;
     ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
-    let issued = state.refresh(&token, None, None, None, &ctx).await?;
+    let issued = state
+        .tokens()
+        .refresh(&token, None, None, None, &ctx)
+        .await?;
     browser::token_response(state.config(), &issued, fingerprint.as_ref())
 }
 
@@ -161,11 +165,12 @@ async fn logout(
             .and_then(RefreshToken::parse)
             && let Some((_, session)) = state
                 .store()
-                .refresh_token(&state.refresh_keys().hash(&token))
+                .refresh_token(&state.tokens().refresh_keys().hash(&token))
                 .await?
             && session.client_id.is_none()
         {
             state
+                .tokens()
                 .revoke_session(
                     &session.id,
                     &session.user_id,
@@ -186,6 +191,7 @@ async fn logout(
             .is_some_and(|(_, user)| account_user.as_ref().is_some_and(|id| *id != user.id));
         if let Some((session, user)) = sign_in.filter(|_| !anothers) {
             state
+                .tokens()
                 .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
                 .await?;
         }
@@ -203,6 +209,7 @@ async fn logout(
             .await?;
     if let Some(sid) = principal.claims.sid.as_deref() {
         state
+            .tokens()
             .revoke_session(
                 sid,
                 &principal.claims.sub,

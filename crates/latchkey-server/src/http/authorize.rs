@@ -454,7 +454,7 @@ fn csrf_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
         return Some(value.to_owned());
     }
     let mut bytes = [0u8; 32];
-    state.rng().fill(&mut bytes).ok()?;
+    state.tokens().rng().fill(&mut bytes).ok()?;
     Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 

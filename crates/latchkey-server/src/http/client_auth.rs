@@ -83,7 +83,7 @@ pub(crate) async fn client(
     };
     match (&client.secret_hash, secret) {
         (Some(stored), Some(secret)) => {
-            let presented = state.refresh_keys().client_secret_hash(&secret);
+            let presented = state.tokens().refresh_keys().client_secret_hash(&secret);
             if !stored.ct_eq(&presented) {
                 return Err(ApiError::invalid_client("client authentication failed"));
             }

@@ -81,7 +81,7 @@ fn document(state: &AppState) -> serde_json::Value {
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let keyring = state.keyring();
+    let keyring = state.tokens().keyring();
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(json!({ "keys": keyring.published })),

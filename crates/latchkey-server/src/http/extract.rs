@@ -271,7 +271,7 @@ pub(crate) async fn authenticate(
     path: &str,
 ) -> Result<crate::state::Principal, ApiError> {
     let (token, dpop_scheme) = access_token(headers)?;
-    let principal = state.authenticate(token).await?;
+    let principal = state.tokens().authenticate(token).await?;
     super::browser::check_fingerprint(headers, state.config(), &principal.claims)?;
     super::dpop::check_resource(state, &principal, headers, method, path, token, dpop_scheme)
         .await?;

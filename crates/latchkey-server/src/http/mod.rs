@@ -117,6 +117,7 @@ async fn track_latency(State(state): State<AppState>, request: Request, next: Ne
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     state
+        .tokens()
         .metrics()
         .observe_request(&method, &route, started.elapsed());
     response

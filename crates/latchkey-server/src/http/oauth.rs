@@ -96,9 +96,13 @@ async fn token(
             let presented = params.require("refresh_token")?;
             let expected_session = match access_token {
                 Some(token) => {
-                    let claims = state.verify_jwt_ignoring_expiry(token).await.map_err(|_| {
-                        ApiError::invalid_grant("the access token sent along is invalid")
-                    })?;
+                    let claims = state
+                        .tokens()
+                        .verify_jwt_ignoring_expiry(token)
+                        .await
+                        .map_err(|_| {
+                            ApiError::invalid_grant("the access token sent along is invalid")
+                        })?;
                     Some(claims.sid.ok_or_else(|| {
                         ApiError::invalid_grant("access token belongs to another session")
                     })?)
@@ -106,6 +110,7 @@ async fn token(
                 None => None,
             };
             state
+                .tokens()
                 .refresh(
                     presented,
                     client.as_ref().map(|c| c.id.as_str()),
@@ -138,7 +143,7 @@ async fn token(
                     "client_credentials needs a confidential client's authentication",
                 ));
             };
-            state.client_token(
+            state.tokens().client_token(
                 &client,
                 params.get("scope"),
                 proof.as_ref().map(|p| p.jkt.as_str()),
@@ -148,6 +153,7 @@ async fn token(
             let username = params.require("username")?;
             let password = params.require("password")?;
             state
+                .tokens()
                 .login(
                     username,
                     password,
@@ -182,7 +188,7 @@ async fn revoke(
     let target = if let Some(refresh) = RefreshToken::parse(token) {
         match state
             .store()
-            .refresh_token(&state.refresh_keys().hash(&refresh))
+            .refresh_token(&state.tokens().refresh_keys().hash(&refresh))
             .await?
         {
             Some((_, session)) if owner(session.client_id.as_deref()) => {
@@ -191,7 +197,7 @@ async fn revoke(
             _ => None,
         }
     } else {
-        match state.verify_jwt_ignoring_expiry(token).await {
+        match state.tokens().verify_jwt_ignoring_expiry(token).await {
             Ok(claims) => {
                 let token_client =
                     Some(claims.client_id.as_str()).filter(|c| *c != FIRST_PARTY_CLIENT_ID);
@@ -205,6 +211,7 @@ async fn revoke(
     };
     if let Some((sid, user_id)) = target {
         state
+            .tokens()
             .revoke_session(
                 &sid,
                 &user_id,
@@ -239,7 +246,7 @@ async fn introspect(
     let answer = if let Some(refresh) = RefreshToken::parse(token) {
         match state
             .store()
-            .refresh_token(&state.refresh_keys().hash(&refresh))
+            .refresh_token(&state.tokens().refresh_keys().hash(&refresh))
             .await?
         {
             Some((record, session))
@@ -270,7 +277,7 @@ async fn introspect(
             _ => inactive(),
         }
     } else {
-        match state.authenticate(token).await {
+        match state.tokens().authenticate(token).await {
             Ok(principal) => {
                 let c = principal.claims;
                 // RFC 9449 §6.2: a bound token says so, and names its key.
@@ -294,7 +301,7 @@ async fn introspect(
                 }
                 answer
             }
-            Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
+            Err(e @ crate::service::Refusal::Internal(_)) => return Err(e.into()),
             Err(_) => inactive(),
         }
     };
@@ -333,7 +340,7 @@ async fn revocation_feed(
             .map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?,
     };
     let now = state.now();
-    let window = state.deny_ttl();
+    let window = state.tokens().deny_ttl();
     let since = since.max(now - window);
     let revoked: Vec<serde_json::Value> = state
         .store()

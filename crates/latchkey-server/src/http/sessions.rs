@@ -95,6 +95,7 @@ async fn revoke_one(
     super::extract::check_text("session id", &id)?;
     let actor = Actor::request(&ctx, None);
     if !state
+        .tokens()
         .sessions()
         .revoke_own(user_id, &id, RevocationReason::UserRevoked, &actor)
         .await?
@@ -113,6 +114,7 @@ async fn revoke_all(
     let (user_id, _) = user_of(&state, &principal).await?;
     let actor = Actor::request(&ctx, None);
     state
+        .tokens()
         .sessions()
         .revoke_all(user_id, RevocationReason::LogoutEverywhere, &actor)
         .await?;

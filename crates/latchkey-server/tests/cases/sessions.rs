@@ -416,7 +416,7 @@ async fn metrics_count_what_happened() {
 
 fn stored_hash(app: &TestApp, token: &str) -> latchkey_core::refresh::TokenHash {
     app.state
-        .refresh_keys()
+        .tokens().refresh_keys()
         .hash(&RefreshToken::parse(token).unwrap())
 }
 

@@ -283,6 +283,7 @@ impl TestApp {
         let (secret, hash) = if confidential {
             let (s, h) = self
                 .state
+                .tokens()
                 .refresh_keys()
                 .new_client_secret(&SystemRandom::new())
                 .unwrap();
