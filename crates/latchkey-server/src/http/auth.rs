@@ -185,23 +185,15 @@ async fn logout(
         // authorization pages (else the next person at a shared computer
         // would get codes for this user), unless that sign-in is another
         // user's.
-        let sign_in = super::authorize::signed_in(&state, &headers).await?;
-        let anothers = sign_in
-            .as_ref()
-            .is_some_and(|(_, user)| account_user.as_ref().is_some_and(|id| *id != user.id));
-        if let Some((session, user)) = sign_in.filter(|_| !anothers) {
-            state
-                .tokens()
-                .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
-                .await?;
-        }
         let mut response = browser::logged_out(state.config())?;
-        if !anothers && super::authorize::has_sign_in_cookie(&headers, state.config()) {
-            response.headers_mut().append(
-                axum::http::header::SET_COOKIE,
-                super::authorize::clear_sign_in(state.config()),
-            );
-        }
+        super::authorize::end_sign_in(
+            &state,
+            &headers,
+            account_user.as_deref(),
+            &ctx,
+            &mut response,
+        )
+        .await?;
         return Ok(response);
     }
     let principal =

@@ -90,14 +90,35 @@ fn host_cookie(
         .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
 }
 
-/// Whether the request carries a sign-in cookie.
-pub(super) fn has_sign_in_cookie(headers: &HeaderMap, config: &Config) -> bool {
-    cookie(headers, sign_in_cookie_name(config)).is_some()
-}
-
-/// The `Set-Cookie` that clears this browser's sign-in.
-pub(super) fn clear_sign_in(config: &Config) -> HeaderValue {
-    host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0))
+/// Ends this browser's sign-in for the authorization pages (the session its
+/// cookie names) and clears the cookie on `response`, unless the sign-in is
+/// another user's than `user_id` (`None`: whoever's). Both logouts, the
+/// account page's and an application's, end it this way.
+pub(super) async fn end_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    user_id: Option<&str>,
+    ctx: &RequestContext,
+    response: &mut Response,
+) -> Result<(), ApiError> {
+    let config = state.config();
+    if cookie(headers, sign_in_cookie_name(config)).is_none() {
+        return Ok(());
+    }
+    if let Some((session, user)) = signed_in(state, headers).await? {
+        if user_id.is_some_and(|id| id != user.id) {
+            return Ok(());
+        }
+        state
+            .tokens()
+            .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, ctx)
+            .await?;
+    }
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0)),
+    );
+    Ok(())
 }
 
 /// A validated authorization request.
@@ -412,7 +433,7 @@ fn back(request: &Authorization, error: &'static str, description: &str) -> Fail
     }
 }
 
-pub(super) async fn signed_in(
+async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, User)>, ApiError> {
@@ -672,6 +693,8 @@ async fn userinfo(Authenticated(principal): Authenticated) -> Result<Response, A
 /// address were checked.
 struct LogoutRequest {
     claims: IdClaims,
+    /// The application's name, for the page.
+    application: Option<String>,
     /// Where to go afterwards, one of the client's registered redirect URIs.
     target: Option<String>,
     state: Option<String>,
@@ -730,6 +753,7 @@ async fn logout_request(state: &AppState, params: &Params) -> Result<LogoutReque
     }
     Ok(LogoutRequest {
         claims,
+        application: client.map(|c| c.name),
         target: target.map(str::to_owned),
         state: params.get("state").map(str::to_owned),
     })
@@ -770,10 +794,9 @@ async fn logout(
             ));
         }
     }
-    let application = match state.store().client_by_id(&request.claims.aud).await {
-        Ok(Some(client)) => client.name,
-        _ => "the application".to_owned(),
-    };
+    let application = request
+        .application
+        .unwrap_or_else(|| "the application".to_owned());
     let body = format!(
         r#"<h1>Log out?</h1>
 <p>{application} asks to end your session here.</p>
@@ -829,16 +852,6 @@ async fn logout_confirmed(
     {
         return ApiError::from(e).into_response();
     }
-    let config = state.config();
-    let sign_in = signed_in(&state, &headers).await;
-    if let Ok(Some((session, user))) = &sign_in
-        && user.id == claims.sub
-        && let Err(e) = tokens
-            .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, &ctx)
-            .await
-    {
-        return ApiError::from(e).into_response();
-    }
     let mut response = match &request.target {
         Some(target) => {
             let pairs: Vec<(&str, String)> =
@@ -852,11 +865,8 @@ async fn logout_confirmed(
             "'none'",
         ),
     };
-    let anothers = matches!(&sign_in, Ok(Some((_, user))) if user.id != claims.sub);
-    if !anothers {
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, clear_sign_in(config));
+    if let Err(e) = end_sign_in(&state, &headers, Some(&claims.sub), &ctx, &mut response).await {
+        return e.into_response();
     }
     response
 }
