@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use latchkey_core::code::is_s256_challenge;
 use latchkey_core::store::{Client, Store};
-use latchkey_server::service::redirect_uri_allowed;
+use latchkey_app::flows::redirect_uri_allowed;
 use latchkey_server::{AppState, Config, fuzzing};
 use latchkey_store_sqlite::SqliteStore;
 use libfuzzer_sys::fuzz_target;

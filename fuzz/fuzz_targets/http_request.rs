@@ -47,7 +47,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             .ok();
         let state = AppState::new(config, store.clone(), None).await.expect("state");
         let (_, hash) = state
-            .tokens().refresh_keys()
+            .issuer.refresh_keys()
             .new_client_secret(&aws_lc_rs::rand::SystemRandom::new())
             .expect("secret");
         let client = Client {
@@ -62,8 +62,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             tokens_valid_after: 0,
         };
         store.insert_client(&client).await.ok();
-        let admin = state
-            .tokens().client_token(&client, Some("latchkey:admin"), None)
+        let admin = latchkey_app::flows::ClientCredentialsGrant::new(state.issuer.clone())
+            .client_token(&client, Some("latchkey:admin"), None)
             .expect("admin token")
             .access_token;
         (app(state), admin)

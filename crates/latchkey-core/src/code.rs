@@ -88,3 +88,125 @@ mod tests {
         assert_ne!(keys.client_secret_hash(&code), hash);
     }
 }
+
+/// Why a found authorization code may not be redeemed by this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRefused {
+    /// It was issued to another client.
+    OtherClient,
+    /// The token request names another redirect URI than the authorization
+    /// request did.
+    RedirectUri,
+    /// It is past its lifetime.
+    Expired,
+    /// The PKCE verifier does not match the challenge.
+    Verifier,
+}
+
+impl CodeRefused {
+    /// The audit trail's words for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OtherClient => "code of another client",
+            Self::RedirectUri => "redirect_uri differs",
+            Self::Expired => "code expired",
+            Self::Verifier => "code_verifier does not match",
+        }
+    }
+}
+
+/// The token request redeeming a code: who asks, and what it repeats.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeRequest<'a> {
+    /// The (authenticated) client redeeming it.
+    pub client_id: &'a str,
+    /// The `redirect_uri` of the token request.
+    pub redirect_uri: &'a str,
+    /// The PKCE `code_verifier`.
+    pub verifier: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+}
+
+/// The rules of redeeming a code the store found unused (SPEC §10), in
+/// order: its client, its redirect URI, its lifetime, its PKCE challenge.
+/// Single use and reuse are the store's (it marks the code used atomically);
+/// this decides whether the fresh code may start a session.
+pub fn check_redemption(
+    code: &crate::records::AuthorizationCode,
+    request: &CodeRequest<'_>,
+) -> std::result::Result<(), CodeRefused> {
+    if code.client_id != request.client_id {
+        Err(CodeRefused::OtherClient)
+    } else if code.redirect_uri != request.redirect_uri {
+        Err(CodeRefused::RedirectUri)
+    } else if code.expires_at < request.now {
+        Err(CodeRefused::Expired)
+    } else if !pkce_matches(request.verifier, &code.code_challenge) {
+        Err(CodeRefused::Verifier)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod redemption_tests {
+    use super::*;
+    use crate::records::AuthorizationCode;
+
+    fn code(challenge: &str) -> AuthorizationCode {
+        AuthorizationCode {
+            hash: TokenHash::from_slice(&[7; 32]).expect("32 bytes"),
+            client_id: "cli_a".into(),
+            user_id: "usr_a".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            code_challenge: challenge.into(),
+            scope: "openid".into(),
+            nonce: None,
+            auth_time: 100,
+            expires_at: 160,
+        }
+    }
+
+    #[test]
+    fn a_code_is_redeemed_only_by_its_client_uri_verifier_and_in_time() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge =
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+        let found = code(&challenge);
+        let good = CodeRequest {
+            client_id: "cli_a",
+            redirect_uri: "https://app.example/cb",
+            verifier,
+            now: 160,
+        };
+        assert_eq!(check_redemption(&found, &good), Ok(()));
+        let cases = [
+            (
+                CodeRequest {
+                    client_id: "cli_b",
+                    ..good
+                },
+                CodeRefused::OtherClient,
+            ),
+            (
+                CodeRequest {
+                    redirect_uri: "https://app.example/cb/",
+                    ..good
+                },
+                CodeRefused::RedirectUri,
+            ),
+            (CodeRequest { now: 161, ..good }, CodeRefused::Expired),
+            (
+                CodeRequest {
+                    verifier: "x".repeat(43).leak(),
+                    ..good
+                },
+                CodeRefused::Verifier,
+            ),
+        ];
+        for (request, why) in cases {
+            assert_eq!(check_redemption(&found, &request), Err(why));
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub mod client_secret;
 pub mod clock;
 pub mod code;
 pub mod coordination;
+pub mod device;
 pub mod dpop;
 pub mod error;
 pub mod id;

@@ -83,6 +83,51 @@ pub enum Redemption {
     Unknown,
 }
 
+/// A device authorization (RFC 8628, SPEC §16), stored by the keyed hashes
+/// of its device code and of its user code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// Keyed hash of the device code (the device polls with it).
+    pub device_hash: TokenHash,
+    /// Keyed hash of the user code (the person types it on `/device`).
+    pub user_hash: TokenHash,
+    /// The client the device is.
+    pub client_id: String,
+    /// The scope asked for (and granted, if approved).
+    pub scope: String,
+    /// When it was asked for, Unix seconds.
+    pub created_at: i64,
+    /// Its end, Unix seconds.
+    pub expires_at: i64,
+    /// Seconds the device must wait between polls (grows on `slow_down`).
+    pub interval: i64,
+    /// The device's last poll, Unix seconds.
+    pub last_polled_at: Option<i64>,
+    /// Where the person's answer stands.
+    pub status: DeviceStatus,
+}
+
+/// Where a device authorization stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Nobody has answered yet.
+    Pending,
+    /// The person allowed it, signed in as `user_id` since `auth_time`.
+    Approved {
+        /// The user who allowed it.
+        user_id: String,
+        /// When they signed in.
+        auth_time: i64,
+    },
+    /// The person denied it.
+    Denied,
+    /// Redeemed for the session `session_id`: never again.
+    Redeemed {
+        /// The session its redemption started.
+        session_id: String,
+    },
+}
+
 /// A session: the family of refresh tokens started by one login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -113,6 +158,23 @@ pub struct Session {
     pub dpop_jkt: Option<String>,
 }
 
+impl Session {
+    /// Whether the session may still be used at `now`: not revoked, not past
+    /// its absolute end (the end's own second still counts, as everywhere:
+    /// see `rotation::has_expired`). The one statement of a session's
+    /// liveness; the stores' SQL says the same (`revoked_at IS NULL AND
+    /// expires_at >= now`).
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at >= now
+    }
+
+    /// [`Self::is_live`], and its user's too: the user enabled and the one
+    /// the session belongs to.
+    pub fn is_live_for(&self, user: &User, now: i64) -> bool {
+        self.is_live(now) && self.user_id == user.id && !user.disabled
+    }
+}
+
 /// One refresh token, stored only as its keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
@@ -136,6 +198,14 @@ pub struct RefreshRecord {
     pub ip: String,
     /// Requesting user agent.
     pub user_agent: String,
+}
+
+impl RefreshRecord {
+    /// Whether the token may still be presented at `now` with its session
+    /// (unused, within its idle lifetime, its session live).
+    pub fn is_usable(&self, session: &Session, now: i64) -> bool {
+        self.used_at.is_none() && self.expires_at >= now && session.is_live(now)
+    }
 }
 
 /// A signing key as stored: the private half sealed (or marked plain).

@@ -80,6 +80,7 @@ impl fmt::Debug for TokenHash {
 /// The server-side keys for refresh tokens and client secrets, all derived
 /// from one 256-bit secret that is kept in the database (sealed under the
 /// master key when one is configured).
+#[derive(Clone)]
 pub struct RefreshKeys {
     hash: hmac::Key,
     derive: hmac::Key,

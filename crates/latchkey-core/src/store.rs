@@ -9,9 +9,10 @@ use crate::refresh::TokenHash;
 use crate::rotation::{Policy, RotationRequest};
 use crate::session::SessionStart;
 
+pub use crate::device::Poll;
 pub use crate::records::{
-    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Redemption, RefreshRecord,
-    RevocationReason, Session, StoredKey, User,
+    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant, DeviceStatus,
+    Redemption, RefreshRecord, RevocationReason, Session, StoredKey, User,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -22,19 +23,34 @@ pub use crate::store_error::{StoreError, StoreResult};
 /// it (`&dyn UserStore`); `use latchkey_core::store::roles::*` brings every
 /// role's methods into scope.
 pub trait Store:
-    UserStore + ClientStore + SessionStore + KeyStore + CodeStore + ProofStore + AuditStore
+    UserStore
+    + ClientStore
+    + SessionStore
+    + KeyStore
+    + CodeStore
+    + DeviceStore
+    + ProofStore
+    + AuditStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + ClientStore + SessionStore + KeyStore + CodeStore + ProofStore + AuditStore
+    T: UserStore
+        + ClientStore
+        + SessionStore
+        + KeyStore
+        + CodeStore
+        + DeviceStore
+        + ProofStore
+        + AuditStore
 {
 }
 
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AuditStore, ClientStore, CodeStore, KeyStore, ProofStore, SessionStore, UserStore,
+        AuditStore, ClientStore, CodeStore, DeviceStore, KeyStore, ProofStore, SessionStore,
+        UserStore,
     };
 }
 
@@ -228,6 +244,43 @@ pub trait CodeStore: Send + Sync + 'static {
         scope: &str,
         now: i64,
     ) -> StoreResult<()>;
+}
+
+/// Device authorizations (RFC 8628, SPEC §16).
+#[async_trait]
+pub trait DeviceStore: Send + Sync + 'static {
+    /// Stores a new device authorization; [`StoreError::Conflict`] if its
+    /// user code is another's (the caller draws a new one).
+    async fn insert_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()>;
+    /// The device authorization of a user code, if any.
+    async fn device_grant_by_user_code(
+        &self,
+        user_hash: &TokenHash,
+    ) -> StoreResult<Option<DeviceGrant>>;
+    /// Records the person's answer (`Approved` or `Denied`) if the grant is
+    /// still answerable at `now` (`device::answerable`); false otherwise.
+    /// Of any number of answers at once, one is recorded.
+    async fn answer_device_grant(
+        &self,
+        user_hash: &TokenHash,
+        answer: &DeviceStatus,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// A poll by `client_id`, atomically: reads the grant, decides with `device::poll`
+    /// (which names `session_id` as the session an approved grant is
+    /// redeemed for) and stores what follows. Of any number of polls of an
+    /// approved grant at once, one gets [`Poll::Issue`]. `None` for an
+    /// unknown device code.
+    async fn poll_device_grant(
+        &self,
+        device_hash: &TokenHash,
+        client_id: &str,
+        now: i64,
+        session_id: &str,
+    ) -> StoreResult<Option<Poll>>;
+    /// Deletes the device authorizations that ended before `before`;
+    /// returns how many.
+    async fn prune_device_grants(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// Single-use proofs seen (DPoP `jti`s), shared by every instance.

@@ -170,14 +170,31 @@ impl ApiError {
     }
 }
 
-impl From<crate::service::Refusal> for ApiError {
-    fn from(refusal: crate::service::Refusal) -> Self {
-        use crate::service::Refusal;
+impl From<latchkey_app::service::Refusal> for ApiError {
+    fn from(refusal: latchkey_app::service::Refusal) -> Self {
+        use latchkey_app::service::Refusal;
         match refusal {
             Refusal::InvalidRequest(d) => Self::invalid_request(d),
             Refusal::InvalidGrant(d) => Self::invalid_grant(d),
             Refusal::InvalidScope(d) => Self::invalid_scope(d),
             Refusal::InvalidToken(d) => Self::invalid_token(d),
+            Refusal::InvalidClient(d) => Self::invalid_client(d),
+            Refusal::UnauthorizedClient(d) => Self::unauthorized_client(d),
+            Refusal::UnsupportedGrantType(d) => Self::unsupported_grant_type(d),
+            e @ Refusal::AuthorizationPending => Self::oauth(
+                StatusCode::BAD_REQUEST,
+                "authorization_pending",
+                e.to_string(),
+            ),
+            e @ Refusal::SlowDown { .. } => {
+                Self::oauth(StatusCode::BAD_REQUEST, "slow_down", e.to_string())
+            }
+            e @ Refusal::AccessDenied => {
+                Self::oauth(StatusCode::BAD_REQUEST, "access_denied", e.to_string())
+            }
+            e @ Refusal::ExpiredToken => {
+                Self::oauth(StatusCode::BAD_REQUEST, "expired_token", e.to_string())
+            }
             Refusal::TooManyRequests { retry_after } => Self::TooManyRequests { retry_after },
             Refusal::Busy { retry_after } => Self::Busy { retry_after },
             Refusal::InvalidDpopProof(d) => Self::Dpop {
@@ -197,9 +214,9 @@ impl From<crate::service::Refusal> for ApiError {
     }
 }
 
-impl From<crate::service::ServiceError> for ApiError {
-    fn from(e: crate::service::ServiceError) -> Self {
-        use crate::service::ServiceError;
+impl From<latchkey_app::service::ServiceError> for ApiError {
+    fn from(e: latchkey_app::service::ServiceError) -> Self {
+        use latchkey_app::service::ServiceError;
         match e {
             ServiceError::InvalidClientName
             | ServiceError::PublicClient
@@ -221,11 +238,11 @@ impl From<crate::service::ServiceError> for ApiError {
     }
 }
 
-impl From<crate::service::SignUpRefusal> for ApiError {
-    fn from(e: crate::service::SignUpRefusal) -> Self {
+impl From<latchkey_app::flows::SignUpRefusal> for ApiError {
+    fn from(e: latchkey_app::flows::SignUpRefusal) -> Self {
         match e {
-            crate::service::SignUpRefusal::Account(e) => e.into(),
-            crate::service::SignUpRefusal::Token(e) => e.into(),
+            latchkey_app::flows::SignUpRefusal::Account(e) => e.into(),
+            latchkey_app::flows::SignUpRefusal::Token(e) => e.into(),
         }
     }
 }
@@ -389,7 +406,7 @@ mod tests {
     #[test]
     fn an_unavailable_database_is_a_503_and_a_corrupt_one_a_500() {
         let down = StoreError::Backend("connection refused".into());
-        let response = ApiError::from(crate::service::Refusal::from(down)).into_response();
+        let response = ApiError::from(latchkey_app::service::Refusal::from(down)).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let direct = ApiError::from(StoreError::Backend("disk full".into())).into_response();

@@ -1,6 +1,8 @@
-//! Latchkey's HTTP server: [`app`] builds the axum router over an
-//! [`AppState`], which holds the configuration, a [`Store`] trait object and
-//! the keys.
+//! Latchkey's HTTP adapters: [`app`] builds the axum router over an
+//! [`AppState`], the composed application of `latchkey-app`; the handlers
+//! parse a request, call one flow or service, and render its answer. The
+//! rules live in `latchkey-app` and `latchkey-core`, which know nothing of
+//! HTTP.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn latchkey_core::store::Store>) -> Result<(), Box<dyn std::error::Error>> {
@@ -14,22 +16,17 @@
 //!
 //! [`Store`]: latchkey_core::store::Store
 
-pub mod config;
 pub mod error;
-mod hashing;
 mod http;
-pub mod keyring;
-pub mod maintenance;
-pub mod metrics;
-pub mod revocation;
 pub mod serve;
-pub mod service;
 pub mod state;
-pub mod throttle;
 
-pub use config::Config;
 #[cfg(feature = "fuzzing")]
 pub use http::fuzzing;
 pub use http::{MAX_BODY_BYTES, MAX_TARGET_BYTES, app};
+/// The configuration ([`latchkey_app::config`]), which the HTTP layer reads
+/// too.
+pub use latchkey_app::config;
+pub use latchkey_app::config::Config;
 pub use serve::{Limits, serve};
 pub use state::AppState;

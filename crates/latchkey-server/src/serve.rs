@@ -47,7 +47,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Sleep;
 use tower::ServiceExt;
 
-use crate::config::IpRange;
+use latchkey_app::config::IpRange;
 
 /// How the connection loop bounds its clients.
 #[derive(Debug, Clone)]

@@ -572,3 +572,103 @@ async fn the_authorization_pages_sign_in_ask_consent_and_return_a_code() {
     browser.field("Password").await;
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_page_takes_the_code_signs_in_and_allows_the_device() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    app.add_client("lkc_tv", "openid profile", false).await;
+    let codes: serde_json::Value = app
+        .post_form(
+            "/oauth/device_authorization",
+            &[("client_id", "lkc_tv"), ("scope", "openid profile")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_code = codes["user_code"].as_str().unwrap().to_owned();
+    let device_code = codes["device_code"].as_str().unwrap().to_owned();
+    let page = app.http.get(app.url("/device")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(!page.text().await.unwrap().contains("<script"));
+
+    let browser = browser!();
+    browser.goto(&app.url("/device")).await;
+    // Typed in lower case, without the dash, and sent with the Enter key.
+    let typed = user_code.replace('-', "").to_lowercase();
+    browser
+        .field("Code")
+        .await
+        .send_keys(&format!("{typed}\u{E007}"))
+        .await
+        .unwrap();
+    browser.wait_for_text("Log in to connect lkc_tv").await;
+    browser
+        .field("Username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    browser.wait_for_text("on your device?").await;
+    assert!(browser.text().await.contains(&user_code));
+    browser.button("Allow").await.click().await.unwrap();
+    browser.wait_for_text("go back to your device").await;
+
+    let tokens: serde_json::Value = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "lkc_tv"),
+                ("device_code", device_code.as_str()),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "openid profile", "{tokens}");
+    assert!(tokens["refresh_token"].is_string());
+
+    // verification_uri_complete fills the code in; a signed-in browser goes
+    // straight to the question, and a wrong code is said in an alert.
+    let again: serde_json::Value = app
+        .post_form("/oauth/device_authorization", &[("client_id", "lkc_tv")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    browser
+        .goto(again["verification_uri_complete"].as_str().unwrap())
+        .await;
+    browser.button("Continue").await.click().await.unwrap();
+    browser.wait_for_text("on your device?").await;
+    browser.button("Deny").await.click().await.unwrap();
+    browser.wait_for_text("You denied the request").await;
+    browser.goto(&app.url("/device")).await;
+    browser
+        .field("Code")
+        .await
+        .send_keys("BCDF-GHJK")
+        .await
+        .unwrap();
+    browser.button("Continue").await.click().await.unwrap();
+    browser.wait_for_text("not valid or has expired").await;
+    let alert = browser
+        .eval("return document.querySelector('[role=alert]').textContent")
+        .await;
+    assert!(alert.as_str().unwrap().contains("not valid"), "{alert}");
+    browser.quit().await;
+}

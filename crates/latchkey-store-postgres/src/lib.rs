@@ -41,6 +41,7 @@ mod audit;
 mod batch;
 mod clients;
 mod codes;
+mod devices;
 mod feed;
 mod keys;
 mod proofs;

@@ -33,6 +33,7 @@
 mod audit;
 mod clients;
 mod codes;
+mod devices;
 mod grouped;
 mod keys;
 mod migrate;

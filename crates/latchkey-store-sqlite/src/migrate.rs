@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_authorization_code.sql"),
     include_str!("../migrations/0007_dpop.sql"),
     include_str!("../migrations/0008_client_management.sql"),
+    include_str!("../migrations/0009_device_grants.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

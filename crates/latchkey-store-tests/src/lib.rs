@@ -12,6 +12,10 @@
 
 use std::sync::Arc;
 
+mod devices;
+
+pub use devices::*;
+
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
     BindingPolicy, Policy, Rejection, RevocationReason, RotationRequest,
@@ -103,6 +107,8 @@ macro_rules! suite {
             a_routine_refresh_writes_no_audit_row_unless_asked,
             one_clients_sessions_never_evict_anothers,
             clients_are_changed_disabled_and_removed,
+            a_device_grant_is_answered_once,
+            device_polls_are_decided_one_at_a_time,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

@@ -1,6 +1,7 @@
 //! The `latchkey` binary: start-up and the operator's command line. A thin
-//! layer over `latchkey-server` and the storage crates; the only place that
-//! chooses a storage backend.
+//! layer over `latchkey-app` (every command runs on the services it
+//! composes, `Services::build`), `latchkey-server` (for `serve`) and the
+//! storage crates; the only place that chooses a storage backend.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,19 +11,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use aws_lc_rs::rand::SystemRandom;
 use clap::{Parser, Subcommand};
+use latchkey_app::compose::Services;
+use latchkey_app::config::{Config, ConfigError};
+use latchkey_app::keyring::load_refresh_keys;
+use latchkey_app::service::{
+    Actor, NewClient, ServiceError, Users, canonical_username, canonicalise_stored_names,
+};
 use latchkey_coordinator_redis::RedisCoordinator;
-use latchkey_core::clock::{Clock, SystemClock};
-use latchkey_core::coordination::{Coordinator, DatabaseOnly, RevocationFanout};
+use latchkey_core::clock::SystemClock;
+use latchkey_core::coordination::Coordinator;
 use latchkey_core::password::check_new_password;
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::store::{AuditFilter, Store, User};
-use latchkey_server::config::{Config, ConfigError};
-use latchkey_server::keyring::load_refresh_keys;
-use latchkey_server::metrics::Metrics;
-use latchkey_server::service::{
-    Actor, BlockingHasher, Clients, Events, Keys, NewClient, ServiceError, Sessions, Users,
-    canonical_username, canonicalise_stored_names,
-};
 use latchkey_server::state::now;
 use latchkey_server::{AppState, app};
 use latchkey_store_postgres::PgStore;
@@ -327,32 +327,18 @@ async fn open_coordinator(config: &Config) -> Result<Option<Arc<dyn Coordinator>
     Ok(Some(Arc::new(redis)))
 }
 
-/// The account and session operations, as the server runs them: sessions
-/// the command line revokes go on the Redis deny-list too (when Redis is
-/// configured), so that running servers learn of them at once.
-async fn services(config: &Config, store: Arc<dyn Store>) -> Result<(Users, Sessions)> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let fanout: Arc<dyn RevocationFanout> = match open_coordinator(config).await? {
-        Some(redis) => redis,
-        None => Arc::new(DatabaseOnly),
-    };
-    let events = cli_events(store.clone());
-    let deny_ttl = config.access_ttl + latchkey_core::jwt::LEEWAY_SECS;
-    let sessions = Sessions::new(
-        store.clone(),
-        clock.clone(),
-        fanout,
-        events.clone(),
-        deny_ttl,
-    );
-    let users = Users::new(
+/// The services every command runs on, composed as the server composes
+/// them: sessions the command line revokes go on the Redis deny-list too
+/// (when Redis is configured), so that running servers learn of them at
+/// once; events carry the actor `cli`.
+async fn services(config: Config, store: Arc<dyn Store>) -> Result<Services> {
+    let coordinator = open_coordinator(&config).await?;
+    Ok(Services::build(
+        config,
         store,
-        clock,
-        Arc::new(BlockingHasher),
-        sessions.clone(),
-        events,
-    );
-    Ok((users, sessions))
+        coordinator,
+        Arc::new(SystemClock),
+    ))
 }
 
 /// A database URL without its password, for logs.
@@ -372,14 +358,14 @@ async fn run(cli: Cli) -> Result<()> {
     let store = open_store(&config).await?;
     match cli.command {
         Command::Serve => serve(config, store).await,
-        Command::User(command) => user(command, &config, store).await,
-        Command::Client(command) => client(command, &config, store).await,
+        Command::User(command) => user(command, &services(config, store).await?).await,
+        Command::Client(command) => client(command, &services(config, store).await?).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
-            keys_rotate(config, store, activate_in).await
+            keys_rotate(&services(config, store).await?, activate_in).await
         }
-        Command::Keys(KeysCommand::Seal) => keys_seal(config, store).await,
-        Command::Sessions(command) => sessions(command, &config, store).await,
+        Command::Keys(KeysCommand::Seal) => keys_seal(&services(config, store).await?).await,
+        Command::Sessions(command) => sessions(command, &services(config, store).await?).await,
         Command::Audit {
             user,
             kind,
@@ -403,13 +389,13 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
             message: format!("cannot listen on {listen}: {e}"),
         })?;
     let local = listener.local_addr().context("no local address")?;
-    let keyring = state.tokens().keyring();
+    let keyring = state.issuer.keyring();
     tracing::info!(
         "latchkey listening on http://{local}, database {database}, signing key {} ({})",
         keyring.signing(now()).kid(),
         keyring.signing(now()).alg()
     );
-    latchkey_server::maintenance::spawn(state.clone());
+    latchkey_app::maintenance::spawn(state.app().clone());
     let limits = latchkey_server::Limits::of(state.config());
     latchkey_server::serve(listener, app(state), limits, shutdown_signal()).await;
     tracing::info!("latchkey stopped");
@@ -469,8 +455,8 @@ async fn find_user(users: &Users, name: &str) -> Result<User> {
     }
 }
 
-async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    let (users, _) = services(config, store.clone()).await?;
+async fn user(command: UserCommand, services: &Services) -> Result<()> {
+    let (users, store) = (&services.users, &services.store);
     let cli = Actor::cli();
     match command {
         UserCommand::Add {
@@ -491,7 +477,7 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
             password_stdin,
             revoke_sessions,
         } => {
-            let user = find_user(&users, &name).await?;
+            let user = find_user(users, &name).await?;
             let password = read_password(password_stdin)?;
             let revoked = users
                 .set_password(&user, password, revoke_sessions, &cli)
@@ -508,17 +494,17 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
             }
         }
         UserCommand::Disable { name } => {
-            let user = find_user(&users, &name).await?;
+            let user = find_user(users, &name).await?;
             users.set_disabled(&user, true, &cli).await?;
             println!("user {name} disabled; all their sessions are revoked");
         }
         UserCommand::Enable { name } => {
-            let user = find_user(&users, &name).await?;
+            let user = find_user(users, &name).await?;
             users.set_disabled(&user, false, &cli).await?;
             println!("user {name} enabled");
         }
         UserCommand::Delete { name } => {
-            let user = find_user(&users, &name).await?;
+            let user = find_user(users, &name).await?;
             users.delete(&user, &cli).await?;
             println!("user {name} deleted; all their sessions are revoked");
         }
@@ -543,14 +529,8 @@ async fn user(command: UserCommand, config: &Config, store: Arc<dyn Store>) -> R
     Ok(())
 }
 
-async fn client(command: ClientCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    let (_, sessions) = services(config, store.clone()).await?;
-    let clients = Clients::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        cli_events(store.clone()),
-        sessions,
-    );
+async fn client(command: ClientCommand, services: &Services) -> Result<()> {
+    let (clients, store, config) = (&services.clients, &services.store, &services.config);
     let cli = Actor::cli();
     let missing = |id: &str, e: ServiceError| match e {
         ServiceError::NotFound => anyhow::anyhow!("no client with id {id:?}"),
@@ -710,14 +690,9 @@ async fn keys_list(store: &dyn Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn keys_rotate(config: Config, store: Arc<dyn Store>, activate_in: i64) -> Result<()> {
-    let delay = latchkey_server::keyring::retirement_delay(&config);
-    let keys = Keys::new(
-        store.clone(),
-        Arc::new(config),
-        Arc::new(SystemClock),
-        cli_events(store),
-    );
+async fn keys_rotate(services: &Services, activate_in: i64) -> Result<()> {
+    let delay = latchkey_app::keyring::retirement_delay(&services.config);
+    let keys = &services.keys;
     let key = keys.rotate(activate_in, &Actor::cli()).await?;
     println!(
         "key {} ({}) is published now and signs from {} UTC; the current key retires {} s after that",
@@ -729,13 +704,8 @@ async fn keys_rotate(config: Config, store: Arc<dyn Store>, activate_in: i64) ->
     Ok(())
 }
 
-async fn keys_seal(config: Config, store: Arc<dyn Store>) -> Result<()> {
-    let keys = Keys::new(
-        store.clone(),
-        Arc::new(config),
-        Arc::new(SystemClock),
-        cli_events(store),
-    );
+async fn keys_seal(services: &Services) -> Result<()> {
+    let keys = &services.keys;
     let sealed = keys.seal(&Actor::cli()).await?;
     if sealed.is_empty() {
         println!("every key is sealed already");
@@ -746,18 +716,12 @@ async fn keys_seal(config: Config, store: Arc<dyn Store>) -> Result<()> {
     Ok(())
 }
 
-/// The events of what an operator does at the command line (the address
-/// says `cli`).
-fn cli_events(store: Arc<dyn Store>) -> Events {
-    Events::new(store, Arc::new(SystemClock), Arc::new(Metrics::default()))
-}
-
-async fn sessions(command: SessionsCommand, config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    let (users, sessions) = services(config, store.clone()).await?;
+async fn sessions(command: SessionsCommand, services: &Services) -> Result<()> {
+    let (users, sessions, store) = (&services.users, &services.sessions, &services.store);
     let cli = Actor::cli();
     match command {
         SessionsCommand::List { user, json } => {
-            let user = find_user(&users, &user).await?;
+            let user = find_user(users, &user).await?;
             let sessions = store.live_sessions(&user.id, now()).await?;
             if json {
                 let list: Vec<_> = sessions
@@ -807,7 +771,7 @@ async fn sessions(command: SessionsCommand, config: &Config, store: Arc<dyn Stor
         }
         SessionsCommand::Revoke { id: None, user } => {
             let name = user.context("give a session id or --user NAME")?;
-            let user = find_user(&users, &name).await?;
+            let user = find_user(users, &name).await?;
             let revoked = sessions
                 .revoke_all(&user.id, RevocationReason::Admin, &cli)
                 .await?;
@@ -826,7 +790,7 @@ async fn audit(
 ) -> Result<()> {
     let user_id = match user {
         Some(name) => Some(
-            latchkey_server::service::find_user(store, &name)
+            latchkey_app::service::find_user(store, &name)
                 .await?
                 .with_context(|| format!("no user named {name:?}"))?
                 .id,

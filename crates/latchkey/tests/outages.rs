@@ -592,7 +592,7 @@ async fn redis_stopped_and_started_falls_back_to_the_database_and_loses_nothing(
     until_refused(&http, &a.base, s(&during, "access_token")).await;
 
     assert!(
-        a.log_text().contains("login attempt counters unavailable"),
+        a.log_text().contains("attempt counters unavailable"),
         "the throttle's fallback was not logged"
     );
 

@@ -24,8 +24,8 @@ use serde_json::json;
 use super::extract::{Params, check_text};
 use super::oauth::token_response;
 use crate::error::ApiError;
-use crate::service::Actor;
 use crate::state::{AppState, RequestContext};
+use latchkey_app::service::Actor;
 use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 
 /// The scope an admin client's token must hold.
@@ -283,7 +283,7 @@ async fn create_user(
 ) -> Result<Response, ApiError> {
     let new: NewUser = json_body(&headers, &body)?;
     let actor = admin.actor(&ctx);
-    let users = state.users();
+    let users = &state.users;
     let user = match new.password {
         Some(password) => users.add(&new.username, password, &actor).await?,
         None => users.add_without_password(&new.username, &actor).await?,
@@ -300,7 +300,7 @@ async fn list_users(
     let limit = limit(&params)?;
     let after = params.get("cursor").map(decode_cursor).transpose()?;
     // One more than asked tells whether another page follows.
-    let mut users = state.users().page(after.as_deref(), limit + 1).await?;
+    let mut users = state.users.page(after.as_deref(), limit + 1).await?;
     let next_cursor = if users.len() > limit as usize {
         users.truncate(limit as usize);
         users.last().map(|u| encode_cursor(&u.id))
@@ -316,7 +316,7 @@ async fn read_user(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = state.users().by_id(path_id(&id)?).await?;
+    let user = state.users.by_id(path_id(&id)?).await?;
     Ok(Json(UserView::from(user)).into_response())
 }
 
@@ -347,7 +347,7 @@ async fn update_user(
         latchkey_core::password::check_new_password(password)
             .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     }
-    let users = state.users();
+    let users = &state.users;
     let mut user = users.by_id(path_id(&id)?).await?;
     let actor = admin.actor(&ctx);
     if let Some(password) = change.password {
@@ -369,7 +369,7 @@ async fn list_clients(
 ) -> Result<Response, ApiError> {
     query(raw.as_deref(), &[])?;
     let clients: Vec<ClientView> = state
-        .clients()
+        .clients
         .list()
         .await?
         .into_iter()
@@ -383,7 +383,7 @@ async fn read_client(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = state.clients().by_id(path_id(&id)?).await?;
+    let client = state.clients.by_id(path_id(&id)?).await?;
     Ok(Json(ClientView::from(client)).into_response())
 }
 
@@ -422,7 +422,7 @@ async fn update_client(
             "an admin client cannot disable itself",
         ));
     }
-    let clients = state.clients();
+    let clients = &state.clients;
     let mut client = clients.by_id(id).await?;
     if rotate && client.secret_hash.is_none() {
         return Err(ApiError::invalid_request("a public client has no secret"));
@@ -437,7 +437,7 @@ async fn update_client(
     let mut secret = None;
     if rotate {
         let (rotated, new_secret) = clients
-            .rotate_secret(id, state.tokens().refresh_keys(), &actor)
+            .rotate_secret(id, state.issuer.refresh_keys(), &actor)
             .await?;
         client = rotated;
         secret = Some(new_secret);
@@ -466,7 +466,7 @@ async fn remove_client(
             "an admin client cannot remove itself",
         ));
     }
-    state.clients().remove(id, &admin.actor(&ctx)).await?;
+    state.clients.remove(id, &admin.actor(&ctx)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -476,7 +476,7 @@ async fn delete_user(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let users = state.users();
+    let users = &state.users;
     let user = users.by_id(path_id(&id)?).await?;
     users.delete(&user, &admin.actor(&ctx)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -487,7 +487,7 @@ async fn user_sessions(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = state.users().by_id(path_id(&id)?).await?;
+    let user = state.users.by_id(path_id(&id)?).await?;
     let sessions = state.store().live_sessions(&user.id, state.now()).await?;
     let sessions: Vec<SessionView> = sessions.into_iter().map(SessionView::from).collect();
     Ok(Json(json!({ "sessions": sessions })).into_response())
@@ -499,10 +499,9 @@ async fn revoke_user_sessions(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = state.users().by_id(path_id(&id)?).await?;
+    let user = state.users.by_id(path_id(&id)?).await?;
     state
-        .tokens()
-        .sessions()
+        .sessions
         .revoke_all(&user.id, RevocationReason::Admin, &admin.actor(&ctx))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -519,8 +518,7 @@ async fn revoke_session(
         return Err(ApiError::not_found("no such session"));
     };
     state
-        .tokens()
-        .sessions()
+        .sessions
         .revoke(
             &session.id,
             &session.user_id,
@@ -548,7 +546,7 @@ async fn create_session(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let new: NewSession = json_body(&headers, &body)?;
-    let user = state.users().by_id(path_id(&new.user_id)?).await?;
+    let user = state.users.by_id(path_id(&new.user_id)?).await?;
     let client = match new.client_id.as_deref() {
         None | Some(FIRST_PARTY_CLIENT_ID) => None,
         Some(id) => Some(
@@ -564,23 +562,18 @@ async fn create_session(
     let proof = super::dpop::token_proof(&state, &headers, "/admin/sessions").await?;
     super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let Some(issued) = state
-        .tokens()
-        .start_session_for(&user, client.as_ref(), new.scope.as_deref(), &ctx)
+        .admin_sessions
+        .start(
+            &user,
+            client.as_ref(),
+            new.scope.as_deref(),
+            &admin.client_id,
+            &ctx,
+        )
         .await?
     else {
         return Err(ApiError::invalid_request("the user is disabled"));
     };
-    state
-        .tokens()
-        .audit(
-            "admin_session_created",
-            Some(&user.id),
-            issued.session_id.as_deref(),
-            Some(&admin.client_id),
-            &ctx,
-            "",
-        )
-        .await;
     Ok(super::dpop::with_nonce(
         &state,
         proof.as_ref(),

@@ -47,7 +47,7 @@ impl Delivery {
             });
         }
         browser::check(headers, state.config(), false)?;
-        let fingerprint = browser::fingerprint(headers, state.config(), state.tokens().rng())?;
+        let fingerprint = browser::fingerprint(headers, state.config(), state.issuer.rng())?;
         ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
         Ok(Self {
             browser: true,
@@ -73,9 +73,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let delivery = Delivery::of(&state, &headers, &mut ctx)?;
     let params = Params::from_body(&headers, &body, true)?;
-    let client = client_auth::client(&state, &headers, &params)
-        .await?
-        .map(|c| c.client);
+    let client = client_auth::client(&state, &headers, &params).await?;
     // A third-party application never sees a password: it signs users in
     // with the authorization code flow and its consent page.
     if let Some(client) = &client
@@ -90,7 +88,7 @@ async fn login(
     let username = params.require("username")?;
     let password = params.require("password")?;
     let issued = state
-        .tokens()
+        .login
         .login(
             username,
             password,
@@ -119,14 +117,8 @@ async fn signup(
     let username = params.require("username")?;
     let password = params.require("password")?;
     let issued = state
-        .tokens()
-        .sign_up(
-            state.users(),
-            username,
-            password.to_owned(),
-            params.get("scope"),
-            &ctx,
-        )
+        .signup
+        .sign_up(username, password.to_owned(), params.get("scope"), &ctx)
         .await?;
     delivery.respond(&state, &issued)
 }
@@ -141,10 +133,10 @@ async fn refresh(
     let Some(token) = browser::refresh_cookie(&headers, state.config()) else {
         return Err(ApiError::invalid_grant("no refresh token cookie"));
     };
-    let fingerprint = browser::fingerprint(&headers, state.config(), state.tokens().rng())?;
+    let fingerprint = browser::fingerprint(&headers, state.config(), state.issuer.rng())?;
     ctx.fingerprint = fingerprint.as_ref().map(|f| f.hash.clone());
     let issued = state
-        .tokens()
+        .refresh
         .refresh(&token, None, None, None, &ctx)
         .await?;
     browser::token_response(state.config(), &issued, fingerprint.as_ref())
@@ -165,12 +157,12 @@ async fn logout(
             .and_then(RefreshToken::parse)
             && let Some((_, session)) = state
                 .store()
-                .refresh_token(&state.tokens().refresh_keys().hash(&token))
+                .refresh_token(&state.issuer.refresh_keys().hash(&token))
                 .await?
             && session.client_id.is_none()
         {
             state
-                .tokens()
+                .issuer
                 .revoke_session(
                     &session.id,
                     &session.user_id,
@@ -186,7 +178,7 @@ async fn logout(
         // would get codes for this user), unless that sign-in is another
         // user's.
         let mut response = browser::logged_out(state.config())?;
-        super::authorize::end_sign_in(
+        super::pages::end_sign_in(
             &state,
             &headers,
             account_user.as_deref(),
@@ -201,7 +193,7 @@ async fn logout(
             .await?;
     if let Some(sid) = principal.claims.sid.as_deref() {
         state
-            .tokens()
+            .issuer
             .revoke_session(
                 sid,
                 &principal.claims.sub,

@@ -8,28 +8,27 @@
 //! have no script; their forms carry a CSRF token that must match a
 //! `SameSite=Strict` cookie, and `Origin`, when sent, must be this server's.
 
-use aws_lc_rs::rand::SecureRandom;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_core::code::is_s256_challenge;
 use latchkey_core::jwt::IdClaims;
-use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
 use latchkey_core::store::{Client, Session, User};
 use serde_json::json;
 
-use super::browser::cookie;
+use latchkey_app::flows::{CodeGrant, redirect_uri_allowed};
+
 use super::extract::{Authenticated, Params};
-use crate::config::Config;
+use super::pages::{
+    LOGIN_FIELDS, csrf_token, end_sign_in, error_page, escape, html_page, remember_sign_in,
+    same_origin_form, sign_in, signed_in, with_csrf_cookie,
+};
 use crate::error::ApiError;
-use crate::service::{CodeGrant, Refusal, redirect_uri_allowed};
 use crate::state::{AppState, RequestContext};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -53,73 +52,6 @@ const CARRIED: [&str; 8] = [
     "code_challenge",
     "code_challenge_method",
 ];
-
-fn sign_in_cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure {
-        "__Host-lk_signin"
-    } else {
-        "lk_signin"
-    }
-}
-
-fn csrf_cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure {
-        "__Host-lk_csrf"
-    } else {
-        "lk_csrf"
-    }
-}
-
-/// A cookie for the whole origin: `__Host-` when secure. The sign-in cookie
-/// is `SameSite=Lax`, since a client sends the browser here by a cross-site
-/// navigation; the CSRF cookie `Strict`, since only this server's own forms
-/// post back.
-fn host_cookie(
-    config: &Config,
-    name: &str,
-    value: &str,
-    same_site: &str,
-    max_age: Option<i64>,
-) -> HeaderValue {
-    let secure = if config.cookie_secure { "; Secure" } else { "" };
-    let age = max_age
-        .map(|a| format!("; Max-Age={a}"))
-        .unwrap_or_default();
-    let text = format!("{name}={value}; HttpOnly{secure}; SameSite={same_site}; Path=/{age}");
-    HeaderValue::from_str(&text)
-        .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
-}
-
-/// Ends this browser's sign-in for the authorization pages (the session its
-/// cookie names) and clears the cookie on `response`, unless the sign-in is
-/// another user's than `user_id` (`None`: whoever's). Both logouts, the
-/// account page's and an application's, end it this way.
-pub(super) async fn end_sign_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    user_id: Option<&str>,
-    ctx: &RequestContext,
-    response: &mut Response,
-) -> Result<(), ApiError> {
-    let config = state.config();
-    if cookie(headers, sign_in_cookie_name(config)).is_none() {
-        return Ok(());
-    }
-    if let Some((session, user)) = signed_in(state, headers).await? {
-        if user_id.is_some_and(|id| id != user.id) {
-            return Ok(());
-        }
-        state
-            .tokens()
-            .revoke_session(&session.id, &user.id, RevocationReason::Logout, None, ctx)
-            .await?;
-    }
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        host_cookie(config, sign_in_cookie_name(config), "", "Lax", Some(0)),
-    );
-    Ok(())
-}
 
 /// A validated authorization request.
 struct Authorization {
@@ -223,7 +155,7 @@ async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Fa
         ));
     }
     let scope = state
-        .tokens()
+        .issuer
         .user_scope(params.get("scope"), Some(&client))
         .map_err(|e| back("invalid_scope", &e.to_string()))?;
     let prompt: Vec<String> = params
@@ -305,46 +237,12 @@ async fn authorize_form(
         Err(failure) => return failure.respond(&issuer),
     };
     if let (Some(username), Some(password)) = (params.get("username"), params.get("password")) {
-        let issued = match state
-            .tokens()
-            .login(username, password, None, None, &ctx)
-            .await
-        {
-            Ok(issued) => issued,
-            Err(refusal) => {
-                let message = match refusal {
-                    Refusal::InvalidGrant(_) | Refusal::InvalidRequest(_) => {
-                        "Wrong username or password."
-                    }
-                    Refusal::TooManyRequests { .. } => {
-                        "Too many attempts. Wait a while, then try again."
-                    }
-                    _ => "Signing in is not possible right now. Try again in a moment.",
-                };
-                return login_page(&state, &headers, &request, Some(message));
-            }
-        };
-        let found = match issued.session_id.as_deref() {
-            Some(sid) => state.store().session_with_user(sid).await,
-            None => Ok(None),
-        };
-        let Ok(Some((session, user))) = found else {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+        let (session, user, issued) = match sign_in(&state, &ctx, username, password).await {
+            Ok(signed_in) => signed_in,
+            Err(message) => return login_page(&state, &headers, &request, Some(message)),
         };
         let mut response = proceed(&state, &headers, request, session, user).await;
-        if let Some(token) = &issued.refresh_token {
-            let config = state.config();
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                host_cookie(
-                    config,
-                    sign_in_cookie_name(config),
-                    RefreshToken::expose(token),
-                    "Lax",
-                    Some(config.policy.absolute_ttl),
-                ),
-            );
-        }
+        remember_sign_in(&state, &issued, &mut response);
         return response;
     }
     let Ok(Some((session, user))) = signed_in(&state, &headers).await else {
@@ -353,7 +251,7 @@ async fn authorize_form(
     match params.get("decision") {
         Some("allow") => {
             if let Err(e) = state
-                .tokens()
+                .authorizations
                 .remember_consent(&user, &request.client, &request.scope, &ctx)
                 .await
             {
@@ -378,7 +276,7 @@ async fn proceed(
 ) -> Response {
     let issuer = &state.config().issuer;
     let ask = match state
-        .tokens()
+        .authorizations
         .needs_consent(&user, &request.client, &request.scope)
         .await
     {
@@ -412,7 +310,7 @@ async fn code_redirect(
         nonce: request.nonce.as_deref(),
         auth_time: session.created_at,
     };
-    let code = match state.tokens().issue_code(&grant).await {
+    let code = match state.authorizations.issue_code(&grant).await {
         Ok(code) => code,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -431,68 +329,6 @@ fn back(request: &Authorization, error: &'static str, description: &str) -> Fail
         error,
         description: description.to_owned(),
     }
-}
-
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<(Session, User)>, ApiError> {
-    match cookie(headers, sign_in_cookie_name(state.config())) {
-        Some(value) => Ok(state.tokens().signed_in(value).await?),
-        None => Ok(None),
-    }
-}
-
-/// The form's CSRF token matches its cookie, and `Origin`, if sent, is one
-/// this server allows.
-fn same_origin_form(state: &AppState, headers: &HeaderMap, params: &Params) -> bool {
-    let config = state.config();
-    let origin_ok = match headers.get(header::ORIGIN).map(HeaderValue::to_str) {
-        None => true,
-        Some(Ok(origin)) => config.allowed_origins.iter().any(|o| o == origin),
-        Some(Err(_)) => false,
-    };
-    let csrf = cookie(headers, csrf_cookie_name(config));
-    let matches = match (csrf, params.get("csrf")) {
-        (Some(a), Some(b)) => {
-            a.len() == b.len()
-                && a.bytes()
-                    .zip(b.bytes())
-                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                    == 0
-        }
-        _ => false,
-    };
-    origin_ok && matches
-}
-
-/// The browser's CSRF token: kept while its cookie holds one, else new.
-fn csrf_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = cookie(headers, csrf_cookie_name(state.config()))
-        && value.len() == 43
-        && URL_SAFE_NO_PAD.decode(value).is_ok()
-    {
-        return Some(value.to_owned());
-    }
-    let mut bytes = [0u8; 32];
-    state.tokens().rng().fill(&mut bytes).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn hidden_fields(request: &Authorization, csrf: &str) -> String {
@@ -521,59 +357,6 @@ fn form_targets(redirect_uri: &str) -> String {
     }
 }
 
-fn html_page(status: StatusCode, title: &str, body: &str, form_action: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<link rel=\"stylesheet\" href=\"/assets/account.css\">\n</head>\n\
-         <body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
-        escape(title)
-    );
-    let policy = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-         base-uri 'none'; frame-ancestors 'none'"
-    );
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not `no-referrer`: under it a browser sends `Origin: null` with the
-    // page's own form, which the origin check must refuse.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<h1>This request cannot go on</h1>\n<p role=\"alert\">{}</p>",
-        escape(message)
-    );
-    html_page(status, "Error", &body, "'none'")
-}
-
-fn with_csrf_cookie(state: &AppState, mut response: Response, csrf: &str) -> Response {
-    let config = state.config();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        host_cookie(config, csrf_cookie_name(config), csrf, "Strict", None),
-    );
-    response
-}
-
 fn login_page(
     state: &AppState,
     headers: &HeaderMap,
@@ -588,15 +371,13 @@ fn login_page(
         r#"<h1>Log in to continue to {client}</h1>
 <form method="post" action="/oauth/authorize">
 {hidden}
-<p><label for="username">Username</label>
-<input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="256"></p>
-<p><label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"></p>
+{fields}
 <p class="error" role="alert">{alert}</p>
 <p class="actions"><button type="submit">Log in</button></p>
 </form>"#,
         client = escape(&request.client.name),
         hidden = hidden_fields(request, &csrf),
+        fields = LOGIN_FIELDS,
     );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
@@ -706,7 +487,7 @@ struct LogoutRequest {
 async fn logout_request(state: &AppState, params: &Params) -> Result<LogoutRequest, Response> {
     let Some(claims) = params
         .get("id_token_hint")
-        .and_then(|t| state.tokens().id_token_hint(t))
+        .and_then(|t| state.authorizations.id_token_hint(t))
     else {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
@@ -839,8 +620,8 @@ async fn logout_confirmed(
         Err(page) => return page,
     };
     let claims = &request.claims;
-    let tokens = state.tokens();
-    if let Err(e) = tokens
+    if let Err(e) = state
+        .issuer
         .revoke_session(
             &claims.sid,
             &claims.sub,

@@ -15,9 +15,9 @@ use latchkey_core::jwt::AccessClaims;
 use latchkey_core::refresh::RefreshToken;
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::Issued;
+use latchkey_app::config::Config;
 
 /// The header that asks for browser mode.
 pub(crate) const BROWSER_HEADER: &str = "x-latchkey-browser";

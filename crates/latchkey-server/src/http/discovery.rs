@@ -50,14 +50,13 @@ async fn openid_configuration(State(state): State<AppState>) -> impl IntoRespons
 fn document(state: &AppState) -> serde_json::Value {
     let config = state.config();
     let issuer = &config.issuer;
-    let mut grants = vec!["authorization_code", "refresh_token", "client_credentials"];
-    if config.password_grant {
-        grants.push("password");
-    }
+    // The grants registered in the composition root, in order.
+    let grants = state.grants.grant_types();
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     let mut doc = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
+        "device_authorization_endpoint": format!("{issuer}/oauth/device_authorization"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -81,7 +80,7 @@ fn document(state: &AppState) -> serde_json::Value {
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let keyring = state.tokens().keyring();
+    let keyring = state.issuer.keyring();
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(json!({ "keys": keyring.published })),

@@ -7,8 +7,8 @@ use latchkey_core::dpop::Proof;
 use latchkey_core::store::Client;
 
 use crate::error::ApiError;
-use crate::service::{DpopKey, ProofTarget, Refusal};
 use crate::state::{AppState, Principal, RequestContext};
+use latchkey_app::service::{DpopKey, ProofTarget, Refusal};
 
 /// The one `DPoP` header of a request, if any; two are refused.
 fn header(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
@@ -39,16 +39,13 @@ pub(crate) async fn token_proof(
         access_token: None,
         nonce_required: state.config().dpop_nonce_required,
     };
-    Ok(Some(state.tokens().check_proof(proof, target).await?))
+    Ok(Some(state.dpop.check(proof, target).await?))
 }
 
-/// Binds what `ctx` starts to the proof's key; the refresh tokens too when
-/// the client is public (no client is the first-party public client).
+/// Binds what `ctx` starts to the proof's key (the policy is
+/// [`DpopKey::of`]'s).
 pub(crate) fn bind(ctx: &mut RequestContext, proof: Option<&Proof>, client: Option<&Client>) {
-    ctx.dpop = proof.map(|p| DpopKey {
-        jkt: p.jkt.clone(),
-        bind_refresh: client.is_none_or(|c| c.secret_hash.is_none()),
-    });
+    ctx.dpop = proof.map(|p| DpopKey::of(p, client));
 }
 
 /// A fresh server nonce on the answer to a request that sent a proof.
@@ -58,7 +55,7 @@ pub(crate) fn with_nonce(
     mut response: Response,
 ) -> Response {
     if proof.is_some()
-        && let Ok(value) = HeaderValue::from_str(&state.tokens().dpop_nonce())
+        && let Ok(value) = HeaderValue::from_str(&state.dpop.nonce())
     {
         response.headers_mut().insert("dpop-nonce", value);
     }
@@ -130,8 +127,8 @@ pub(crate) async fn check_resource(
         nonce_required: false,
     };
     let proof = state
-        .tokens()
-        .check_proof(proof, target)
+        .dpop
+        .check(proof, target)
         .await
         .map_err(resource_error)?;
     if proof.jkt != jkt {

@@ -9,9 +9,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
-use crate::config::IpRange;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
+use latchkey_app::config::IpRange;
 
 const MAX_USER_AGENT: usize = 256;
 
@@ -271,7 +271,7 @@ pub(crate) async fn authenticate(
     path: &str,
 ) -> Result<crate::state::Principal, ApiError> {
     let (token, dpop_scheme) = access_token(headers)?;
-    let principal = state.tokens().authenticate(token).await?;
+    let principal = state.access.authenticate(token).await?;
     super::browser::check_fingerprint(headers, state.config(), &principal.claims)?;
     super::dpop::check_resource(state, &principal, headers, method, path, token, dpop_scheme)
         .await?;

@@ -23,6 +23,6 @@ async fn healthz() -> Json<Value> {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.tokens().metrics().render(),
+        state.metrics.render(),
     )
 }

@@ -6,6 +6,7 @@ mod auth;
 mod authorize;
 mod browser;
 mod client_auth;
+mod device;
 mod discovery;
 mod dpop;
 mod extract;
@@ -14,6 +15,7 @@ pub mod fuzzing;
 mod health;
 mod me;
 mod oauth;
+mod pages;
 mod sessions;
 
 use std::time::Instant;
@@ -43,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .merge(discovery::router())
         .merge(auth::router())
         .merge(authorize::router())
+        .merge(device::router())
         .merge(oauth::router())
         .merge(sessions::router())
         .merge(me::router())
@@ -107,7 +110,7 @@ async fn body_deadline(State(state): State<AppState>, request: Request, next: Ne
 /// Latency by route pattern (never the raw path, which may carry ids); the
 /// request counts as in flight for the hashing gate meanwhile.
 async fn track_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let _in_flight = state.hash_gate().request();
+    let _in_flight = state.passwords.gate().request();
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -117,8 +120,7 @@ async fn track_latency(State(state): State<AppState>, request: Request, next: Ne
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     state
-        .tokens()
-        .metrics()
-        .observe_request(&method, &route, started.elapsed());
+        .metrics
+        .observe_request(method.as_str(), &route, started.elapsed());
     response
 }

@@ -1,26 +1,27 @@
-//! The OAuth endpoints: token (RFC 6749), revocation (RFC 7009) and
-//! introspection (RFC 7662).
+//! The OAuth endpoints: token (RFC 6749), device authorization (RFC 8628),
+//! revocation (RFC 7009), introspection (RFC 7662) and the revocation feed.
+//! Each reads its preamble with an extractor of `client_auth` and calls one
+//! flow of `latchkey-app`.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
+use latchkey_app::flows::TokenRequest;
 use latchkey_core::refresh::RefreshToken;
-use latchkey_core::rotation::{RevocationReason, has_expired};
 use serde::Serialize;
 use serde_json::json;
 
-use super::client_auth;
-use super::extract::{self, Authorization, Params};
+use super::client_auth::{self, ClientForm, TokenPreamble};
+use super::extract::Params;
 use crate::error::ApiError;
-use crate::state::{AppState, Issued, RequestContext};
+use crate::state::{AppState, Issued};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/oauth/token", post(token))
+        .route("/oauth/device_authorization", post(device_authorization))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
         .route("/oauth/revocations", axum::routing::get(revocation_feed))
@@ -62,249 +63,66 @@ pub(crate) fn token_response(issued: &Issued) -> Response {
 
 async fn token(
     State(state): State<AppState>,
-    mut ctx: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    preamble: TokenPreamble,
 ) -> Result<Response, ApiError> {
-    let params = Params::from_body(&headers, &body, false)?;
-    let grant_type = params.require("grant_type")?;
-    let known = [
-        "authorization_code",
-        "refresh_token",
-        "client_credentials",
-        "password",
-    ];
-    if !known.contains(&grant_type) || (grant_type == "password" && !state.config().password_grant)
-    {
-        return Err(ApiError::unsupported_grant_type(format!(
-            "grant_type {grant_type} is not supported"
-        )));
-    }
-    // A bearer (access) token in the header is not client authentication;
-    // on refresh it must belong to the same session (§3.3).
-    let access_token = match extract::authorization(&headers) {
-        Authorization::Bearer(token) => Some(token),
-        _ => None,
+    let request = TokenRequest {
+        params: &preamble.params,
+        client: preamble.client.as_ref(),
+        access_token: preamble.access_token.as_deref(),
+        ctx: &preamble.ctx,
     };
-    let client = client_auth::client(&state, &headers, &params)
-        .await?
-        .map(|c| c.client);
-    let proof = super::dpop::token_proof(&state, &headers, "/oauth/token").await?;
-    super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
-    let issued = match grant_type {
-        "refresh_token" => {
-            let presented = params.require("refresh_token")?;
-            let expected_session = match access_token {
-                Some(token) => {
-                    let claims = state
-                        .tokens()
-                        .verify_jwt_ignoring_expiry(token)
-                        .await
-                        .map_err(|_| {
-                            ApiError::invalid_grant("the access token sent along is invalid")
-                        })?;
-                    Some(claims.sid.ok_or_else(|| {
-                        ApiError::invalid_grant("access token belongs to another session")
-                    })?)
-                }
-                None => None,
-            };
-            state
-                .tokens()
-                .refresh(
-                    presented,
-                    client.as_ref().map(|c| c.id.as_str()),
-                    expected_session,
-                    params.get("scope"),
-                    &ctx,
-                )
-                .await?
-        }
-        "authorization_code" => {
-            let Some(client) = client else {
-                return Err(ApiError::invalid_client(
-                    "authorization_code needs the client's client_id (and its authentication, if confidential)",
-                ));
-            };
-            state
-                .tokens()
-                .exchange_code(
-                    params.require("code")?,
-                    &client,
-                    params.require("redirect_uri")?,
-                    params.require("code_verifier")?,
-                    &ctx,
-                )
-                .await?
-        }
-        "client_credentials" => {
-            let Some(client) = client.filter(|c| c.secret_hash.is_some()) else {
-                return Err(ApiError::invalid_client(
-                    "client_credentials needs a confidential client's authentication",
-                ));
-            };
-            state.tokens().client_token(
-                &client,
-                params.get("scope"),
-                proof.as_ref().map(|p| p.jkt.as_str()),
-            )?
-        }
-        _ => {
-            let username = params.require("username")?;
-            let password = params.require("password")?;
-            state
-                .tokens()
-                .login(
-                    username,
-                    password,
-                    params.get("scope"),
-                    client.as_ref(),
-                    &ctx,
-                )
-                .await?
-        }
-    };
+    let issued = preamble.grant.grant(&request).await?;
     Ok(super::dpop::with_nonce(
         &state,
-        proof.as_ref(),
+        preamble.proof.as_ref(),
         token_response(&issued),
     ))
 }
 
+/// RFC 8628 §3.1–3.2: a pair of codes for a device, which then polls the
+/// token endpoint while its person answers on `/device`.
+async fn device_authorization(
+    State(state): State<AppState>,
+    form: ClientForm,
+) -> Result<Response, ApiError> {
+    let Some(client) = form.client else {
+        return Err(ApiError::invalid_client(
+            "the device authorization needs the client's client_id (and its authentication, if confidential)",
+        ));
+    };
+    let answer = state
+        .device
+        .start(&client, form.params.get("scope"), &form.ctx)
+        .await?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(answer),
+    )
+        .into_response())
+}
+
 /// RFC 7009: 200 for every well-formed request; a token of another client
 /// is left alone. Revoking either kind of token revokes its session.
-async fn revoke(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let params = Params::from_body(&headers, &body, false)?;
-    let client = client_auth::client(&state, &headers, &params)
-        .await?
-        .map(|c| c.client.id);
-    let token = params.require("token")?;
-    let owner = |session_client: Option<&str>| session_client == client.as_deref();
-    let target = if let Some(refresh) = RefreshToken::parse(token) {
-        match state
-            .store()
-            .refresh_token(&state.tokens().refresh_keys().hash(&refresh))
-            .await?
-        {
-            Some((_, session)) if owner(session.client_id.as_deref()) => {
-                Some((session.id, session.user_id))
-            }
-            _ => None,
-        }
-    } else {
-        match state.tokens().verify_jwt_ignoring_expiry(token).await {
-            Ok(claims) => {
-                let token_client =
-                    Some(claims.client_id.as_str()).filter(|c| *c != FIRST_PARTY_CLIENT_ID);
-                match claims.sid {
-                    Some(sid) if owner(token_client) => Some((sid, claims.sub)),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
-        }
-    };
-    if let Some((sid, user_id)) = target {
-        state
-            .tokens()
-            .revoke_session(
-                &sid,
-                &user_id,
-                RevocationReason::Logout,
-                client.as_deref(),
-                &ctx,
-            )
-            .await?;
-    }
+async fn revoke(State(state): State<AppState>, form: ClientForm) -> Result<Response, ApiError> {
+    let token = form.params.require("token")?;
+    let client_id = form.client.as_ref().map(|c| c.id.as_str());
+    state.revocation.revoke(token, client_id, &form.ctx).await?;
     Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response())
 }
 
 /// RFC 7662, for authenticated (confidential) clients only. Anything not
 /// active, or not this client's to see, is `{"active": false}`.
-async fn introspect(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let params = Params::from_body(&headers, &body, false)?;
-    let Some(caller) = client_auth::client(&state, &headers, &params)
-        .await?
-        .map(|c| c.client)
-        .filter(|c| c.secret_hash.is_some())
-    else {
+async fn introspect(State(state): State<AppState>, form: ClientForm) -> Result<Response, ApiError> {
+    let Some(caller) = form.client.filter(|c| c.secret_hash.is_some()) else {
         return Err(ApiError::invalid_client(
             "introspection needs client authentication",
         ));
     };
-    let token = params.require("token")?;
-    let inactive = || json!({ "active": false });
-    let answer = if let Some(refresh) = RefreshToken::parse(token) {
-        match state
-            .store()
-            .refresh_token(&state.tokens().refresh_keys().hash(&refresh))
-            .await?
-        {
-            Some((record, session))
-                if record.used_at.is_none()
-                    && !has_expired(record.expires_at, state.now())
-                    && session.revoked_at.is_none()
-                    && !has_expired(session.expires_at, state.now())
-                    && session.client_id.as_deref().is_none_or(|c| c == caller.id) =>
-            {
-                let username = state
-                    .store()
-                    .user_by_id(&session.user_id)
-                    .await?
-                    .map(|u| u.username);
-                json!({
-                    "active": true,
-                    "token_type": "refresh_token",
-                    "scope": record.scope,
-                    "client_id": session.client_id.as_deref().unwrap_or(FIRST_PARTY_CLIENT_ID),
-                    "username": username,
-                    "sub": session.user_id,
-                    "sid": session.id,
-                    "iss": state.config().issuer,
-                    "iat": record.issued_at,
-                    "exp": record.expires_at.min(session.expires_at),
-                })
-            }
-            _ => inactive(),
-        }
-    } else {
-        match state.tokens().authenticate(token).await {
-            Ok(principal) => {
-                let c = principal.claims;
-                // RFC 9449 §6.2: a bound token says so, and names its key.
-                let token_type = if c.cnf.is_some() { "DPoP" } else { "Bearer" };
-                let mut answer = json!({
-                    "active": true,
-                    "token_type": token_type,
-                    "scope": c.scope,
-                    "client_id": c.client_id,
-                    "username": principal.user.map(|u| u.username),
-                    "sub": c.sub,
-                    "aud": c.aud,
-                    "iss": c.iss,
-                    "exp": c.exp,
-                    "iat": c.iat,
-                    "jti": c.jti,
-                    "sid": c.sid,
-                });
-                if let Some(cnf) = c.cnf {
-                    answer["cnf"] = cnf;
-                }
-                answer
-            }
-            Err(e @ crate::service::Refusal::Internal(_)) => return Err(e.into()),
-            Err(_) => inactive(),
-        }
-    };
+    let token = form.params.require("token")?;
+    let answer = state.introspection.introspect(&caller, token).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
 }
 
@@ -325,7 +143,6 @@ async fn revocation_feed(
 ) -> Result<Response, ApiError> {
     let Some(_caller) = client_auth::client(&state, &headers, &Params::default())
         .await?
-        .map(|c| c.client)
         .filter(|c| c.secret_hash.is_some())
     else {
         return Err(ApiError::invalid_client(
@@ -340,7 +157,7 @@ async fn revocation_feed(
             .map_err(|_| ApiError::invalid_request("since must be Unix seconds"))?,
     };
     let now = state.now();
-    let window = state.tokens().deny_ttl();
+    let window = state.issuer.deny_ttl();
     let since = since.max(now - window);
     let revoked: Vec<serde_json::Value> = state
         .store()

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::extract::Authenticated;
 use crate::error::ApiError;
-use crate::service::Actor;
 use crate::state::{AppState, Principal, RequestContext};
+use latchkey_app::service::Actor;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -95,8 +95,7 @@ async fn revoke_one(
     super::extract::check_text("session id", &id)?;
     let actor = Actor::request(&ctx, None);
     if !state
-        .tokens()
-        .sessions()
+        .sessions
         .revoke_own(user_id, &id, RevocationReason::UserRevoked, &actor)
         .await?
     {
@@ -114,8 +113,7 @@ async fn revoke_all(
     let (user_id, _) = user_of(&state, &principal).await?;
     let actor = Actor::request(&ctx, None);
     state
-        .tokens()
-        .sessions()
+        .sessions
         .revoke_all(user_id, RevocationReason::LogoutEverywhere, &actor)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

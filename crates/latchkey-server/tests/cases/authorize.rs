@@ -1,100 +1,14 @@
 // Included once per storage backend by tests/authorize.rs; `BACKEND` names it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::common::agent::{Agent, hidden_fields};
 use crate::common::{PASSWORD, TestApp, claims, error_code, field, join_all};
 use serde_json::Value;
 
 const SPA: &str = "lkc_spa";
 const CALLBACK: &str = "https://app.example/cb";
-
-/// A browser without JavaScript: it keeps cookies, follows nothing on its
-/// own, and submits forms the way a person would.
-struct Agent<'a> {
-    app: &'a TestApp,
-    http: reqwest::Client,
-    cookies: Mutex<BTreeMap<String, String>>,
-}
-
-impl<'a> Agent<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Self {
-            app,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        let jar = self.cookies.lock().unwrap();
-        jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.lock().unwrap().get(name).cloned()
-    }
-
-    fn absorb(&self, response: &reqwest::Response) {
-        let mut jar = self.cookies.lock().unwrap();
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                jar.remove(name);
-            } else {
-                jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    async fn get(&self, url: &str) -> reqwest::Response {
-        let url = if url.starts_with("http") { url.to_owned() } else { self.app.url(url) };
-        let response = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
-        self.absorb(&response);
-        response
-    }
-
-    async fn post(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
-        let response = self
-            .http
-            .post(self.app.url(path))
-            .header("cookie", self.cookie_header())
-            .header("origin", &self.app.base)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.absorb(&response);
-        response
-    }
-
-    /// Submits the page's form with its hidden fields and `extra`.
-    async fn submit(&self, page: &str, extra: &[(&str, &str)]) -> reqwest::Response {
-        let mut form = hidden_fields(page);
-        form.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        self.post("/oauth/authorize", &form).await
-    }
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-}
-
-fn hidden_fields(page: &str) -> Vec<(String, String)> {
-    page.split("<input type=\"hidden\" ")
-        .skip(1)
-        .map(|rest| {
-            let name = rest.split("name=\"").nth(1).unwrap().split('"').next().unwrap();
-            let value = rest.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
-            (name.to_owned(), unescape(value))
-        })
-        .collect()
-}
 
 /// A PKCE pair: (verifier, S256 challenge).
 fn pkce() -> (String, String) {

@@ -137,7 +137,7 @@ async fn invented_methods_do_not_grow_the_metrics() {
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("FOO"), "{text}");
     assert!(text.contains("method=\"other\""));
-    assert!(app.state.tokens().metrics().latency_series() <= 3);
+    assert!(app.state.metrics.latency_series() <= 3);
 }
 
 /// Unset `LATCHKEY_SCOPES` means the default scope and `openid`; a client
@@ -518,7 +518,7 @@ async fn successors_are_random_without_a_grace_window() {
     let pair = app.login("alice").await;
     let old = RefreshToken::parse(field(&pair, "refresh_token")).unwrap();
     let next: Value = app.refresh(old.expose()).await.json().await.unwrap();
-    let derived = app.state.tokens().refresh_keys().successor(&old);
+    let derived = app.state.issuer.refresh_keys().successor(&old);
     assert_ne!(derived.expose(), field(&next, "refresh_token"));
 
     let graced = start!(&[("LATCHKEY_REUSE_GRACE", "10s")]);
@@ -526,7 +526,7 @@ async fn successors_are_random_without_a_grace_window() {
     let pair = graced.login("alice").await;
     let old = RefreshToken::parse(field(&pair, "refresh_token")).unwrap();
     let next: Value = graced.refresh(old.expose()).await.json().await.unwrap();
-    let derived = graced.state.tokens().refresh_keys().successor(&old);
+    let derived = graced.state.issuer.refresh_keys().successor(&old);
     assert_eq!(derived.expose(), field(&next, "refresh_token"));
 }
 

@@ -235,7 +235,7 @@ async fn garbage_collection_enforces_the_audit_retention() {
             .await
             .unwrap();
     }
-    latchkey_server::maintenance::collect(&app.state).await;
+    latchkey_app::maintenance::collect(app.state.app()).await;
     let left: Vec<String> = app.audit("admin").await.into_iter().map(|e| e.detail).collect();
     assert_eq!(left, ["now", "recent"]);
 }

@@ -416,7 +416,7 @@ async fn metrics_count_what_happened() {
 
 fn stored_hash(app: &TestApp, token: &str) -> latchkey_core::refresh::TokenHash {
     app.state
-        .tokens().refresh_keys()
+        .issuer.refresh_keys()
         .hash(&RefreshToken::parse(token).unwrap())
 }
 
@@ -442,7 +442,7 @@ async fn garbage_collection_deletes_dead_sessions_only() {
             .is_some()
     );
     clock.advance(3);
-    latchkey_server::maintenance::collect(&app.state).await;
+    latchkey_app::maintenance::collect(app.state.app()).await;
     assert!(
         app.state
             .store()
@@ -474,7 +474,7 @@ async fn garbage_collection_deletes_dead_sessions_only() {
     // Later, within the access tokens' lifetime: a collection keeps the
     // used token of the live session.
     clock.advance(60);
-    latchkey_server::maintenance::collect(&app.state).await;
+    latchkey_app::maintenance::collect(app.state.app()).await;
     let (used, _) = app
         .state
         .store()

@@ -44,7 +44,16 @@ async fn discovery_lists_the_endpoints() {
     );
     assert_eq!(
         doc["grant_types_supported"],
-        json!(["authorization_code", "refresh_token", "client_credentials"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
+    );
+    assert_eq!(
+        doc["device_authorization_endpoint"],
+        "https://auth.example.test/oauth/device_authorization"
     );
     assert!(
         doc["token_endpoint_auth_methods_supported"]
@@ -99,7 +108,7 @@ async fn login_gives_a_token_pair_in_the_rfc9068_profile() {
     let header = decode_part(access, 0);
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["kid"], app.state.tokens().keyring().signing(latchkey_server::state::now()).kid());
+    assert_eq!(header["kid"], app.state.issuer.keyring().signing(latchkey_server::state::now()).kid());
     let claims = decode_part(access, 1);
     for name in [
         "iss",
@@ -307,7 +316,7 @@ async fn own_refresh_token_with_another_users_access_token_yields_nothing() {
         serde_json::from_value(decode_part(field(&bob_pair, "access_token"), 1)).unwrap();
     claims.iat -= 7200;
     claims.exp -= 7200;
-    let expired_bob = sign(app.state.tokens().keyring().signing(latchkey_server::state::now()), &claims).unwrap();
+    let expired_bob = sign(app.state.issuer.keyring().signing(latchkey_server::state::now()), &claims).unwrap();
     assert_eq!(app.me(&expired_bob).await.status(), 401);
 
     let response = app
@@ -388,7 +397,7 @@ async fn forged_and_invalid_access_tokens_get_401_with_a_challenge() {
     evil["sub"] = json!("usr_admin");
     let tampered = format!("{h}.{}.{s}", enc(&evil));
 
-    let signing = app.state.tokens().keyring().signing(latchkey_server::state::now()).clone();
+    let signing = app.state.issuer.keyring().signing(latchkey_server::state::now()).clone();
     let mut typed: AccessClaims = serde_json::from_value(claims.clone()).unwrap();
     typed.iat -= 7200;
     typed.exp -= 7200;

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod agent;
+
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::password::PasswordHasher;
 use latchkey_core::store::{Client, Store, User};
@@ -114,7 +116,7 @@ impl TestApp {
         let state = AppState::with_clock(config, store, None, clock)
             .await
             .expect("state");
-        latchkey_server::maintenance::spawn(state.clone());
+        latchkey_app::maintenance::spawn(state.app().clone());
         let limits = latchkey_server::Limits::of(state.config());
         let router = app(state.clone());
         tokio::spawn(latchkey_server::serve(
@@ -283,7 +285,7 @@ impl TestApp {
         let (secret, hash) = if confidential {
             let (s, h) = self
                 .state
-                .tokens()
+                .issuer
                 .refresh_keys()
                 .new_client_secret(&SystemRandom::new())
                 .unwrap();
@@ -467,7 +469,7 @@ impl TestApp {
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CODE_VERIFIER.as_bytes());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         let scope = latchkey_core::scope::Scope::parse("openid profile").unwrap();
-        let grant = latchkey_server::service::CodeGrant {
+        let grant = latchkey_app::flows::CodeGrant {
             user,
             client,
             redirect_uri,
@@ -476,6 +478,6 @@ impl TestApp {
             nonce: None,
             auth_time: self.state.now(),
         };
-        self.state.tokens().issue_code(&grant).await.unwrap()
+        self.state.authorizations.issue_code(&grant).await.unwrap()
     }
 }

@@ -3,18 +3,38 @@
 //! address before any hashing, and then a session exactly as a login
 //! starts one.
 
+use std::sync::Arc;
+
 use latchkey_core::password::check_new_password;
 
-use super::tokens::{Issued, RequestContext, TokenService};
-use super::{Actor, Refusal, ServiceError, Users, canonical_username};
+use crate::service::{
+    Attempts, Issued, Refusal, RequestContext, ServiceError, TokenIssuer, Users, address_key,
+    canonical_username,
+};
 
-impl TokenService {
+/// The sign-up flow.
+pub struct SignUp {
+    issuer: Arc<TokenIssuer>,
+    users: Users,
+    attempts: Attempts,
+}
+
+impl SignUp {
+    /// Accounts made through `users`, counted by `attempts`, first
+    /// sessions opened by `issuer`.
+    pub fn new(issuer: Arc<TokenIssuer>, users: Users, attempts: Attempts) -> Self {
+        Self {
+            issuer,
+            users,
+            attempts,
+        }
+    }
+
     /// Creates the account `username` and starts its first session.
     /// [`ServiceError::Taken`] for a name in use (sign-up cannot hide that a
     /// name exists).
     pub async fn sign_up(
         &self,
-        users: &Users,
         username: &str,
         password: String,
         scope: Option<&str>,
@@ -22,31 +42,24 @@ impl TokenService {
     ) -> Result<Issued, SignUpRefusal> {
         canonical_username(username)?;
         check_new_password(&password).map_err(ServiceError::from)?;
-        let scope = self.user_scope(scope, None)?;
+        let scope = self.issuer.user_scope(scope, None)?;
         // Every sign-up counts against its address, successful or not, and
         // before any hashing: an address creates at most the limit of
         // accounts (or learns at most the limit of taken names) per window.
-        let key = format!("signup:{}", super::login::address_key(&ctx.ip));
-        let limit = self.config().throttle_ip;
-        match self
+        let key = format!("signup:{}", address_key(&ctx.ip));
+        if let Err(blocked) = self
             .attempts
-            .take_attempt(&key, limit.max, limit.window)
+            .take_per_address(&key, ctx, "sign-up limit reached")
             .await
         {
-            Ok(Some(blocked)) => {
-                self.throttled(&blocked, None, ctx, "sign-up limit reached")
-                    .await;
-                return Err(Refusal::TooManyRequests {
-                    retry_after: blocked.retry_after,
-                }
-                .into());
+            return Err(Refusal::TooManyRequests {
+                retry_after: blocked.retry_after,
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "sign-up attempt counters unavailable"),
+            .into());
         }
-        let actor = Actor::request(ctx, None);
-        let user = users.add(username, password, &actor).await?;
+        let user = self.users.add(username, password, &ctx.actor(None)).await?;
         match self
+            .issuer
             .start_session(&user, None, &scope, ctx, "signup")
             .await?
         {
@@ -66,22 +79,4 @@ pub enum SignUpRefusal {
     /// The scope, the throttle or the session said no.
     #[error(transparent)]
     Token(#[from] Refusal),
-}
-
-impl TokenService {
-    /// A session for a user whom an application authenticated by its own
-    /// means (`POST /admin/sessions`): the scope rules of a login, then the
-    /// same session and first token pair. `None` when the user is disabled.
-    pub async fn start_session_for(
-        &self,
-        user: &latchkey_core::store::User,
-        client: Option<&latchkey_core::store::Client>,
-        scope: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Result<Option<Issued>, Refusal> {
-        let scope = self.user_scope(scope, client)?;
-        let client_id = client.map(|c| c.id.as_str());
-        self.start_session(user, client_id, &scope, ctx, "admin")
-            .await
-    }
 }

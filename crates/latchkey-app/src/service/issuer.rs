@@ -1,59 +1,26 @@
-//! What the token flows share: [`TokenService`], composed once at start-up,
-//! minting and verifying access tokens, and starting a session. Each flow
-//! is a file of its own beside this one (`login.rs`, `refresh.rs`,
-//! `client_credentials.rs`, `access.rs`); each answers a [`Refusal`], never
-//! an HTTP error.
+//! What every token flow shares: [`TokenIssuer`] mints and verifies access
+//! tokens, signs ID tokens, and opens a session with its first token pair.
+//! The flows (`crate::flows`) each hold an `Arc` of it and only what else
+//! they use.
 
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::clock::Clock;
-use latchkey_core::coordination::{AttemptCounter, RevocationFeed};
 use latchkey_core::id::random_id;
-use latchkey_core::jwt::{self, AccessClaims, FIRST_PARTY_CLIENT_ID, Verifier, VerifyError};
-use latchkey_core::password::PasswordHasher;
+use latchkey_core::jwt::{
+    self, AccessClaims, FIRST_PARTY_CLIENT_ID, IdClaims, Verifier, VerifyError,
+};
 use latchkey_core::refresh::{RefreshKeys, RefreshToken};
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
 use latchkey_core::session::{self, NewSession, SessionStart};
-use latchkey_core::store::{Store, User};
+use latchkey_core::store::{Client, KeyStore, SessionStore, User};
 
-use super::{Actor, Events, Refusal, Sessions};
+use super::{Actor, DpopKey, Events, Refusal, Sessions};
 use crate::config::Config;
 use crate::keyring::{Keyring, LiveKeyring, load_keyring};
-use crate::metrics::Counter;
-use crate::metrics::Metrics;
-use crate::revocation::RevocationCache;
-
-/// What the token flows need, composed once at start-up.
-pub struct TokenService {
-    pub(crate) config: Arc<Config>,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) keyring: LiveKeyring,
-    pub(crate) refresh_keys: RefreshKeys,
-    pub(crate) passwords: Arc<PasswordHasher>,
-    /// Argon2id is CPU- and memory-bound: at most one hash per core at once,
-    /// and one core fewer while other requests are in flight.
-    pub(crate) hash_gate: crate::hashing::HashGate,
-    pub(crate) hash_pool: crate::hashing::HashPool,
-    pub(crate) rng: SystemRandom,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Audit trail, log and metrics.
-    pub(crate) events: Events,
-    /// Revoking sessions.
-    pub(crate) sessions: Sessions,
-    /// Login attempts per account and per address: Redis's, shared by every
-    /// instance, when configured; else this process's.
-    pub(crate) attempts: Arc<dyn AttemptCounter>,
-    /// Logins waiting for a hash, at most `MAX_WAITING_HASHES`.
-    pub(crate) waiting_hashes: std::sync::atomic::AtomicUsize,
-    /// Where "now" comes from.
-    pub(crate) clock: Arc<dyn Clock>,
-    /// Where revocations are learnt as they happen: Redis when configured,
-    /// else the database when it can tell (PostgreSQL).
-    pub(crate) feed: Option<Arc<dyn RevocationFeed>>,
-    pub(crate) revocations: Arc<RevocationCache>,
-}
+use crate::metrics::{Counter, Metrics};
 
 /// Who is asking, as far as the transport tells.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +35,14 @@ pub struct RequestContext {
     pub fingerprint: Option<String>,
     /// The DPoP key the request proved it holds, if it sent a proof: the
     /// access tokens minted for it are bound to the key.
-    pub dpop: Option<super::DpopKey>,
+    pub dpop: Option<DpopKey>,
+}
+
+impl RequestContext {
+    /// The actor of the audit trail for this request, through `client_id`.
+    pub fn actor(&self, client_id: Option<&str>) -> Actor {
+        Actor::request(self, client_id)
+    }
 }
 
 /// A token response before serialisation.
@@ -90,12 +64,6 @@ pub struct Issued {
     pub dpop: bool,
 }
 
-/// A session about to start: its id and when its user authenticated.
-pub(super) struct Opening {
-    pub(super) session_id: String,
-    pub(super) auth_time: i64,
-}
-
 /// A verified access token whose session is live.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -105,18 +73,85 @@ pub struct Principal {
     pub user: Option<User>,
 }
 
-/// Whom an access token is for.
-pub(super) struct Grant<'a> {
-    pub(super) sub: &'a str,
-    pub(super) client_id: Option<&'a str>,
-    pub(super) scope: &'a str,
-    pub(super) sid: Option<&'a str>,
-    pub(super) auth_time: Option<i64>,
-    pub(super) fingerprint: Option<&'a str>,
-    pub(super) dpop_jkt: Option<&'a str>,
+/// A session about to start: its id and when its user authenticated.
+pub struct Opening {
+    /// The session's id (`ses_…`).
+    pub session_id: String,
+    /// When its user authenticated, Unix seconds.
+    pub auth_time: i64,
 }
 
-impl TokenService {
+/// Whom an access token is for.
+pub struct Subject<'a> {
+    /// The `sub`: a user's id, or a client's for its own token.
+    pub sub: &'a str,
+    /// The client, if not the first-party one.
+    pub client_id: Option<&'a str>,
+    /// The scope granted.
+    pub scope: &'a str,
+    /// The session, for user tokens.
+    pub sid: Option<&'a str>,
+    /// When the user authenticated.
+    pub auth_time: Option<i64>,
+    /// The browser fingerprint's hash (browser mode).
+    pub fingerprint: Option<&'a str>,
+    /// The DPoP key the token is bound to.
+    pub dpop_jkt: Option<&'a str>,
+}
+
+/// Mints and verifies tokens and opens sessions; composed once.
+pub struct TokenIssuer {
+    config: Arc<Config>,
+    sessions_store: Arc<dyn SessionStore>,
+    key_store: Arc<dyn KeyStore>,
+    keyring: LiveKeyring,
+    refresh_keys: RefreshKeys,
+    rng: SystemRandom,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    events: Events,
+    sessions: Sessions,
+}
+
+/// What a [`TokenIssuer`] is made of.
+pub struct IssuerParts {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Where sessions start.
+    pub sessions_store: Arc<dyn SessionStore>,
+    /// Where the signing keys are re-read from.
+    pub key_store: Arc<dyn KeyStore>,
+    /// The signing keys loaded at start-up.
+    pub keyring: Keyring,
+    /// The refresh-token, code and client-secret keys.
+    pub refresh_keys: RefreshKeys,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The events sink.
+    pub events: Events,
+    /// Revoking sessions (a session cap's evictions).
+    pub sessions: Sessions,
+}
+
+impl TokenIssuer {
+    /// An issuer of `parts`.
+    pub fn new(parts: IssuerParts) -> Self {
+        Self {
+            config: parts.config,
+            sessions_store: parts.sessions_store,
+            key_store: parts.key_store,
+            keyring: LiveKeyring::new(parts.keyring),
+            refresh_keys: parts.refresh_keys,
+            rng: SystemRandom::new(),
+            clock: parts.clock,
+            metrics: parts.metrics,
+            events: parts.events,
+            sessions: parts.sessions,
+        }
+    }
+
     /// Now, in Unix seconds, by this server's clock.
     pub fn now(&self) -> i64 {
         self.clock.now()
@@ -127,17 +162,12 @@ impl TokenService {
         &self.config
     }
 
-    /// The store.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
     /// The keys in use now.
     pub fn keyring(&self) -> Arc<Keyring> {
         self.keyring.get()
     }
 
-    /// The refresh-token and client-secret keys.
+    /// The refresh-token, code and client-secret keys.
     pub fn refresh_keys(&self) -> &RefreshKeys {
         &self.refresh_keys
     }
@@ -152,8 +182,18 @@ impl TokenService {
         &self.rng
     }
 
-    /// Writes an audit event and a structured log line. An audit failure is
-    /// logged, never shown to the client.
+    /// The events sink.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Revoking sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Writes an audit event for a request and a structured log line. An
+    /// audit failure is logged, never shown to the client.
     pub async fn audit(
         &self,
         kind: &str,
@@ -163,68 +203,13 @@ impl TokenService {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        let actor = Actor::request(ctx, client_id);
         self.events
-            .audit(kind, user_id, session_id, &actor, detail)
+            .audit(kind, user_id, session_id, &ctx.actor(client_id), detail)
             .await;
     }
 
-    /// The revocation operations.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
-    }
-
-    /// Signs an access token for `grant`.
-    pub(super) fn mint(&self, grant: Grant<'_>, jti: String, now: i64) -> Result<String, Refusal> {
-        let config = self.config();
-        let claims = AccessClaims {
-            iss: config.issuer.clone(),
-            sub: grant.sub.to_owned(),
-            aud: config.audience.clone(),
-            exp: now + config.access_ttl,
-            iat: now,
-            nbf: None,
-            jti,
-            client_id: grant.client_id.unwrap_or(FIRST_PARTY_CLIENT_ID).to_owned(),
-            scope: grant.scope.to_owned(),
-            sid: grant.sid.map(str::to_owned),
-            auth_time: grant.auth_time,
-            cnf: grant.dpop_jkt.map(|jkt| serde_json::json!({ "jkt": jkt })),
-            fingerprint: grant.fingerprint.map(str::to_owned),
-        };
-        Ok(jwt::sign(self.keyring().signing(now), &claims)?)
-    }
-
-    /// How long a revoked session stays on the deny-list: until its last
-    /// access token has expired.
-    pub fn deny_ttl(&self) -> i64 {
-        self.config().access_ttl + jwt::LEEWAY_SECS
-    }
-
-    /// Tells every instance (through Redis, when configured) that these
-    /// sessions were revoked; the database already says so. This instance
-    /// knows at once; through PostgreSQL's feed, the others learn it from
-    /// the database when the revocation commits.
-    pub async fn announce_revoked(&self, sids: &[String]) {
-        self.sessions.announce(sids).await;
-    }
-
-    /// The revocation feed this instance follows, if any.
-    pub fn revocation_feed(&self) -> Option<&Arc<dyn RevocationFeed>> {
-        self.feed.as_ref()
-    }
-
-    /// The local view of announced revocations.
-    pub fn revocations(&self) -> &RevocationCache {
-        self.revocations.as_ref()
-    }
-
-    /// Counts a revoked session by reason.
-    pub fn count_revocation(&self, reason: RevocationReason) {
-        self.events.count_revocation(reason);
-    }
-
-    /// Revokes a session and records why; false if it was already revoked.
+    /// Revokes a session for a request and records why; false if it was
+    /// already revoked.
     pub async fn revoke_session(
         &self,
         sid: &str,
@@ -233,8 +218,72 @@ impl TokenService {
         client_id: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<bool, Refusal> {
-        let actor = Actor::request(ctx, client_id);
-        Ok(self.sessions.revoke(sid, user_id, reason, &actor).await?)
+        Ok(self
+            .sessions
+            .revoke(sid, user_id, reason, &ctx.actor(client_id))
+            .await?)
+    }
+
+    /// How long a revoked session stays on the deny-list: until its last
+    /// access token has expired.
+    pub fn deny_ttl(&self) -> i64 {
+        self.config.access_ttl + jwt::LEEWAY_SECS
+    }
+
+    /// The scope a user's session gets (§3.3): the requested one, or the
+    /// default, within `LATCHKEY_SCOPES` and, through a client, within the
+    /// client's registered scopes.
+    pub fn user_scope(
+        &self,
+        requested: Option<&str>,
+        client: Option<&Client>,
+    ) -> Result<Scope, Refusal> {
+        let config = self.config();
+        let allowed = match client {
+            Some(client) => config
+                .scopes
+                .intersection(&Scope::parse(&client.scope).unwrap_or_default()),
+            None => config.scopes.clone(),
+        };
+        match requested {
+            Some(text) if !text.trim().is_empty() => {
+                let scope =
+                    Scope::parse(text).map_err(|_| Refusal::invalid_scope("malformed scope"))?;
+                if !scope.is_subset(&allowed) {
+                    return Err(Refusal::invalid_scope(
+                        "the requested scope is not available",
+                    ));
+                }
+                Ok(scope)
+            }
+            _ => Ok(config.default_scope.intersection(&allowed)),
+        }
+    }
+
+    /// Signs an access token for `subject`.
+    pub fn mint(&self, subject: Subject<'_>, jti: String, now: i64) -> Result<String, Refusal> {
+        let config = self.config();
+        let claims = AccessClaims {
+            iss: config.issuer.clone(),
+            sub: subject.sub.to_owned(),
+            aud: config.audience.clone(),
+            exp: now + config.access_ttl,
+            iat: now,
+            nbf: None,
+            jti,
+            client_id: subject
+                .client_id
+                .unwrap_or(FIRST_PARTY_CLIENT_ID)
+                .to_owned(),
+            scope: subject.scope.to_owned(),
+            sid: subject.sid.map(str::to_owned),
+            auth_time: subject.auth_time,
+            cnf: subject
+                .dpop_jkt
+                .map(|jkt| serde_json::json!({ "jkt": jkt })),
+            fingerprint: subject.fingerprint.map(str::to_owned),
+        };
+        Ok(jwt::sign(self.keyring().signing(now), &claims)?)
     }
 
     /// Starts a session of `user` (through `client_id`, with `scope`, which
@@ -261,7 +310,7 @@ impl TokenService {
 
     /// [`Self::start_session`] with the session's id chosen beforehand and
     /// the time the user authenticated (an authorization code records both).
-    pub(super) async fn open_session(
+    pub async fn open_session(
         &self,
         opening: Opening,
         user: &User,
@@ -286,7 +335,7 @@ impl TokenService {
                 user_id: &user.id,
                 client_id,
                 scope: scope.to_string(),
-                first_token: self.refresh_keys().hash(&token),
+                first_token: self.refresh_keys.hash(&token),
                 access_jti: jti.clone(),
                 ip: &ctx.ip,
                 user_agent: &ctx.user_agent,
@@ -303,7 +352,7 @@ impl TokenService {
         // The login's audit event, and those of the sessions the cap
         // revokes, are written in the session's own transaction.
         let Some(evicted) = self
-            .store()
+            .sessions_store
             .create_session(&start, config.max_sessions_per_user)
             .await?
         else {
@@ -315,14 +364,14 @@ impl TokenService {
             ..
         } = start;
         Events::log(&created);
-        self.announce_revoked(&evicted).await;
+        self.sessions.announce(&evicted).await;
         for old in &evicted {
-            self.count_revocation(RevocationReason::SessionCap);
+            self.events.count_revocation(RevocationReason::SessionCap);
             Events::log(&created.session_revoked(old, RevocationReason::SessionCap));
         }
-        self.metrics()
+        self.metrics
             .inc(Counter::TokensIssued, &[("grant", grant_name)]);
-        let grant = Grant {
+        let subject = Subject {
             sub: &user.id,
             client_id,
             scope: &session.scope,
@@ -331,7 +380,7 @@ impl TokenService {
             fingerprint: ctx.fingerprint.as_deref(),
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };
-        let access_token = self.mint(grant, jti, now)?;
+        let access_token = self.mint(subject, jti, now)?;
         Ok(Some(Issued {
             access_token,
             expires_in: config.access_ttl,
@@ -343,9 +392,35 @@ impl TokenService {
         }))
     }
 
+    /// Signs an ID token, with the `at_hash` of `access_token`, by the key
+    /// that signs access tokens now.
+    pub fn sign_id_token(
+        &self,
+        mut claims: IdClaims,
+        access_token: &str,
+    ) -> Result<String, Refusal> {
+        let keyring = self.keyring();
+        let key = keyring.signing(self.now());
+        claims.at_hash = Some(jwt::at_hash(key.alg(), access_token));
+        Ok(jwt::sign_id_token(key, &claims)?)
+    }
+
+    /// The claims of an ID token this server issued (`id_token_hint`),
+    /// expired or not; `None` for anything else.
+    pub fn id_token_hint(&self, token: &str) -> Option<IdClaims> {
+        self.keyring().verifier.verify_id_token_hint(token).ok()
+    }
+
     /// Re-reads the signing keys from the database.
     pub async fn reload_keys(&self) {
-        match load_keyring(self.store(), self.config(), self.rng(), self.now()).await {
+        let fresh = load_keyring(
+            self.key_store.as_ref(),
+            self.config(),
+            self.rng(),
+            self.now(),
+        )
+        .await;
+        match fresh {
             Ok(fresh) => self.keyring.replace(fresh),
             Err(e) => tracing::error!(error = %e, "reloading signing keys failed"),
         }

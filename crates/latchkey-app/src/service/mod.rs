@@ -1,42 +1,41 @@
-//! The application layer: each operation on accounts and sessions once, for
-//! the HTTP handlers and the command line alike, which only parse, call and
-//! render. An operation depends on the store, a clock, the revocation
-//! fan-out and the [`Events`] sink (audit trail, log and metrics in one
-//! place), never on HTTP or on a terminal.
+//! What the flows share, and the account services.
 //!
-//! What lives here: [`TokenService`] (password login, refresh rotation,
-//! client credentials, checking access tokens), [`Sessions`] (revoking one,
-//! one's own, all of a user's, and announcing revocations made elsewhere)
-//! [`Users`] (adding, listing, changing a password, disabling and enabling,
-//! deleting), sign-up (a user, then a session),
-//! [`Clients`] (registering) and [`Keys`] (rotating, sealing).
-//! Operations answer a [`Refusal`], never an HTTP error.
+//! * [`TokenIssuer`]: minting and verifying access tokens, signing ID
+//!   tokens, opening a session with its first token pair.
+//! * [`PasswordService`]: Argon2id on a bounded pool, in one queue.
+//! * [`ClientAuthentication`]: which client a request is from.
+//! * [`DpopProofs`]: RFC 9449 proofs, nonces and the replay cache.
+//! * [`Attempts`]: throttling, before any work.
+//! * [`Events`] (audit trail, log and metrics in one place) and
+//!   [`Sessions`] (revoking, and announcing revocations to every instance).
+//! * [`Users`], [`Clients`] and [`Keys`]: the account, client and key
+//!   operations of the admin API and the command line.
+//!
+//! Operations answer a [`Refusal`] (or, for accounts, a [`ServiceError`]),
+//! never an HTTP error.
 
-mod access;
-mod authorize;
-mod client_credentials;
+mod attempts;
+mod client_auth;
 mod clients;
 mod dpop;
 mod events;
+mod issuer;
 mod keys;
-mod login;
-mod refresh;
+mod passwords;
 mod refusal;
 mod sessions;
-mod signup;
-mod tokens;
 mod users;
 
-pub use authorize::{CODE_TTL, CodeGrant, redirect_uri_allowed};
+pub use attempts::{Attempts, LoginKeys, address_key};
+pub use client_auth::{ClientAuthentication, ClientCredentials};
 pub use clients::{Clients, MAX_CLIENT_NAME_CHARS, NewClient, check_redirect_uri};
-pub use dpop::{DpopKey, ProofTarget};
+pub use dpop::{DpopKey, DpopProofs, ProofTarget};
 pub use events::Events;
+pub use issuer::{Issued, IssuerParts, Opening, Principal, RequestContext, Subject, TokenIssuer};
 pub use keys::Keys;
-pub use login::{MAX_USERNAME_BYTES, MAX_WAITING_HASHES};
+pub use passwords::{MAX_WAITING_HASHES, PasswordService};
 pub use refusal::Refusal;
 pub use sessions::{LocalFanout, Sessions};
-pub use signup::SignUpRefusal;
-pub use tokens::{Issued, Principal, RequestContext, TokenService};
 pub use users::{
     BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, canonical_username,
     canonicalise_stored_names, find_user,

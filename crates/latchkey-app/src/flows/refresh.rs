@@ -1,20 +1,34 @@
 //! The refresh grant: rotation of the presented token (SPEC §3.3–§3.5).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use latchkey_core::id::random_id;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
 use latchkey_core::scope::Scope;
-use latchkey_core::store::Outcome;
+use latchkey_core::store::{Outcome, SessionStore};
 
-use super::Refusal;
-use super::tokens::{Grant, Issued, RequestContext, TokenService};
+use super::{Grant, TokenRequest};
 use crate::metrics::Counter;
+use crate::service::{Issued, Refusal, RequestContext, Subject, TokenIssuer};
 
 /// What every refused refresh says, whatever the reason: a thief learns
 /// nothing of the token's state (the audit trail and the log tell operators).
 const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
-impl TokenService {
+/// The refresh flow.
+pub struct Refresh {
+    issuer: Arc<TokenIssuer>,
+    store: Arc<dyn SessionStore>,
+}
+
+impl Refresh {
+    /// Rotations in `store`, tokens minted by `issuer`.
+    pub fn new(issuer: Arc<TokenIssuer>, store: Arc<dyn SessionStore>) -> Self {
+        Self { issuer, store }
+    }
+
     /// A refresh grant: rotate the presented token (§3.3–§3.5).
     pub async fn refresh(
         &self,
@@ -33,17 +47,18 @@ impl TokenService {
             }
             None => None,
         };
-        let keys = self.refresh_keys();
+        let issuer = &self.issuer;
+        let keys = issuer.refresh_keys();
         // Derived from its parent only where a retry must get the same one
         // (the grace window); else drawn at random, so that not even the
         // hashing key can tell a token's successors from the token.
-        let successor = if self.config().policy.reuse_grace > 0 {
+        let successor = if issuer.config().policy.reuse_grace > 0 {
             keys.successor(&token)
         } else {
-            RefreshToken::generate(self.rng())?
+            RefreshToken::generate(issuer.rng())?
         };
-        let now = self.now();
-        let jti = random_id("", self.rng())?;
+        let now = issuer.now();
+        let jti = random_id("", issuer.rng())?;
         let request = RotationRequest {
             presented: keys.hash(&token),
             successor: keys.hash(&successor),
@@ -56,7 +71,7 @@ impl TokenService {
             now,
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.clone()),
         };
-        let outcome = self.store().rotate(&self.config().policy, &request).await?;
+        let outcome = self.store.rotate(&issuer.config().policy, &request).await?;
         let (session, scope) = match outcome {
             Outcome::Rotated {
                 session,
@@ -65,17 +80,19 @@ impl TokenService {
             } => {
                 if binding_mismatch {
                     let detail = format!("login from {}, refresh from {}", session.ip, ctx.ip);
-                    self.audit(
-                        "binding_mismatch",
-                        Some(&session.user_id),
-                        Some(&session.id),
-                        client_id,
-                        ctx,
-                        &detail,
-                    )
-                    .await;
+                    issuer
+                        .audit(
+                            "binding_mismatch",
+                            Some(&session.user_id),
+                            Some(&session.id),
+                            client_id,
+                            ctx,
+                            &detail,
+                        )
+                        .await;
                 }
-                self.metrics()
+                issuer
+                    .metrics()
                     .inc(Counter::Refreshes, &[("outcome", "rotated")]);
                 // The store wrote the audit row inside the rotation; log it too.
                 tracing::info!(target: "latchkey::audit", kind = "refresh", user_id = %session.user_id,
@@ -83,46 +100,53 @@ impl TokenService {
                 (session, scope)
             }
             Outcome::Replayed { session, scope } => {
-                self.metrics()
+                issuer
+                    .metrics()
                     .inc(Counter::Refreshes, &[("outcome", "replayed")]);
-                self.audit(
-                    "refresh_replayed",
-                    Some(&session.user_id),
-                    Some(&session.id),
-                    client_id,
-                    ctx,
-                    "within grace window",
-                )
-                .await;
+                issuer
+                    .audit(
+                        "refresh_replayed",
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        "within grace window",
+                    )
+                    .await;
                 (session, scope)
             }
             Outcome::Revoked { session, reason } => {
-                self.announce_revoked(std::slice::from_ref(&session.id))
+                issuer
+                    .sessions()
+                    .announce(std::slice::from_ref(&session.id))
                     .await;
                 let kind = match reason {
                     RevocationReason::Reuse => "reuse_detected",
                     _ => "session_revoked",
                 };
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, reason = reason.as_str(), "session revoked on refresh");
-                self.metrics()
+                issuer
+                    .metrics()
                     .inc(Counter::Refreshes, &[("outcome", "revoked")]);
                 if reason == RevocationReason::Reuse {
-                    self.metrics().inc(Counter::ReuseDetected, &[]);
+                    issuer.metrics().inc(Counter::ReuseDetected, &[]);
                 }
-                self.count_revocation(reason);
-                self.audit(
-                    kind,
-                    Some(&session.user_id),
-                    Some(&session.id),
-                    client_id,
-                    ctx,
-                    reason.as_str(),
-                )
-                .await;
+                issuer.events().count_revocation(reason);
+                issuer
+                    .audit(
+                        kind,
+                        Some(&session.user_id),
+                        Some(&session.id),
+                        client_id,
+                        ctx,
+                        reason.as_str(),
+                    )
+                    .await;
                 return Err(Refusal::invalid_grant(INVALID_REFRESH));
             }
             Outcome::Rejected(why) => {
-                self.metrics()
+                issuer
+                    .metrics()
                     .inc(Counter::Refreshes, &[("outcome", "rejected")]);
                 if why == Rejection::ScopeWidened {
                     return Err(Refusal::invalid_scope(
@@ -141,25 +165,27 @@ impl TokenService {
                 };
                 if let Some(detail) = refused
                     && let Ok(Some((_, session))) =
-                        self.store().refresh_token(&request.presented).await
+                        self.store.refresh_token(&request.presented).await
                 {
-                    self.audit(
-                        "refresh_refused",
-                        Some(&session.user_id),
-                        Some(&session.id),
-                        client_id,
-                        ctx,
-                        detail,
-                    )
-                    .await;
+                    issuer
+                        .audit(
+                            "refresh_refused",
+                            Some(&session.user_id),
+                            Some(&session.id),
+                            client_id,
+                            ctx,
+                            detail,
+                        )
+                        .await;
                 }
                 tracing::debug!(reason = ?why, "refresh refused");
                 return Err(Refusal::invalid_grant(INVALID_REFRESH));
             }
         };
-        self.metrics()
+        issuer
+            .metrics()
             .inc(Counter::TokensIssued, &[("grant", "refresh_token")]);
-        let grant = Grant {
+        let subject = Subject {
             sub: &session.user_id,
             client_id: session.client_id.as_deref(),
             scope: &scope,
@@ -168,15 +194,51 @@ impl TokenService {
             fingerprint: ctx.fingerprint.as_deref(),
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };
-        let access_token = self.mint(grant, jti, now)?;
+        let access_token = issuer.mint(subject, jti, now)?;
         Ok(Issued {
             access_token,
-            expires_in: self.config().access_ttl,
+            expires_in: issuer.config().access_ttl,
             refresh_token: Some(successor),
             scope,
             session_id: Some(session.id),
             id_token: None,
             dpop: ctx.dpop.is_some(),
         })
+    }
+}
+
+/// `grant_type=refresh_token`: a bearer access token sent along must belong
+/// to the same session (§3.3), expired or not.
+#[async_trait]
+impl Grant for Refresh {
+    fn grant_type(&self) -> &'static str {
+        "refresh_token"
+    }
+
+    async fn grant(&self, request: &TokenRequest<'_>) -> Result<Issued, Refusal> {
+        let presented = request.params.require("refresh_token")?;
+        let expected_session = match request.access_token {
+            Some(token) => {
+                let claims = self
+                    .issuer
+                    .verify_jwt_ignoring_expiry(token)
+                    .await
+                    .map_err(|_| {
+                        Refusal::invalid_grant("the access token sent along is invalid")
+                    })?;
+                Some(claims.sid.ok_or_else(|| {
+                    Refusal::invalid_grant("access token belongs to another session")
+                })?)
+            }
+            None => None,
+        };
+        self.refresh(
+            presented,
+            request.client.map(|c| c.id.as_str()),
+            expected_session,
+            request.params.get("scope"),
+            request.ctx,
+        )
+        .await
     }
 }

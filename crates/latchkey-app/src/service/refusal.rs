@@ -4,7 +4,6 @@
 
 /// An operation's refusal.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Refusal {
     /// The request is malformed (`invalid_request`).
     #[error("{0}")]
@@ -16,6 +15,33 @@ pub enum Refusal {
     /// The scope asked for is not available (`invalid_scope`).
     #[error("{0}")]
     InvalidScope(String),
+    /// The client is unknown, disabled or failed to authenticate
+    /// (`invalid_client`).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// The client may not use this grant or endpoint (`unauthorized_client`).
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// The token endpoint offers no such grant (`unsupported_grant_type`).
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    /// Device flow (RFC 8628 §3.5): the user has not answered yet
+    /// (`authorization_pending`).
+    #[error("the user has not answered yet")]
+    AuthorizationPending,
+    /// Device flow: polled faster than the interval, which is now this many
+    /// seconds (`slow_down`).
+    #[error("polling too fast; wait {interval} s between polls")]
+    SlowDown {
+        /// The interval from now on, in seconds.
+        interval: i64,
+    },
+    /// Device flow: the user denied the request (`access_denied`).
+    #[error("the user denied the request")]
+    AccessDenied,
+    /// Device flow: the device code expired (`expired_token`).
+    #[error("the device code expired")]
+    ExpiredToken,
     /// An access token is invalid, expired or of a revoked session
     /// (`invalid_token`).
     #[error("{0}")]
@@ -61,6 +87,16 @@ impl Refusal {
     /// `InvalidScope`.
     pub fn invalid_scope(description: impl Into<String>) -> Self {
         Self::InvalidScope(description.into())
+    }
+
+    /// `InvalidClient`.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::InvalidClient(description.into())
+    }
+
+    /// `UnauthorizedClient`.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::UnauthorizedClient(description.into())
     }
 
     /// `InvalidToken`.

@@ -9,14 +9,13 @@ use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::clock::Clock;
 use latchkey_core::id::random_id;
 use latchkey_core::password::{PasswordHasher, WeakPassword, check_new_password};
-use latchkey_core::store::{RevocationReason, Store, StoreError, User};
+use latchkey_core::store::{RevocationReason, Store, StoreError, User, UserStore};
 use latchkey_core::username::UsernameError;
 
 use super::{Actor, Events, Sessions};
 
 /// Why an account operation was refused.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ServiceError {
     /// The client name breaks the rule.
     #[error(
@@ -86,7 +85,7 @@ pub fn canonical_username(name: &str) -> Result<String, ServiceError> {
 /// else the account of its canonical form. (Exactly so first: an account
 /// stored before names were folded, whose canonical form another account
 /// had already taken, keeps its spelling and signs in with it.)
-pub async fn find_user(store: &dyn Store, name: &str) -> Result<Option<User>, StoreError> {
+pub async fn find_user(store: &dyn UserStore, name: &str) -> Result<Option<User>, StoreError> {
     if let Some(user) = store.user_by_name(name).await? {
         return Ok(Some(user));
     }
@@ -101,7 +100,7 @@ pub async fn find_user(store: &dyn Store, name: &str) -> Result<Option<User>, St
 /// holds that name already or the old name is no longer a valid one: such
 /// an account keeps its spelling, still signs in with it exactly, and is
 /// named in a warning. Returns how many were renamed.
-pub async fn canonicalise_stored_names(store: &dyn Store) -> Result<usize, StoreError> {
+pub async fn canonicalise_stored_names(store: &dyn UserStore) -> Result<usize, StoreError> {
     let mut renamed = 0;
     for (id, name) in store.names_that_may_need_folding().await? {
         match latchkey_core::username::canonical(&name) {

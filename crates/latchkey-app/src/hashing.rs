@@ -98,7 +98,7 @@ const IDLE_RECHECK: Duration = Duration::from_millis(1);
 /// Admits hashes: on all cores but one at any time, on the last core only
 /// while every request in flight is a credential request (a login), so that
 /// a login flood beside other work leaves that work a core.
-pub(crate) struct HashGate {
+pub struct HashGate {
     /// Cores that may always hash: all but one (at least one).
     reserved: Semaphore,
     /// The last core (none on a one-core machine).
@@ -110,7 +110,7 @@ pub(crate) struct HashGate {
 }
 
 /// Counts one request (or credential request) in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+pub struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -135,14 +135,14 @@ impl HashGate {
     }
 
     /// Counts a request in flight (every request the router serves).
-    pub(crate) fn request(&self) -> InFlight<'_> {
+    pub fn request(&self) -> InFlight<'_> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(&self.requests)
     }
 
     /// Marks a request in flight as a credential request, which does not
     /// keep the last core from hashing.
-    pub(crate) fn credential(&self) -> InFlight<'_> {
+    pub fn credential(&self) -> InFlight<'_> {
         self.credentials.fetch_add(1, Ordering::Relaxed);
         InFlight(&self.credentials)
     }

@@ -1,19 +1,47 @@
 //! Checking the access tokens this server's own resources receive: a valid
-//! token of a live session (or of a client).
+//! token of a live session (or of a client), whatever resource asks (the
+//! account page, `/api/me`, userinfo, introspection, the admin API).
+
+use std::sync::Arc;
 
 use latchkey_core::jwt::{AccessClaims, VerifyError};
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{Session, User};
+use latchkey_core::store::{ClientStore, Session, SessionStore, User};
 
-use super::Refusal;
-use super::tokens::{Principal, TokenService};
 use crate::metrics::Counter;
+use crate::revocation::RevocationCache;
+use crate::service::{Principal, Refusal, TokenIssuer};
 
-impl TokenService {
+/// Checks access tokens.
+pub struct AccessTokens {
+    issuer: Arc<TokenIssuer>,
+    sessions: Arc<dyn SessionStore>,
+    clients: Arc<dyn ClientStore>,
+    revocations: Arc<RevocationCache>,
+}
+
+impl AccessTokens {
+    /// Tokens verified by `issuer`, their sessions read from `sessions` (or
+    /// the cache of a followed revocation feed, `revocations`), client
+    /// tokens checked against `clients`.
+    pub fn new(
+        issuer: Arc<TokenIssuer>,
+        sessions: Arc<dyn SessionStore>,
+        clients: Arc<dyn ClientStore>,
+        revocations: Arc<RevocationCache>,
+    ) -> Self {
+        Self {
+            issuer,
+            sessions,
+            clients,
+            revocations,
+        }
+    }
+
     /// A valid access token of a live session (or of a client): what every
     /// protected resource of this server accepts.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Refusal> {
-        let claims = self.verify_jwt(token).await.map_err(|e| {
+        let claims = self.issuer.verify_jwt(token).await.map_err(|e| {
             tracing::debug!(reason = %e, "access token refused");
             Refusal::invalid_token(match e {
                 VerifyError::Expired => "the access token expired",
@@ -24,12 +52,9 @@ impl TokenService {
             self.check_client_token(&claims).await?;
             return Ok(Principal { claims, user: None });
         };
-        let now = self.now();
+        let now = self.issuer.now();
         let live = |session: &Session, user: &User| {
-            session.revoked_at.is_none()
-                && session.user_id == claims.sub
-                && !latchkey_core::rotation::has_expired(session.expires_at, now)
-                && !user.disabled
+            session.is_live_for(user, now) && user.id == claims.sub
         };
         // With a live revocation feed, announced revocations are all this
         // instance needs to know: sessions are looked up once, then cached.
@@ -49,8 +74,8 @@ impl TokenService {
                 return Err(Refusal::invalid_token("the session has been revoked"));
             }
         }
-        self.metrics().inc(Counter::SessionLookups, &[]);
-        match self.store().session_with_user(sid).await? {
+        self.issuer.metrics().inc(Counter::SessionLookups, &[]);
+        match self.sessions.session_with_user(sid).await? {
             Some((session, user)) if live(&session, &user) => {
                 if let Some(generation) = trusted {
                     cache.remember(session, user.clone(), generation);
@@ -70,7 +95,7 @@ impl TokenService {
     /// longer has: removing, disabling or narrowing a client ends its
     /// tokens at once, here and at introspection.
     async fn check_client_token(&self, claims: &AccessClaims) -> Result<(), Refusal> {
-        let client = self.store().client_by_id(&claims.client_id).await?;
+        let client = self.clients.client_by_id(&claims.client_id).await?;
         let good = client.is_some_and(|client| {
             !client.disabled
                 && claims.iat >= client.tokens_valid_after

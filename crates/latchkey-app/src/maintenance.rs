@@ -1,28 +1,32 @@
-//! Background work: deleting sessions that can never be used again, and
-//! re-reading the signing keys so that a rotation reaches every instance.
+//! Background work: deleting sessions and device authorizations that can
+//! never be used again, pruning the audit trail, following the revocation
+//! feed, and re-reading the signing keys so that a rotation reaches every
+//! instance.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::state::AppState;
+use crate::App;
 
-/// Starts the garbage collector (every `LATCHKEY_GC_INTERVAL`) and the key
-/// reader (every `LATCHKEY_KEYS_REFRESH_INTERVAL`); they run until the
-/// runtime stops.
-pub fn spawn(state: AppState) {
+/// Starts the garbage collector (every `LATCHKEY_GC_INTERVAL`), the
+/// revocation feed's follower (when there is a feed) and the key reader
+/// (every `LATCHKEY_KEYS_REFRESH_INTERVAL`); they run until the runtime
+/// stops.
+pub fn spawn(app: Arc<App>) {
     let every = |secs: i64| Duration::from_secs(u64::try_from(secs).unwrap_or(60).max(1));
-    let gc = every(state.config().gc_interval);
-    let keys = every(state.config().keys_refresh_interval);
-    let gc_state = state.clone();
+    let gc = every(app.config.gc_interval);
+    let keys = every(app.config.keys_refresh_interval);
+    let gc_app = app.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(gc);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            collect(&gc_state).await;
+            collect(&gc_app).await;
         }
     });
-    if state.tokens().revocation_feed().is_some() {
-        tokio::spawn(listen(state.clone()));
+    if app.feed.is_some() {
+        tokio::spawn(listen(app.clone()));
     }
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(keys);
@@ -30,7 +34,7 @@ pub fn spawn(state: AppState) {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            state.tokens().reload_keys().await;
+            app.issuer.reload_keys().await;
         }
     });
 }
@@ -38,22 +42,25 @@ pub fn spawn(state: AppState) {
 /// One collection. Revoked sessions stay as long as their access tokens
 /// could live, so that "revoked" is still the answer for them (and for the
 /// revocation feed); used refresh tokens stay while their session lives.
-pub async fn collect(state: &AppState) {
-    let now = state.now();
-    let keep = state.tokens().deny_ttl();
-    match state
-        .store()
-        .collect_garbage(now, now - keep, now - keep)
-        .await
-    {
+/// Device authorizations go once they have ended.
+pub async fn collect(app: &App) {
+    let now = app.now();
+    let keep = app.issuer.deny_ttl();
+    let store = app.store();
+    match store.collect_garbage(now, now - keep, now - keep).await {
         Ok(done) if done.sessions > 0 => {
             tracing::info!(sessions = done.sessions, "deleted dead sessions")
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "garbage collection failed"),
     }
-    let retention = state.config().audit_retention;
-    match state.store().prune_audit(now - retention).await {
+    match store.prune_device_grants(now).await {
+        Ok(0) => {}
+        Ok(grants) => tracing::info!(grants, "deleted ended device authorizations"),
+        Err(e) => tracing::error!(error = %e, "deleting ended device authorizations failed"),
+    }
+    let retention = app.config.audit_retention;
+    match store.prune_audit(now - retention).await {
         Ok(0) => {}
         Ok(events) => tracing::info!(events, "deleted audit events past their retention"),
         Err(e) => tracing::error!(error = %e, "pruning the audit trail failed"),
@@ -63,31 +70,29 @@ pub async fn collect(state: &AppState) {
 /// Follows the revocation feed (Redis, or PostgreSQL's notifications),
 /// resubscribing after a break. While unsubscribed, access tokens are
 /// checked against the database.
-async fn listen(state: AppState) {
-    let Some(feed) = state.tokens().revocation_feed().cloned() else {
+async fn listen(app: Arc<App>) {
+    let Some(feed) = app.feed.clone() else {
         return;
     };
     loop {
         let on_connected = {
-            let state = state.clone();
+            let app = app.clone();
             move |revoked: Vec<String>| {
-                let until = state.now() + state.tokens().deny_ttl();
-                state.tokens().revocations().connected(revoked, until);
+                let until = app.now() + app.issuer.deny_ttl();
+                app.revocations.connected(revoked, until);
                 tracing::info!("following revocations: sessions are cached until revoked");
             }
         };
         let on_revoked: latchkey_core::coordination::OnRevoked = {
-            let state = state.clone();
+            let app = app.clone();
             Box::new(move |sid| {
-                let now = state.now();
-                state
-                    .tokens()
-                    .revocations()
-                    .revoke(sid, now + state.tokens().deny_ttl(), now);
+                let now = app.now();
+                app.revocations
+                    .revoke(sid, now + app.issuer.deny_ttl(), now);
             })
         };
         let result = feed.listen(&on_connected, &on_revoked).await;
-        state.tokens().revocations().disconnected();
+        app.revocations.disconnected();
         if let Err(e) = result {
             tracing::warn!(error = ?e, "revocation feed lost; checking sessions in the database until it is back");
         }

@@ -10,7 +10,7 @@ use latchkey_core::jwt::Verifier;
 use latchkey_core::keys::{PublicJwk, SigningAlg, SigningKey};
 use latchkey_core::refresh::RefreshKeys;
 use latchkey_core::seal::{self, MasterKey, OpenError, Opened};
-use latchkey_core::store::{Store, StoreError, StoredKey};
+use latchkey_core::store::{KeyStore, StoreError, StoredKey};
 
 use crate::config::Config;
 
@@ -86,7 +86,7 @@ fn open(master: Option<&MasterKey>, label: &str, blob: &[u8]) -> Result<Vec<u8>,
 
 /// Loads (creating on first start) the refresh-token key.
 pub async fn load_refresh_keys(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: Option<&MasterKey>,
     rng: &SystemRandom,
 ) -> Result<RefreshKeys, KeyError> {
@@ -106,7 +106,7 @@ pub async fn load_refresh_keys(
 /// `activates_at`; every key not yet retiring retires once the last token
 /// it can sign has expired.
 pub async fn add_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     config: &Config,
     rng: &SystemRandom,
     now: i64,
@@ -139,7 +139,7 @@ pub async fn add_key(
 /// stored in plain (made before `LATCHKEY_MASTER_KEY` was set). Returns what
 /// it sealed.
 pub async fn seal_stored(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     config: &Config,
     rng: &SystemRandom,
 ) -> Result<Vec<String>, KeyError> {
@@ -174,7 +174,7 @@ pub async fn seal_stored(
 /// Loads every published key; creates one of the configured algorithm, active
 /// at once, if none can sign now (first start, or a changed algorithm).
 pub async fn load_keyring(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     config: &Config,
     rng: &SystemRandom,
     now: i64,

@@ -1,17 +1,30 @@
 //! The `client_credentials` grant: an access token for a confidential
 //! client itself, with no session and no refresh token.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use latchkey_core::id::random_id;
 use latchkey_core::scope::Scope;
 use latchkey_core::store::Client;
 
-use super::Refusal;
-use super::tokens::{Grant, Issued, TokenService};
+use super::{Grant, TokenRequest};
 use crate::metrics::Counter;
+use crate::service::{Issued, Refusal, Subject, TokenIssuer};
 
-impl TokenService {
-    /// A `client_credentials` grant: an access token for the client itself,
-    /// with no session and no refresh token.
+/// The client credentials flow.
+pub struct ClientCredentialsGrant {
+    issuer: Arc<TokenIssuer>,
+}
+
+impl ClientCredentialsGrant {
+    /// Tokens minted by `issuer`.
+    pub fn new(issuer: Arc<TokenIssuer>) -> Self {
+        Self { issuer }
+    }
+
+    /// An access token for `client` itself, within its registered scope,
+    /// bound to `dpop_jkt` if a proof came.
     pub fn client_token(
         &self,
         client: &Client,
@@ -32,12 +45,14 @@ impl TokenService {
             }
             _ => allowed,
         };
-        let now = self.now();
-        let jti = random_id("", self.rng())?;
+        let issuer = &self.issuer;
+        let now = issuer.now();
+        let jti = random_id("", issuer.rng())?;
         let scope = scope.to_string();
-        self.metrics()
+        issuer
+            .metrics()
             .inc(Counter::TokensIssued, &[("grant", "client_credentials")]);
-        let grant = Grant {
+        let subject = Subject {
             sub: &client.id,
             client_id: Some(&client.id),
             scope: &scope,
@@ -46,15 +61,32 @@ impl TokenService {
             fingerprint: None,
             dpop_jkt,
         };
-        let access_token = self.mint(grant, jti, now)?;
+        let access_token = issuer.mint(subject, jti, now)?;
         Ok(Issued {
             access_token,
-            expires_in: self.config().access_ttl,
+            expires_in: issuer.config().access_ttl,
             refresh_token: None,
             scope,
             session_id: None,
             id_token: None,
             dpop: dpop_jkt.is_some(),
         })
+    }
+}
+
+#[async_trait]
+impl Grant for ClientCredentialsGrant {
+    fn grant_type(&self) -> &'static str {
+        "client_credentials"
+    }
+
+    async fn grant(&self, request: &TokenRequest<'_>) -> Result<Issued, Refusal> {
+        let Some(client) = request.client.filter(|c| c.secret_hash.is_some()) else {
+            return Err(Refusal::invalid_client(
+                "client_credentials needs a confidential client's authentication",
+            ));
+        };
+        let jkt = request.ctx.dpop.as_ref().map(|d| d.jkt.as_str());
+        self.client_token(client, request.params.get("scope"), jkt)
     }
 }
