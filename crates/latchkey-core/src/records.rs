@@ -128,6 +128,41 @@ pub enum DeviceStatus {
     },
 }
 
+impl DeviceStatus {
+    /// The status as a backend stores it: its name (`pending`, `approved`,
+    /// `denied`, `redeemed`), the approving user and their sign-in time,
+    /// and the session a redemption started.
+    pub fn columns(&self) -> (&'static str, Option<&str>, Option<i64>, Option<&str>) {
+        match self {
+            Self::Pending => ("pending", None, None, None),
+            Self::Denied => ("denied", None, None, None),
+            Self::Approved { user_id, auth_time } => {
+                ("approved", Some(user_id), Some(*auth_time), None)
+            }
+            Self::Redeemed { session_id } => ("redeemed", None, None, Some(session_id)),
+        }
+    }
+
+    /// The status [`Self::columns`] stored; `None` for columns that no
+    /// status gives (a corrupt row).
+    pub fn from_columns(
+        name: &str,
+        user_id: Option<String>,
+        auth_time: Option<i64>,
+        session_id: Option<String>,
+    ) -> Option<Self> {
+        match (name, user_id, auth_time, session_id) {
+            ("pending", ..) => Some(Self::Pending),
+            ("denied", ..) => Some(Self::Denied),
+            ("approved", Some(user_id), Some(auth_time), _) => {
+                Some(Self::Approved { user_id, auth_time })
+            }
+            ("redeemed", _, _, Some(session_id)) => Some(Self::Redeemed { session_id }),
+            _ => None,
+        }
+    }
+}
+
 /// A session: the family of refresh tokens started by one login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {

@@ -12,22 +12,9 @@ fn device_from(row: &PgRow) -> StoreResult<DeviceGrant> {
     let get_text = |c: &str| -> StoreResult<Option<String>> { row.try_get(c).map_err(backend) };
     let status: String = row.try_get("status").map_err(backend)?;
     let auth_time: Option<i64> = row.try_get("auth_time").map_err(backend)?;
-    let status = match (
-        status.as_str(),
-        get_text("user_id")?,
-        auth_time,
-        get_text("session_id")?,
-    ) {
-        ("pending", ..) => DeviceStatus::Pending,
-        ("denied", ..) => DeviceStatus::Denied,
-        ("approved", Some(user_id), Some(auth_time), _) => {
-            DeviceStatus::Approved { user_id, auth_time }
-        }
-        ("redeemed", _, _, Some(session_id)) => DeviceStatus::Redeemed { session_id },
-        (other, ..) => {
-            return Err(StoreError::Corrupt(format!("device grant status {other}")));
-        }
-    };
+    let (user_id, session_id) = (get_text("user_id")?, get_text("session_id")?);
+    let status = DeviceStatus::from_columns(&status, user_id, auth_time, session_id)
+        .ok_or_else(|| StoreError::Corrupt(format!("device grant status {status}")))?;
     Ok(DeviceGrant {
         device_hash: hash_of(row, "device_hash")?,
         user_hash: hash_of(row, "user_hash")?,
@@ -41,24 +28,10 @@ fn device_from(row: &PgRow) -> StoreResult<DeviceGrant> {
     })
 }
 
-/// The status columns of `status`: its name, user, sign-in time, session.
-fn status_columns(
-    status: &DeviceStatus,
-) -> (&'static str, Option<&str>, Option<i64>, Option<&str>) {
-    match status {
-        DeviceStatus::Pending => ("pending", None, None, None),
-        DeviceStatus::Denied => ("denied", None, None, None),
-        DeviceStatus::Approved { user_id, auth_time } => {
-            ("approved", Some(user_id), Some(*auth_time), None)
-        }
-        DeviceStatus::Redeemed { session_id } => ("redeemed", None, None, Some(session_id)),
-    }
-}
-
 #[async_trait]
 impl DeviceStore for PgStore {
     async fn insert_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()> {
-        let (status, user_id, auth_time, session_id) = status_columns(&grant.status);
+        let (status, user_id, auth_time, session_id) = grant.status.columns();
         sqlx::query(&format!(
             "INSERT INTO device_grants ({DEVICE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -101,7 +74,7 @@ impl DeviceStore for PgStore {
         answer: &DeviceStatus,
         now: i64,
     ) -> StoreResult<bool> {
-        let (status, user_id, auth_time, _) = status_columns(answer);
+        let (status, user_id, auth_time, _) = answer.columns();
         let changed = sqlx::query(
             "UPDATE device_grants SET status = $1, user_id = $2, auth_time = $3 \
              WHERE user_hash = $4 AND status = 'pending' AND expires_at >= $5",
@@ -139,7 +112,7 @@ impl DeviceStore for PgStore {
         let grant = device_from(&row)?;
         let (answer, next) = device::poll(&grant, client_id, now, session_id);
         if next != grant {
-            let (status, user_id, auth_time, session_id) = status_columns(&next.status);
+            let (status, user_id, auth_time, session_id) = next.status.columns();
             sqlx::query(
                 "UPDATE device_grants SET interval_secs = $1, last_polled_at = $2, status = $3, \
                  user_id = $4, auth_time = $5, session_id = $6 WHERE device_hash = $7",

@@ -18,15 +18,8 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     let user_id: Option<String> = row.get("user_id")?;
     let auth_time: Option<i64> = row.get("auth_time")?;
     let session_id: Option<String> = row.get("session_id")?;
-    let status = match (status.as_str(), user_id, auth_time, session_id) {
-        ("pending", ..) => DeviceStatus::Pending,
-        ("denied", ..) => DeviceStatus::Denied,
-        ("approved", Some(user_id), Some(auth_time), _) => {
-            DeviceStatus::Approved { user_id, auth_time }
-        }
-        ("redeemed", _, _, Some(session_id)) => DeviceStatus::Redeemed { session_id },
-        (other, ..) => return Err(corrupt(format!("device grant status {other}"))),
-    };
+    let status = DeviceStatus::from_columns(&status, user_id, auth_time, session_id)
+        .ok_or_else(|| corrupt(format!("device grant status {status}")))?;
     Ok(DeviceGrant {
         device_hash: hash_from(row, "device_hash")?,
         user_hash: hash_from(row, "user_hash")?,
@@ -40,24 +33,10 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     })
 }
 
-/// The status columns of `status`: its name, user, sign-in time, session.
-fn status_columns(
-    status: &DeviceStatus,
-) -> (&'static str, Option<&str>, Option<i64>, Option<&str>) {
-    match status {
-        DeviceStatus::Pending => ("pending", None, None, None),
-        DeviceStatus::Denied => ("denied", None, None, None),
-        DeviceStatus::Approved { user_id, auth_time } => {
-            ("approved", Some(user_id), Some(*auth_time), None)
-        }
-        DeviceStatus::Redeemed { session_id } => ("redeemed", None, None, Some(session_id)),
-    }
-}
-
 #[async_trait]
 impl DeviceStore for SqliteStore {
     async fn insert_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()> {
-        let (status, user_id, auth_time, session_id) = status_columns(&grant.status);
+        let (status, user_id, auth_time, session_id) = grant.status.columns();
         self.write(|conn| {
             conn.prepare_cached(&format!(
                 "INSERT INTO device_grants ({DEVICE_COLUMNS}) \
@@ -104,7 +83,7 @@ impl DeviceStore for SqliteStore {
         answer: &DeviceStatus,
         now: i64,
     ) -> StoreResult<bool> {
-        let (status, user_id, auth_time, _) = status_columns(answer);
+        let (status, user_id, auth_time, _) = answer.columns();
         self.write(|conn| {
             let changed = conn
                 .execute(
@@ -140,7 +119,7 @@ impl DeviceStore for SqliteStore {
             };
             let (answer, next) = device::poll(&grant, client_id, now, session_id);
             if next != grant {
-                let (status, user_id, auth_time, session_id) = status_columns(&next.status);
+                let (status, user_id, auth_time, session_id) = next.status.columns();
                 tx.execute(
                     "UPDATE device_grants SET interval_secs = ?, last_polled_at = ?, status = ?, \
                      user_id = ?, auth_time = ?, session_id = ? WHERE device_hash = ?",

@@ -26,7 +26,7 @@ use latchkey_app::flows::{CodeGrant, redirect_uri_allowed};
 use super::extract::{Authenticated, Params};
 use super::pages::{
     LOGIN_FIELDS, csrf_token, end_sign_in, error_page, escape, html_page, remember_sign_in,
-    same_origin_form, sign_in, signed_in, with_csrf_cookie,
+    same_origin_form, scope_items, sign_in, signed_in, with_csrf_cookie,
 };
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
@@ -402,13 +402,7 @@ fn consent_page(
     let Some(csrf) = csrf_token(state, headers) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
     };
-    let scopes: String = request
-        .scope
-        .to_string()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("<li>{}</li>", escape(s)))
-        .collect();
+    let scopes = scope_items(&request.scope);
     let body = format!(
         r#"<h1>Allow {client} to use your account?</h1>
 <p>Signed in as <strong>{user}</strong>. {client} asks for:</p>

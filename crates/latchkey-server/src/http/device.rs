@@ -20,7 +20,7 @@ use latchkey_core::store::User;
 use super::extract::Params;
 use super::pages::{
     LOGIN_FIELDS, csrf_token, error_page, escape, html_page, remember_sign_in, same_origin_form,
-    sign_in, signed_in, with_csrf_cookie,
+    scope_items, sign_in, signed_in, with_csrf_cookie,
 };
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
@@ -118,13 +118,7 @@ fn confirm_page(
     request: &DeviceRequest,
     user: &User,
 ) -> Response {
-    let scopes: String = request
-        .scope
-        .to_string()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("<li>{}</li>", escape(s)))
-        .collect();
+    let scopes = scope_items(&request.scope);
     page(
         state,
         headers,

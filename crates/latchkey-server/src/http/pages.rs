@@ -256,3 +256,13 @@ pub(super) const LOGIN_FIELDS: &str = r#"<p><label for="username">Username</labe
 <input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="256"></p>
 <p><label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"></p>"#;
+
+/// A scope as the items of a list, one `<li>` per scope.
+pub(super) fn scope_items(scope: &latchkey_core::scope::Scope) -> String {
+    scope
+        .to_string()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<li>{}</li>", escape(s)))
+        .collect()
+}
