@@ -161,7 +161,9 @@ fn done_page(allowed: bool) -> Response {
     html_page(StatusCode::OK, title, &body, "'none'")
 }
 
-/// `GET /device`, `GET /device?user_code=…`.
+/// `GET /device`, `GET /device?user_code=…`. A query that cannot be read
+/// (not UTF-8, a NUL, a parameter twice, a code far too long) is a `400`
+/// page, not an empty form.
 async fn code_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -169,10 +171,16 @@ async fn code_page(
 ) -> Response {
     let prefill = Params::from_form(query.as_deref().unwrap_or("").as_bytes())
         .ok()
-        .and_then(|q| q.get("user_code").map(str::to_owned))
-        .filter(|code| code.chars().count() <= MAX_CODE_CHARS)
-        .unwrap_or_default();
-    ask_code(&state, &headers, StatusCode::OK, &prefill, None)
+        .map(|q| q.get("user_code").unwrap_or_default().to_owned());
+    match prefill {
+        Some(code) if code.chars().count() <= MAX_CODE_CHARS => {
+            ask_code(&state, &headers, StatusCode::OK, &code, None)
+        }
+        _ => error_page(
+            StatusCode::BAD_REQUEST,
+            "This link is malformed. Open the device page and type the code.",
+        ),
+    }
 }
 
 /// `POST /device`: the code, then the sign-in, then the answer.

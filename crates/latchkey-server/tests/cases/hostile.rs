@@ -380,6 +380,21 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
             json: false,
         })
         .header("authorization", &basic),
+        Endpoint::new(Method::POST, "/oauth/token", Input::Form {
+            pairs: pairs(&[
+                ("device_code", "lk_dc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "app"),
+            ]),
+            json: false,
+        }),
+        Endpoint::new(Method::POST, "/oauth/device_authorization", Input::Form {
+            pairs: pairs(&[("client_id", "app"), ("scope", "openid")]),
+            json: false,
+        }),
+        Endpoint::new(Method::POST, "/device", Input::Form { pairs: pairs(&[("user_code", "BCDF-GHJK")]), json: false })
+            .header("origin", &app.base),
+        Endpoint::new(Method::GET, "/device", Input::Query(pairs(&[("user_code", "BCDF-GHJK")]), true)),
         Endpoint::new(Method::POST, "/oauth/revoke", Input::Form {
             pairs: pairs(&[("token", &refresh), ("token_type_hint", "refresh_token")]),
             json: false,
