@@ -140,7 +140,7 @@ pub fn check_redemption(
         Err(CodeRefused::OtherClient)
     } else if code.redirect_uri != request.redirect_uri {
         Err(CodeRefused::RedirectUri)
-    } else if code.expires_at < request.now {
+    } else if crate::records::has_expired(code.expires_at, request.now) {
         Err(CodeRefused::Expired)
     } else if !pkce_matches(request.verifier, &code.code_challenge) {
         Err(CodeRefused::Verifier)

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::Result;
 use crate::id::random_bytes;
-use crate::records::{DeviceGrant, DeviceStatus};
+use crate::records::{DeviceGrant, DeviceStatus, has_expired};
 use crate::refresh::{RefreshKeys, TokenHash};
 
 /// The letters of a user code: no vowels (no words), none that looks like
@@ -131,7 +131,7 @@ pub fn poll(
             next.last_polled_at = grant.last_polled_at;
             Poll::Redeemed
         }
-        _ if grant.expires_at < now => Poll::Expired,
+        _ if has_expired(grant.expires_at, now) => Poll::Expired,
         DeviceStatus::Denied => Poll::Denied,
         DeviceStatus::Approved { user_id, auth_time } => {
             next.status = DeviceStatus::Redeemed {
@@ -158,7 +158,7 @@ pub fn poll(
 
 /// Whether a person may still answer `grant` at `now`.
 pub fn answerable(grant: &DeviceGrant, now: i64) -> bool {
-    grant.status == DeviceStatus::Pending && grant.expires_at >= now
+    grant.status == DeviceStatus::Pending && !has_expired(grant.expires_at, now)
 }
 
 #[cfg(test)]

@@ -195,12 +195,11 @@ pub struct Session {
 
 impl Session {
     /// Whether the session may still be used at `now`: not revoked, not past
-    /// its absolute end (the end's own second still counts, as everywhere:
-    /// see `rotation::has_expired`). The one statement of a session's
+    /// its absolute end ([`has_expired`]). The one statement of a session's
     /// liveness; the stores' SQL says the same (`revoked_at IS NULL AND
     /// expires_at >= now`).
     pub fn is_live(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at >= now
+        self.revoked_at.is_none() && !has_expired(self.expires_at, now)
     }
 
     /// [`Self::is_live`], and its user's too: the user enabled and the one
@@ -208,6 +207,15 @@ impl Session {
     pub fn is_live_for(&self, user: &User, now: i64) -> bool {
         self.is_live(now) && self.user_id == user.id && !user.disabled
     }
+}
+
+/// Whether a lifetime that ends at `expires_at` (Unix seconds) is over at
+/// `now`. Times are whole seconds, rounded down: a lifetime that began at
+/// second `t` (really somewhere in `[t, t + 1)`) and ends at `t + ttl` is
+/// over only from second `t + ttl + 1` on, so nothing ends before its
+/// configured lifetime has passed (and nothing lasts a whole second longer).
+pub fn has_expired(expires_at: i64, now: i64) -> bool {
+    expires_at < now
 }
 
 /// One refresh token, stored only as its keyed hash.
@@ -239,7 +247,7 @@ impl RefreshRecord {
     /// Whether the token may still be presented at `now` with its session
     /// (unused, within its idle lifetime, its session live).
     pub fn is_usable(&self, session: &Session, now: i64) -> bool {
-        self.used_at.is_none() && self.expires_at >= now && session.is_live(now)
+        self.used_at.is_none() && !has_expired(self.expires_at, now) && session.is_live(now)
     }
 }
 

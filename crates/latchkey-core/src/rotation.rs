@@ -160,14 +160,7 @@ pub enum Decision {
     Reject(Rejection),
 }
 
-/// Whether a lifetime that ends at `expires_at` (Unix seconds) is over at
-/// `now`. Times are whole seconds, rounded down: a lifetime that began at
-/// second `t` (really somewhere in `[t, t + 1)`) and ends at `t + ttl` is
-/// over only from second `t + ttl + 1` on, so nothing ends before its
-/// configured lifetime has passed (and nothing lasts a whole second longer).
-pub fn has_expired(expires_at: i64, now: i64) -> bool {
-    expires_at < now
-}
+pub use crate::records::has_expired;
 
 /// The rules of §3.3–§3.5, in order. `user_disabled` is the session's user's
 /// state, read with the token.

@@ -515,11 +515,7 @@ async fn logout_request(state: &AppState, params: &Params) -> Result<LogoutReque
         .session_with_user(&claims.sid)
         .await
         .map_err(|e| ApiError::from(e).into_response())?
-        .is_some_and(|(session, user)| {
-            user.id == claims.sub
-                && session.revoked_at.is_none()
-                && !latchkey_core::rotation::has_expired(session.expires_at, state.now())
-        });
+        .is_some_and(|(session, user)| user.id == claims.sub && session.is_live(state.now()));
     if !live {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
