@@ -7,7 +7,7 @@ use latchkey_core::id::random_id;
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::{Rejection, RevocationReason, RotationRequest};
 use latchkey_core::scope::Scope;
-use latchkey_core::store::{Outcome, SessionStore};
+use latchkey_core::store::{Outcome, Session, SessionStore};
 
 use super::{Grant, TokenRequest};
 use crate::metrics::Counter;
@@ -72,7 +72,42 @@ impl Refresh {
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.clone()),
         };
         let outcome = self.store.rotate(&issuer.config().policy, &request).await?;
-        let (session, scope) = match outcome {
+        let (session, scope) = self.settle(outcome, &request, client_id, ctx).await?;
+        issuer
+            .metrics()
+            .inc(Counter::TokensIssued, &[("grant", "refresh_token")]);
+        let subject = Subject {
+            sub: &session.user_id,
+            client_id: session.client_id.as_deref(),
+            scope: &scope,
+            sid: Some(&session.id),
+            auth_time: Some(session.created_at),
+            fingerprint: ctx.fingerprint.as_deref(),
+            dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
+        };
+        let access_token = issuer.mint(subject, jti, now)?;
+        Ok(Issued {
+            access_token,
+            expires_in: issuer.config().access_ttl,
+            refresh_token: Some(successor),
+            scope,
+            session_id: Some(session.id),
+            id_token: None,
+            dpop: ctx.dpop.is_some(),
+        })
+    }
+
+    /// What a rotation's outcome means: the session and scope to mint for,
+    /// or the refusal (with its audit event, metric and announcement).
+    async fn settle(
+        &self,
+        outcome: Outcome,
+        request: &RotationRequest,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<(Session, String), Refusal> {
+        let issuer = &self.issuer;
+        Ok(match outcome {
             Outcome::Rotated {
                 session,
                 scope,
@@ -181,28 +216,6 @@ impl Refresh {
                 tracing::debug!(reason = ?why, "refresh refused");
                 return Err(Refusal::invalid_grant(INVALID_REFRESH));
             }
-        };
-        issuer
-            .metrics()
-            .inc(Counter::TokensIssued, &[("grant", "refresh_token")]);
-        let subject = Subject {
-            sub: &session.user_id,
-            client_id: session.client_id.as_deref(),
-            scope: &scope,
-            sid: Some(&session.id),
-            auth_time: Some(session.created_at),
-            fingerprint: ctx.fingerprint.as_deref(),
-            dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
-        };
-        let access_token = issuer.mint(subject, jti, now)?;
-        Ok(Issued {
-            access_token,
-            expires_in: issuer.config().access_ttl,
-            refresh_token: Some(successor),
-            scope,
-            session_id: Some(session.id),
-            id_token: None,
-            dpop: ctx.dpop.is_some(),
         })
     }
 }
