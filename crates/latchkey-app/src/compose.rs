@@ -17,9 +17,9 @@ use latchkey_core::store::Store;
 
 use crate::config::Config;
 use crate::flows::{
-    AccessTokens, AdminSessions, AuthorizationCodeGrant, Authorizations, ClientCredentialsGrant,
-    DeviceCodeGrant, DeviceFlow, GrantRegistry, Introspection, Login, Refresh, SignUp,
-    TokenRevocation,
+    AccessTokens, AdminSessions, AuthenticatorApps, AuthorizationCodeGrant, Authorizations,
+    ClientCredentialsGrant, DeviceCodeGrant, DeviceFlow, GrantRegistry, Introspection, Login,
+    Refresh, SignUp, TokenRevocation,
 };
 use crate::keyring::{KeyError, load_keyring, load_refresh_keys};
 use crate::metrics::Metrics;
@@ -182,6 +182,8 @@ pub struct App {
     pub authorizations: Authorizations,
     /// The device authorization grant's device and person sides.
     pub device: DeviceFlow,
+    /// Authenticator apps and the second step of a sign-in.
+    pub apps: Arc<AuthenticatorApps>,
     /// Self-service sign-up.
     pub signup: SignUp,
     /// Sessions the admin API makes.
@@ -253,11 +255,18 @@ impl App {
             store.clone(),
             revocations.clone(),
         ));
+        let apps = Arc::new(AuthenticatorApps::new(
+            issuer.clone(),
+            store.clone(),
+            store.clone(),
+            attempts.clone(),
+        ));
         let login = Arc::new(Login::new(
             issuer.clone(),
             passwords.clone(),
             attempts.clone(),
             store.clone(),
+            apps.clone(),
         ));
         let refresh = Arc::new(Refresh::new(issuer.clone(), store.clone()));
         let device = DeviceFlow::new(
@@ -317,6 +326,7 @@ impl App {
             login,
             refresh,
             device,
+            apps,
             grants,
         })
     }

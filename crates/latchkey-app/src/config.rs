@@ -47,6 +47,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_connections_per_address", "256"),
     ("audit_refreshes", "false"),
     ("audit_retention", "90d"),
+    ("reauth_window", "10m"),
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -135,6 +136,9 @@ pub struct Config {
     /// `LATCHKEY_AUDIT_RETENTION`: audit events older than this are deleted
     /// by garbage collection. Default `90d`.
     pub audit_retention: i64,
+    /// `LATCHKEY_REAUTH_WINDOW`: adding or removing a sign-in factor needs a
+    /// sign-in at most this old. Default `10m`.
+    pub reauth_window: i64,
 }
 
 /// At most `max` events per `window` seconds.
@@ -343,6 +347,7 @@ impl Config {
             max_connections: v.whole("max_connections")?,
             max_connections_per_address: v.whole("max_connections_per_address")?,
             audit_retention: v.positive_duration("audit_retention")?,
+            reauth_window: v.positive_duration("reauth_window")?,
             issuer,
         })
     }

@@ -163,6 +163,46 @@ impl DeviceStatus {
     }
 }
 
+/// A user's authenticator app (SPEC §12): its secret, sealed like the
+/// signing keys; pending until its first code is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    /// Its id (`fac_…`).
+    pub id: String,
+    /// Its user.
+    pub user_id: String,
+    /// The secret, sealed (`seal::seal` under the label `totp:<id>`).
+    pub secret: Vec<u8>,
+    /// When it was set up, Unix seconds.
+    pub created_at: i64,
+    /// When its first code confirmed it; until then it asks nothing of
+    /// sign-ins.
+    pub confirmed_at: Option<i64>,
+    /// The last step whose code was accepted: a code of it or an earlier
+    /// step is never accepted again.
+    pub last_step: i64,
+}
+
+/// A password sign-in waiting for its second step (`mfa_token`), stored by
+/// the keyed hash of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    /// Keyed hash of the `mfa_token`.
+    pub hash: TokenHash,
+    /// The user whose password was right.
+    pub user_id: String,
+    /// The client the sign-in is for, if any.
+    pub client_id: Option<String>,
+    /// The scope the sign-in asked for and was allowed.
+    pub scope: String,
+    /// When the password was checked, Unix seconds.
+    pub created_at: i64,
+    /// Its end, Unix seconds.
+    pub expires_at: i64,
+    /// Wrong codes sent with it so far.
+    pub failures: i64,
+}
+
 /// A session: the family of refresh tokens started by one login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {

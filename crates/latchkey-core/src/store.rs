@@ -12,7 +12,8 @@ use crate::session::SessionStart;
 pub use crate::device::Poll;
 pub use crate::records::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant, DeviceStatus,
-    Redemption, RefreshRecord, RevocationReason, Session, StoredKey, User,
+    MfaChallenge, Redemption, RefreshRecord, RevocationReason, Session, StoredKey, TotpFactor,
+    User,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -29,6 +30,7 @@ pub trait Store:
     + KeyStore
     + CodeStore
     + DeviceStore
+    + FactorStore
     + ProofStore
     + AuditStore
 {
@@ -41,6 +43,7 @@ impl<T> Store for T where
         + KeyStore
         + CodeStore
         + DeviceStore
+        + FactorStore
         + ProofStore
         + AuditStore
 {
@@ -49,8 +52,8 @@ impl<T> Store for T where
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AuditStore, ClientStore, CodeStore, DeviceStore, KeyStore, ProofStore, SessionStore,
-        UserStore,
+        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, ProofStore,
+        SessionStore, UserStore,
     };
 }
 
@@ -281,6 +284,63 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// Deletes the device authorizations that ended before `before`;
     /// returns how many.
     async fn prune_device_grants(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Second factors (SPEC §12): authenticator apps, their recovery codes,
+/// and password sign-ins waiting for their second step.
+#[async_trait]
+pub trait FactorStore: Send + Sync + 'static {
+    /// Stores a new, pending authenticator app for its user, replacing a
+    /// pending one; false (and nothing changed) if the user has a confirmed
+    /// one.
+    async fn put_pending_totp(&self, factor: &TotpFactor) -> StoreResult<bool>;
+    /// The user's authenticator app, pending or confirmed.
+    async fn totp_of(&self, user_id: &str) -> StoreResult<Option<TotpFactor>>;
+    /// Confirms the pending app `factor_id` with the code of `step`, and
+    /// stores its recovery codes (replacing any): false if it is not that
+    /// user's pending app any more. Of confirmations at once, one wins.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        factor_id: &str,
+        step: i64,
+        recovery_codes: &[TokenHash],
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Accepts a code of `step` for the user's confirmed app if no code of
+    /// this step or a later one was accepted before: of the same code sent
+    /// any number of times at once, one is accepted.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Spends one of the user's unused recovery codes; false if it is not
+    /// one (or was used). Of the same code sent at once, one is spent.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// The user's unused recovery codes, counted.
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32>;
+    /// Removes the user's app (pending or confirmed) and its recovery codes;
+    /// false if there was none.
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool>;
+    /// Stores a sign-in waiting for its second step.
+    async fn insert_mfa_challenge(&self, challenge: &MfaChallenge) -> StoreResult<()>;
+    /// The sign-in waiting under this hash, if any and not ended at `now`.
+    async fn mfa_challenge(&self, hash: &TokenHash, now: i64) -> StoreResult<Option<MfaChallenge>>;
+    /// Counts a wrong code against it, and deletes it at `max_failures`;
+    /// false once it is gone. Wrong codes at once are all counted.
+    async fn fail_mfa_challenge(&self, hash: &TokenHash, max_failures: i64) -> StoreResult<bool>;
+    /// Spends it (its second step succeeded): the challenge, if it was still
+    /// there and not ended at `now`. Of spends at once, one gets it.
+    async fn spend_mfa_challenge(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> StoreResult<Option<MfaChallenge>>;
+    /// Deletes the sign-ins waiting for a second step that ended before
+    /// `before`; returns how many.
+    async fn prune_mfa_challenges(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// Single-use proofs seen (DPoP `jti`s), shared by every instance.

@@ -60,6 +60,12 @@ pub enum ApiError {
         /// A nonce for the next proof.
         nonce: Option<String>,
     },
+    /// `401 mfa_required` (SPEC §12): the password was right, a second step
+    /// is needed, carried on by `mfa_token`.
+    MfaRequired {
+        /// The token of the sign-in waiting for its second step.
+        mfa_token: String,
+    },
     /// A failure of the server; never shown in detail.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -165,6 +171,7 @@ impl ApiError {
             Self::Dpop { resource: true, .. } => StatusCode::UNAUTHORIZED,
             Self::Dpop { .. } => StatusCode::BAD_REQUEST,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MfaRequired { .. } => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -208,6 +215,12 @@ impl From<latchkey_app::service::Refusal> for ApiError {
                 code: "use_dpop_nonce",
                 description: "use the server's DPoP nonce".into(),
                 nonce: Some(nonce),
+            },
+            Refusal::MfaRequired { mfa_token } => Self::MfaRequired { mfa_token },
+            Refusal::ReauthenticationRequired(d) => Self::Plain {
+                status: StatusCode::FORBIDDEN,
+                code: "reauthentication_required",
+                description: d,
             },
             Refusal::Internal(e) => Self::Internal(e),
         }
@@ -359,6 +372,15 @@ impl IntoResponse for ApiError {
                 });
                 let retry = HeaderValue::from(retry_after.max(1));
                 (status, [(header::RETRY_AFTER, retry)], body).into_response()
+            }
+            Self::MfaRequired { mfa_token } => {
+                let body = axum::Json(serde_json::json!({
+                    "error": "mfa_required",
+                    "error_description": "the password is right; a second step is needed",
+                    "mfa_token": mfa_token,
+                    "mfa_methods": ["otp", "recovery_code"],
+                }));
+                (status, no_store, body).into_response()
             }
             Self::Internal(e) => {
                 let reference = error_reference();

@@ -42,6 +42,7 @@ mod batch;
 mod clients;
 mod codes;
 mod devices;
+mod factors;
 mod feed;
 mod keys;
 mod proofs;

@@ -111,6 +111,15 @@ impl UserStore for PgStore {
             return Ok(None);
         }
         let revoked = revoke_all_in(&mut tx, user_id, RevocationReason::UserDeleted, now).await?;
+        // Its second factors go with it (garbage collection removes the row
+        // itself later).
+        for table in ["totp_factors", "recovery_codes", "mfa_challenges"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }

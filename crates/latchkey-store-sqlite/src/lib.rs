@@ -34,6 +34,7 @@ mod audit;
 mod clients;
 mod codes;
 mod devices;
+mod factors;
 mod grouped;
 mod keys;
 mod migrate;

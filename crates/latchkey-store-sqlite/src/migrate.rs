@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_dpop.sql"),
     include_str!("../migrations/0008_client_management.sql"),
     include_str!("../migrations/0009_device_grants.sql"),
+    include_str!("../migrations/0010_factors.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

@@ -110,6 +110,12 @@ impl UserStore for SqliteStore {
             }
             let revoked =
                 revoke_all(&tx, user_id, RevocationReason::UserDeleted, now).map_err(backend)?;
+            // Its second factors go with it (garbage collection removes the
+            // row itself later).
+            for table in ["totp_factors", "recovery_codes", "mfa_challenges"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?"), [user_id])
+                    .map_err(backend)?;
+            }
             tx.commit().map_err(backend)?;
             Ok(Some(revoked))
         })

@@ -13,8 +13,10 @@
 use std::sync::Arc;
 
 mod devices;
+mod factors;
 
 pub use devices::*;
+pub use factors::*;
 
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
@@ -109,6 +111,8 @@ macro_rules! suite {
             clients_are_changed_disabled_and_removed,
             a_device_grant_is_answered_once,
             device_polls_are_decided_one_at_a_time,
+            an_authenticator_app_is_confirmed_once_and_its_codes_used_once,
+            a_second_step_dies_after_its_failures_and_is_spent_once,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use latchkey_core::store::{Client, UserStore};
 
-use super::{Grant, TokenRequest};
+use super::{AuthenticatorApps, Grant, TokenRequest};
 use crate::metrics::Counter;
 use crate::service::{
     Attempts, Issued, LoginKeys, PasswordService, Refusal, RequestContext, TokenIssuer, find_user,
@@ -26,22 +26,26 @@ pub struct Login {
     passwords: Arc<PasswordService>,
     attempts: Attempts,
     users: Arc<dyn UserStore>,
+    apps: Arc<AuthenticatorApps>,
 }
 
 impl Login {
     /// Logins of `users`, passwords checked by `passwords`, counted by
-    /// `attempts`, sessions opened by `issuer`.
+    /// `attempts`, second steps asked by `apps`, sessions opened by
+    /// `issuer`.
     pub fn new(
         issuer: Arc<TokenIssuer>,
         passwords: Arc<PasswordService>,
         attempts: Attempts,
         users: Arc<dyn UserStore>,
+        apps: Arc<AuthenticatorApps>,
     ) -> Self {
         Self {
             issuer,
             passwords,
             attempts,
             users,
+            apps,
         }
     }
 
@@ -113,6 +117,10 @@ impl Login {
             }
         };
         self.attempts.login_succeeded(&keys).await;
+        // The factor is asked for only now that the password is right.
+        if let Some(mfa_token) = self.apps.second_step(&user.id, client_id, &scope).await? {
+            return Err(Refusal::MfaRequired { mfa_token });
+        }
         match self
             .issuer
             .start_session(&user, client_id, &scope, ctx, "login")

@@ -10,6 +10,7 @@
 //! | authorization code: redeeming a code | [`AuthorizationCodeGrant`] | `authorization_code.rs` |
 //! | device authorization (RFC 8628) | [`DeviceFlow`], [`DeviceCodeGrant`] | `device_code.rs` |
 //! | sign-up | [`SignUp`] | `signup.rs` |
+//! | authenticator apps and the second step of a sign-in | [`AuthenticatorApps`] | `totp.rs` |
 //! | sessions made by the admin API | [`AdminSessions`] | `admin_sessions.rs` |
 //! | introspection (RFC 7662) | [`Introspection`] | `introspection.rs` |
 //! | revocation (RFC 7009) | [`TokenRevocation`] | `revocation.rs` |
@@ -31,6 +32,7 @@ mod login;
 mod refresh;
 mod revocation;
 mod signup;
+mod totp;
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ pub use login::{Login, MAX_USERNAME_BYTES};
 pub use refresh::Refresh;
 pub use revocation::TokenRevocation;
 pub use signup::{SignUp, SignUpRefusal};
+pub use totp::{AuthenticatorApps, MAX_MFA_FAILURES, MFA_TOKEN_TTL, SecondFactor, TotpSetup};
 
 use crate::service::{Issued, Refusal, RequestContext};
 

@@ -89,6 +89,36 @@ impl Attempts {
         }
     }
 
+    /// Takes one attempt under `key` within the per-account limit (what a
+    /// wrong password costs): the second step's codes count like failed
+    /// logins. `Err` when it is used up (then counted, and audited once per
+    /// window).
+    pub async fn take_per_account(
+        &self,
+        key: &str,
+        ctx: &RequestContext,
+        detail: &str,
+    ) -> Result<(), Blocked> {
+        let taken = self
+            .counted(
+                self.counter
+                    .take_attempt(key, self.account.max, self.account.window),
+            )
+            .await;
+        match taken {
+            Some(Some(blocked)) => {
+                self.throttled(&blocked, None, ctx, detail).await;
+                Err(blocked)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts `key`'s count afresh (what it guarded succeeded).
+    pub async fn clear(&self, key: &str) {
+        self.counted(self.counter.clear_attempts(key)).await;
+    }
+
     /// Gives back an attempt taken with [`Self::take_per_address`] (what it
     /// was for succeeded, and should not count).
     pub async fn give_back_per_address(&self, key: &str) {

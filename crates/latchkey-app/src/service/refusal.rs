@@ -42,6 +42,16 @@ pub enum Refusal {
     /// Device flow: the device code expired (`expired_token`).
     #[error("the device code expired")]
     ExpiredToken,
+    /// The password was right; the user's second factor is needed next
+    /// (`mfa_required`, with the token that carries the sign-in on).
+    #[error("a second step is needed")]
+    MfaRequired {
+        /// The `mfa_token`.
+        mfa_token: String,
+    },
+    /// The action needs a more recent sign-in (`reauthentication_required`).
+    #[error("{0}")]
+    ReauthenticationRequired(String),
     /// An access token is invalid, expired or of a revoked session
     /// (`invalid_token`).
     #[error("{0}")]

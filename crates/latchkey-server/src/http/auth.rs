@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use latchkey_app::flows::SecondFactor;
 use latchkey_core::rotation::RevocationReason;
 
 use super::browser;
@@ -23,6 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
         .route("/auth/signup", post(signup))
+        .route("/auth/login/mfa", post(login_mfa))
 }
 
 /// How a new session's tokens go back: all in the body (bearer mode), or
@@ -99,6 +101,30 @@ async fn login(
         .await?;
     let response = delivery.respond(&state, &issued)?;
     Ok(super::dpop::with_nonce(&state, proof.as_ref(), response))
+}
+
+/// The second step of a password sign-in (SPEC §12): `mfa_token` and
+/// `otp` or `recovery_code`; form or JSON; answered like a login.
+async fn login_mfa(
+    State(state): State<AppState>,
+    mut ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let delivery = Delivery::of(&state, &headers, &mut ctx)?;
+    let params = Params::from_body(&headers, &body, true)?;
+    let mfa_token = params.require("mfa_token")?;
+    let code = match (params.get("otp"), params.get("recovery_code")) {
+        (Some(otp), None) => SecondFactor::Otp(otp),
+        (None, Some(code)) => SecondFactor::RecoveryCode(code),
+        _ => {
+            return Err(ApiError::invalid_request(
+                "send either otp or recovery_code",
+            ));
+        }
+    };
+    let issued = state.apps.finish(mfa_token, code, &ctx).await?;
+    delivery.respond(&state, &issued)
 }
 
 /// Self-service sign-up (`LATCHKEY_SIGNUP=open`): `username`, `password`,

@@ -10,6 +10,7 @@ mod device;
 mod discovery;
 mod dpop;
 mod extract;
+mod factors;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod health;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .merge(device::router())
         .merge(oauth::router())
         .merge(sessions::router())
+        .merge(factors::router())
         .merge(me::router())
         .merge(health::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))

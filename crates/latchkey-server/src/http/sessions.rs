@@ -39,7 +39,7 @@ struct SessionView {
 /// nor log the user out of them: only the `first-party` client and clients
 /// registered `--first-party` may. The client is read at each call, so a
 /// client no longer first-party loses the right at once.
-async fn user_of<'a>(
+pub(super) async fn user_of<'a>(
     state: &AppState,
     principal: &'a Principal,
 ) -> Result<(&'a str, Option<&'a str>), ApiError> {

@@ -395,6 +395,14 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
         Endpoint::new(Method::POST, "/device", Input::Form { pairs: pairs(&[("user_code", "BCDF-GHJK")]), json: false })
             .header("origin", &app.base),
         Endpoint::new(Method::GET, "/device", Input::Query(pairs(&[("user_code", "BCDF-GHJK")]), true)),
+        Endpoint::new(Method::POST, "/auth/login/mfa", Input::Form {
+            pairs: pairs(&[("mfa_token", "lk_mfa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("otp", "123456")]),
+            json: true,
+        }),
+        Endpoint::new(Method::POST, "/auth/totp/confirm", Input::Form { pairs: pairs(&[("code", "123456")]), json: true })
+            .header("authorization", &bearer),
+        Endpoint::new(Method::DELETE, "/auth/totp", Input::Form { pairs: pairs(&[("code", "123456")]), json: true })
+            .header("authorization", &bearer),
         Endpoint::new(Method::POST, "/oauth/revoke", Input::Form {
             pairs: pairs(&[("token", &refresh), ("token_type_hint", "refresh_token")]),
             json: false,

@@ -1,0 +1,93 @@
+//! A signed-in user's second factors (SPEC §12): setting up, confirming and
+//! removing an authenticator app. Only first-party tokens, and only with a
+//! sign-in younger than `LATCHKEY_REAUTH_WINDOW`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use latchkey_app::flows::SecondFactor;
+use latchkey_app::service::{Principal, Refusal};
+use latchkey_core::store::User;
+use serde_json::json;
+
+use super::extract::{Authenticated, Params};
+use crate::error::ApiError;
+use crate::state::{AppState, RequestContext};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/totp", post(start).delete(remove))
+        .route("/auth/totp/confirm", post(confirm))
+}
+
+/// The signed-in user, if their token is a first-party one whose sign-in is
+/// recent enough to change their factors.
+async fn recent_user<'a>(state: &AppState, principal: &'a Principal) -> Result<&'a User, ApiError> {
+    super::sessions::user_of(state, principal).await?;
+    let Some(user) = &principal.user else {
+        return Err(ApiError::forbidden("a client's token has no user"));
+    };
+    let signed_in = principal.claims.auth_time.unwrap_or(i64::MIN);
+    if state.now().saturating_sub(signed_in) > state.config().reauth_window {
+        return Err(Refusal::ReauthenticationRequired(
+            "changing sign-in factors needs a recent sign-in: log in again".into(),
+        )
+        .into());
+    }
+    Ok(user)
+}
+
+fn no_store(body: serde_json::Value) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `POST /auth/totp`: a new app's secret, `otpauth://` URI and QR code.
+async fn start(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    let setup = state.apps.start(user, &ctx).await?;
+    Ok(no_store(json!(setup)))
+}
+
+/// `POST /auth/totp/confirm` `{"code"}`: the ten recovery codes, once.
+async fn confirm(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    let params = Params::from_body(&headers, &body, true)?;
+    let codes = state
+        .apps
+        .confirm(user, params.require("code")?, &ctx)
+        .await?;
+    Ok(no_store(json!({ "recovery_codes": codes })))
+}
+
+/// `DELETE /auth/totp` `{"code"}`: a current code or a recovery code.
+async fn remove(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    let params = Params::from_body(&headers, &body, true)?;
+    let code = params.require("code")?;
+    let code = if code.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
+        SecondFactor::Otp(code)
+    } else {
+        SecondFactor::RecoveryCode(code)
+    };
+    state.apps.remove(user, code, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
