@@ -53,7 +53,9 @@ pub use login::{Login, MAX_USERNAME_BYTES};
 pub use refresh::Refresh;
 pub use revocation::TokenRevocation;
 pub use signup::{SignUp, SignUpRefusal};
-pub use totp::{AuthenticatorApps, MAX_MFA_FAILURES, MFA_TOKEN_TTL, SecondFactor, TotpSetup};
+pub use totp::{
+    AuthenticatorApps, FactorView, MAX_MFA_FAILURES, MFA_TOKEN_TTL, SecondFactor, TotpSetup,
+};
 
 use crate::service::{Issued, Refusal, RequestContext};
 

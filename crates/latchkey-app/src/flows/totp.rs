@@ -40,6 +40,19 @@ pub struct TotpSetup {
     pub qr_svg: String,
 }
 
+/// A second factor as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FactorView {
+    /// Its id.
+    pub id: String,
+    /// `totp` (passkeys will be `passkey`).
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// When it was set up.
+    pub created_at: i64,
+}
+
 /// The code a second step was sent with.
 #[derive(Debug, Clone, Copy)]
 pub enum SecondFactor<'a> {
@@ -189,6 +202,54 @@ impl AuthenticatorApps {
                 .await;
         }
         Ok(())
+    }
+
+    /// The user's confirmed factors (an app being set up is not one yet).
+    pub async fn factors_of(&self, user_id: &str) -> Result<Vec<FactorView>, Refusal> {
+        Ok(self
+            .factors
+            .totp_of(user_id)
+            .await?
+            .filter(|f| f.confirmed_at.is_some())
+            .map(|f| FactorView {
+                id: f.id,
+                kind: "totp",
+                name: "Authenticator app".to_owned(),
+                created_at: f.created_at,
+            })
+            .into_iter()
+            .collect())
+    }
+
+    /// Removes the user's factor `factor_id` (for the admin client
+    /// `client_id`, which the audit trail names); false if the user has no
+    /// such factor.
+    pub async fn remove_factor(
+        &self,
+        user_id: &str,
+        factor_id: &str,
+        client_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<bool, Refusal> {
+        let theirs = self
+            .factors
+            .totp_of(user_id)
+            .await?
+            .is_some_and(|f| f.id == factor_id);
+        if !theirs || !self.factors.remove_totp(user_id).await? {
+            return Ok(false);
+        }
+        self.issuer
+            .audit(
+                "totp_removed",
+                Some(user_id),
+                None,
+                Some(client_id),
+                ctx,
+                "by the admin API",
+            )
+            .await;
+        Ok(true)
     }
 
     /// Whether `user_id` must take a second step after a right password;

@@ -46,6 +46,11 @@ pub(crate) fn router() -> Router<AppState> {
             "/admin/users/{id}/sessions",
             get(user_sessions).delete(revoke_user_sessions),
         )
+        .route("/admin/users/{id}/factors", get(user_factors))
+        .route(
+            "/admin/users/{id}/factors/{factor_id}",
+            delete(remove_user_factor),
+        )
         .route("/admin/sessions", post(create_session))
         .route("/admin/sessions/{sid}", delete(revoke_session))
         .route("/admin/audit", get(audit))
@@ -504,6 +509,37 @@ async fn revoke_user_sessions(
         .sessions
         .revoke_all(&user.id, RevocationReason::Admin, &admin.actor(&ctx))
         .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A user's second factors.
+async fn user_factors(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query(raw.as_deref(), &[])?;
+    let user = state.users.by_id(path_id(&id)?).await?;
+    let factors = state.apps.factors_of(&user.id).await?;
+    Ok(Json(serde_json::json!({ "factors": factors })).into_response())
+}
+
+/// Removes one of a user's factors: `204`, or `404` for no such factor.
+async fn remove_user_factor(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path((id, factor_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = state.users.by_id(path_id(&id)?).await?;
+    if !state
+        .apps
+        .remove_factor(&user.id, path_id(&factor_id)?, &admin.client_id, &ctx)
+        .await?
+    {
+        return Err(ApiError::not_found("no such factor"));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

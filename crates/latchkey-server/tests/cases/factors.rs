@@ -180,3 +180,47 @@ async fn changing_factors_needs_a_recent_first_party_sign_in() {
         .unwrap();
     assert_eq!(error_code(no_app).await, (400, "invalid_request".into()));
 }
+
+#[tokio::test]
+async fn the_admin_api_lists_and_removes_a_users_factors() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    app.add_user("alice").await;
+    let (admin_id, admin_secret) = app.add_client("lkc_admin", "latchkey:admin", true).await;
+    let admin: Value = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&admin_id, admin_secret.as_deref())
+        .form(&[("grant_type", "client_credentials"), ("scope", "latchkey:admin")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = field(&admin, "access_token").to_owned();
+    let list = |app: &TestApp, token: String| {
+        let request = app.http.get(app.url("/admin/users/usr_alice/factors")).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    let none: Value = list(&app, admin.clone()).await.json().await.unwrap();
+    assert_eq!(none, json!({"factors": []}));
+    let alices = field(&app.login("alice").await, "access_token").to_owned();
+    assert_eq!(list(&app, alices).await.status(), 403, "a user's token is not the admin's");
+    enrol(&app, &clock).await;
+    let listed: Value = list(&app, admin.clone()).await.json().await.unwrap();
+    let factors = listed["factors"].as_array().unwrap();
+    assert_eq!(factors.len(), 1, "{listed}");
+    assert_eq!(factors[0]["kind"], "totp");
+    let factor_id = field(&factors[0], "id").to_owned();
+    let remove = |path: String| {
+        let request = app.http.delete(app.url(&path)).bearer_auth(&admin);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(remove("/admin/users/usr_alice/factors/fac_nope".into()).await.status(), 404);
+    assert_eq!(remove(format!("/admin/users/usr_nobody/factors/{factor_id}")).await.status(), 404);
+    assert_eq!(remove(format!("/admin/users/usr_alice/factors/{factor_id}")).await.status(), 204);
+    let removed = app.audit("totp_removed").await;
+    assert_eq!(removed[0].client_id.as_deref(), Some("lkc_admin"));
+    app.login("alice").await;
+}

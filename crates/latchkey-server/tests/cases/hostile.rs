@@ -438,6 +438,8 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
         Endpoint::new(Method::POST, "/admin/sessions", Input::Json(json!({"user_id": alice.id})))
             .header("authorization", &admin),
         Endpoint::new(Method::GET, "/admin/users", Input::Query(pairs(&[("limit", "10")]), true)).header("authorization", &admin),
+        Endpoint::new(Method::DELETE, &format!("/admin/users/{}/factors/fac_none", alice.id), Input::Bare)
+            .header("authorization", &admin),
         Endpoint::new(Method::GET, "/admin/audit", Input::Query(pairs(&[("limit", "10")]), true)).header("authorization", &admin),
         Endpoint::new(Method::DELETE, &format!("/admin/users/{}", alice.id), Input::Bare).header("authorization", &admin),
         Endpoint::new(Method::DELETE, &format!("/admin/sessions/{sid}"), Input::Bare).header("authorization", &admin),
