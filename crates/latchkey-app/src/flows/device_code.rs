@@ -102,15 +102,9 @@ impl DeviceFlow {
         let issuer = &self.issuer;
         let scope = issuer.user_scope(scope, Some(client))?;
         let key = format!("device-start:{}", address_key(&ctx.ip));
-        if let Err(blocked) = self
-            .attempts
+        self.attempts
             .take_per_address(&key, ctx, "device authorization limit reached")
-            .await
-        {
-            return Err(Refusal::TooManyRequests {
-                retry_after: blocked.retry_after,
-            });
-        }
+            .await?;
         let keys = issuer.refresh_keys();
         let now = issuer.now();
         let (device_code, device_hash) = keys.new_device_code(issuer.rng())?;
@@ -157,15 +151,9 @@ impl DeviceFlow {
         ctx: &RequestContext,
     ) -> Result<Option<DeviceRequest>, Refusal> {
         let key = format!("device:{}", address_key(&ctx.ip));
-        if let Err(blocked) = self
-            .attempts
+        self.attempts
             .take_per_address(&key, ctx, "user-code limit reached")
-            .await
-        {
-            return Err(Refusal::TooManyRequests {
-                retry_after: blocked.retry_after,
-            });
-        }
+            .await?;
         let Some(user_code) = normalise_user_code(typed) else {
             return Ok(None);
         };

@@ -74,9 +74,7 @@ impl Login {
             self.attempts
                 .throttled(&blocked, client_id, ctx, "failed-login limit reached")
                 .await;
-            return Err(Refusal::TooManyRequests {
-                retry_after: blocked.retry_after,
-            });
+            return Err(blocked.into());
         }
         let user = match find_user(self.users.as_ref(), username).await {
             Ok(user) => user,

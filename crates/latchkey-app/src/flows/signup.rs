@@ -47,16 +47,10 @@ impl SignUp {
         // before any hashing: an address creates at most the limit of
         // accounts (or learns at most the limit of taken names) per window.
         let key = format!("signup:{}", address_key(&ctx.ip));
-        if let Err(blocked) = self
-            .attempts
+        self.attempts
             .take_per_address(&key, ctx, "sign-up limit reached")
             .await
-        {
-            return Err(Refusal::TooManyRequests {
-                retry_after: blocked.retry_after,
-            }
-            .into());
-        }
+            .map_err(Refusal::from)?;
         let user = self.users.add(username, password, &ctx.actor(None)).await?;
         match self
             .issuer

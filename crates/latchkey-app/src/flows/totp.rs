@@ -334,16 +334,10 @@ impl AuthenticatorApps {
     /// failed logins); the key, to clear on success.
     async fn take_attempt(&self, user_id: &str, ctx: &RequestContext) -> Result<String, Refusal> {
         let key = format!("otp:{user_id}");
-        match self
-            .attempts
+        self.attempts
             .take_per_account(&key, ctx, "one-time code limit reached")
-            .await
-        {
-            Ok(()) => Ok(key),
-            Err(blocked) => Err(Refusal::TooManyRequests {
-                retry_after: blocked.retry_after,
-            }),
-        }
+            .await?;
+        Ok(key)
     }
 
     async fn wrong_code(&self, user_id: &str, ctx: &RequestContext) {

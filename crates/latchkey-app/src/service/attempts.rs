@@ -74,36 +74,29 @@ impl Attempts {
         ctx: &RequestContext,
         detail: &str,
     ) -> Result<(), Blocked> {
-        let taken = self
-            .counted(
-                self.counter
-                    .take_attempt(key, self.address.max, self.address.window),
-            )
-            .await;
-        match taken {
-            Some(Some(blocked)) => {
-                self.throttled(&blocked, None, ctx, detail).await;
-                Err(blocked)
-            }
-            _ => Ok(()),
-        }
+        self.take_within(self.address, key, ctx, detail).await
     }
 
-    /// Takes one attempt under `key` within the per-account limit (what a
-    /// wrong password costs): the second step's codes count like failed
-    /// logins. `Err` when it is used up (then counted, and audited once per
-    /// window).
+    /// The same within the per-account limit (what a wrong password costs):
+    /// the second step's codes count like failed logins.
     pub async fn take_per_account(
         &self,
         key: &str,
         ctx: &RequestContext,
         detail: &str,
     ) -> Result<(), Blocked> {
+        self.take_within(self.account, key, ctx, detail).await
+    }
+
+    async fn take_within(
+        &self,
+        limit: Limit,
+        key: &str,
+        ctx: &RequestContext,
+        detail: &str,
+    ) -> Result<(), Blocked> {
         let taken = self
-            .counted(
-                self.counter
-                    .take_attempt(key, self.account.max, self.account.window),
-            )
+            .counted(self.counter.take_attempt(key, limit.max, limit.window))
             .await;
         match taken {
             Some(Some(blocked)) => {

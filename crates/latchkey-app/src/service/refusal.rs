@@ -131,3 +131,12 @@ impl From<latchkey_core::Error> for Refusal {
         Self::internal(e)
     }
 }
+
+/// A used-up attempt counter: `429` with how long to wait.
+impl From<latchkey_core::coordination::Blocked> for Refusal {
+    fn from(blocked: latchkey_core::coordination::Blocked) -> Self {
+        Self::TooManyRequests {
+            retry_after: blocked.retry_after,
+        }
+    }
+}

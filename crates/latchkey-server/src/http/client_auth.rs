@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_app::flows::{Grant, Parameters};
-use latchkey_app::service::{ClientCredentials, DpopKey};
+use latchkey_app::service::ClientCredentials;
 use latchkey_core::dpop::Proof;
 use latchkey_core::store::Client;
 
@@ -173,7 +173,7 @@ impl TokenPreamble {
         };
         let client = client(state, headers, &params).await?;
         let proof = super::dpop::token_proof(state, headers, path).await?;
-        ctx.dpop = proof.as_ref().map(|p| DpopKey::of(p, client.as_ref()));
+        super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
         Ok(Self {
             params,
             grant,
