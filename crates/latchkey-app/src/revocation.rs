@@ -122,6 +122,8 @@ mod tests {
             client_id: None,
             scope: String::new(),
             created_at: 0,
+            auth_time: 0,
+            auth_method: latchkey_core::strength::AuthMethod::Password,
             expires_at: 100,
             last_used_at: 0,
             revoked_at: None,

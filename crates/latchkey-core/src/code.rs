@@ -164,6 +164,7 @@ mod redemption_tests {
             scope: "openid".into(),
             nonce: None,
             auth_time: 100,
+            auth_method: crate::strength::AuthMethod::Password,
             expires_at: 160,
         }
     }

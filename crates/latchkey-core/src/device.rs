@@ -100,6 +100,8 @@ pub enum Poll {
         user_id: String,
         /// When they signed in.
         auth_time: i64,
+        /// How they signed in.
+        auth_method: crate::strength::AuthMethod,
         /// The scope asked for and allowed.
         scope: String,
     },
@@ -133,13 +135,18 @@ pub fn poll(
         }
         _ if has_expired(grant.expires_at, now) => Poll::Expired,
         DeviceStatus::Denied => Poll::Denied,
-        DeviceStatus::Approved { user_id, auth_time } => {
+        DeviceStatus::Approved {
+            user_id,
+            auth_time,
+            auth_method,
+        } => {
             next.status = DeviceStatus::Redeemed {
                 session_id: session_id.to_owned(),
             };
             Poll::Issue {
                 user_id: user_id.clone(),
                 auth_time: *auth_time,
+                auth_method: *auth_method,
                 scope: grant.scope.clone(),
             }
         }
@@ -227,6 +234,7 @@ mod tests {
         let approved = DeviceStatus::Approved {
             user_id: "usr_a".into(),
             auth_time: 1005,
+            auth_method: crate::strength::AuthMethod::PasswordAndOtp,
         };
         let (answer, next) = poll(&grant(approved, Some(1010)), "cli_tv", 1011, "ses_1");
         assert_eq!(
@@ -234,6 +242,7 @@ mod tests {
             Poll::Issue {
                 user_id: "usr_a".into(),
                 auth_time: 1005,
+                auth_method: crate::strength::AuthMethod::PasswordAndOtp,
                 scope: "openid".into(),
             }
         );

@@ -49,6 +49,12 @@ pub struct AccessClaims {
     /// When the user authenticated, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// How the user authenticated (RFC 8176), for user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The level the sign-in reached: `pwd`, `mfa` or `phr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// Confirmation (proof-of-possession binding), when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<serde_json::Value>,
@@ -86,6 +92,12 @@ pub struct IdClaims {
     pub iat: i64,
     /// When the user signed in, Unix seconds.
     pub auth_time: i64,
+    /// How the user authenticated (RFC 8176).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The level the sign-in reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// The client's `nonce`, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
@@ -470,6 +482,8 @@ mod tests {
             scope: "profile".into(),
             sid: Some("ses_1".into()),
             auth_time: Some(NOW),
+            amr: None,
+            acr: None,
             cnf: None,
             fingerprint: None,
         }

@@ -41,6 +41,7 @@ pub mod session;
 pub mod signers;
 pub mod store;
 pub mod store_error;
+pub mod strength;
 pub mod totp;
 pub mod username;
 

@@ -3,6 +3,7 @@
 //! [`crate::rotation`], the storage traits in [`crate::store`].
 
 use crate::refresh::TokenHash;
+use crate::strength::AuthMethod;
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct AuthorizationCode {
     pub nonce: Option<String>,
     /// When the user signed in, Unix seconds.
     pub auth_time: i64,
+    /// How they signed in.
+    pub auth_method: AuthMethod,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
 }
@@ -118,6 +121,8 @@ pub enum DeviceStatus {
         user_id: String,
         /// When they signed in.
         auth_time: i64,
+        /// How they signed in.
+        auth_method: AuthMethod,
     },
     /// The person denied it.
     Denied,
@@ -128,18 +133,36 @@ pub enum DeviceStatus {
     },
 }
 
+/// A [`DeviceStatus`] as columns: its name, the approving user, their
+/// sign-in time, the redeeming session, and the sign-in's method.
+pub type DeviceColumns<'a> = (
+    &'static str,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a str>,
+    Option<&'static str>,
+);
+
 impl DeviceStatus {
     /// The status as a backend stores it: its name (`pending`, `approved`,
     /// `denied`, `redeemed`), the approving user and their sign-in time,
-    /// and the session a redemption started.
-    pub fn columns(&self) -> (&'static str, Option<&str>, Option<i64>, Option<&str>) {
+    /// the session a redemption started, and how the user signed in.
+    pub fn columns(&self) -> DeviceColumns<'_> {
         match self {
-            Self::Pending => ("pending", None, None, None),
-            Self::Denied => ("denied", None, None, None),
-            Self::Approved { user_id, auth_time } => {
-                ("approved", Some(user_id), Some(*auth_time), None)
-            }
-            Self::Redeemed { session_id } => ("redeemed", None, None, Some(session_id)),
+            Self::Pending => ("pending", None, None, None, None),
+            Self::Denied => ("denied", None, None, None, None),
+            Self::Approved {
+                user_id,
+                auth_time,
+                auth_method,
+            } => (
+                "approved",
+                Some(user_id),
+                Some(*auth_time),
+                None,
+                Some(auth_method.as_str()),
+            ),
+            Self::Redeemed { session_id } => ("redeemed", None, None, Some(session_id), None),
         }
     }
 
@@ -150,13 +173,16 @@ impl DeviceStatus {
         user_id: Option<String>,
         auth_time: Option<i64>,
         session_id: Option<String>,
+        auth_method: Option<&str>,
     ) -> Option<Self> {
         match (name, user_id, auth_time, session_id) {
             ("pending", ..) => Some(Self::Pending),
             ("denied", ..) => Some(Self::Denied),
-            ("approved", Some(user_id), Some(auth_time), _) => {
-                Some(Self::Approved { user_id, auth_time })
-            }
+            ("approved", Some(user_id), Some(auth_time), _) => Some(Self::Approved {
+                user_id,
+                auth_time,
+                auth_method: AuthMethod::parse(auth_method?)?,
+            }),
             ("redeemed", _, _, Some(session_id)) => Some(Self::Redeemed { session_id }),
             _ => None,
         }
@@ -214,8 +240,14 @@ pub struct Session {
     pub client_id: Option<String>,
     /// Scope granted at login.
     pub scope: String,
-    /// Login time (`auth_time`), Unix seconds.
+    /// When it started, Unix seconds.
     pub created_at: i64,
+    /// When its user authenticated (`auth_time`), Unix seconds: its start,
+    /// or the earlier sign-in an authorization code or a device grant
+    /// carried.
+    pub auth_time: i64,
+    /// How its user authenticated: its tokens' `amr` and `acr`.
+    pub auth_method: AuthMethod,
     /// Absolute end, Unix seconds.
     pub expires_at: i64,
     /// Last refresh, Unix seconds.

@@ -277,6 +277,8 @@ mod tests {
             client_id: None,
             scope: "email profile".into(),
             created_at: NOW - 100,
+            auth_time: NOW - 100,
+            auth_method: crate::strength::AuthMethod::Password,
             expires_at: NOW + 86300,
             last_used_at: NOW - 100,
             revoked_at: None,

@@ -5,6 +5,7 @@
 use crate::records::{AuditEvent, RefreshRecord, RevocationReason, Session};
 use crate::refresh::TokenHash;
 use crate::rotation::Policy;
+use crate::strength::AuthMethod;
 
 /// Who starts a session, and with what.
 #[derive(Debug, Clone)]
@@ -27,6 +28,10 @@ pub struct NewSession<'a> {
     pub user_agent: &'a str,
     /// The DPoP key its refresh tokens are bound to, if any.
     pub dpop_jkt: Option<String>,
+    /// When its user authenticated, Unix seconds.
+    pub auth_time: i64,
+    /// How.
+    pub auth_method: AuthMethod,
     /// Now, Unix seconds.
     pub now: i64,
 }
@@ -55,6 +60,8 @@ pub fn start(policy: &Policy, new: NewSession<'_>) -> SessionStart {
         client_id: new.client_id.map(str::to_owned),
         scope: new.scope,
         created_at: new.now,
+        auth_time: new.auth_time,
+        auth_method: new.auth_method,
         expires_at,
         last_used_at: new.now,
         revoked_at: None,
@@ -140,6 +147,8 @@ mod tests {
                 ip: "192.0.2.1",
                 user_agent: "ua",
                 now: 1000,
+                auth_time: 990,
+                auth_method: AuthMethod::Passkey,
                 dpop_jkt: None,
             },
         );

@@ -21,6 +21,8 @@ fn claims() -> AccessClaims {
         scope: "profile".into(),
         sid: Some("ses_1".into()),
         auth_time: None,
+        amr: None,
+        acr: None,
         cnf: None,
         fingerprint: None,
     }

@@ -7,7 +7,8 @@ impl CodeStore for PgStore {
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
-             scope, nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             scope, nonce, auth_time, auth_method, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(code.hash.0.to_vec())
         .bind(&code.client_id)
@@ -17,6 +18,7 @@ impl CodeStore for PgStore {
         .bind(&code.scope)
         .bind(&code.nonce)
         .bind(code.auth_time)
+        .bind(code.auth_method.as_str())
         .bind(code.expires_at)
         .execute(&self.pool)
         .await
@@ -34,7 +36,8 @@ impl CodeStore for PgStore {
         let fresh = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1, session_id = $2 \
              WHERE hash = $3 AND used_at IS NULL \
-             RETURNING hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, expires_at",
+             RETURNING hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, \
+             auth_method, expires_at",
         )
         .bind(now)
         .bind(session_id)

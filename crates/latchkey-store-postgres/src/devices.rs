@@ -6,15 +6,22 @@ use latchkey_core::store::{DeviceGrant, DeviceStatus, Poll};
 use super::*;
 
 const DEVICE_COLUMNS: &str = "device_hash, user_hash, client_id, scope, created_at, expires_at, \
-     interval_secs, last_polled_at, status, user_id, auth_time, session_id";
+     interval_secs, last_polled_at, status, user_id, auth_time, session_id, auth_method";
 
 fn device_from(row: &PgRow) -> StoreResult<DeviceGrant> {
     let get_text = |c: &str| -> StoreResult<Option<String>> { row.try_get(c).map_err(backend) };
     let status: String = row.try_get("status").map_err(backend)?;
     let auth_time: Option<i64> = row.try_get("auth_time").map_err(backend)?;
     let (user_id, session_id) = (get_text("user_id")?, get_text("session_id")?);
-    let status = DeviceStatus::from_columns(&status, user_id, auth_time, session_id)
-        .ok_or_else(|| StoreError::Corrupt(format!("device grant status {status}")))?;
+    let auth_method = get_text("auth_method")?;
+    let status = DeviceStatus::from_columns(
+        &status,
+        user_id,
+        auth_time,
+        session_id,
+        auth_method.as_deref(),
+    )
+    .ok_or_else(|| StoreError::Corrupt(format!("device grant status {status}")))?;
     Ok(DeviceGrant {
         device_hash: hash_of(row, "device_hash")?,
         user_hash: hash_of(row, "user_hash")?,
@@ -31,10 +38,10 @@ fn device_from(row: &PgRow) -> StoreResult<DeviceGrant> {
 #[async_trait]
 impl DeviceStore for PgStore {
     async fn insert_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()> {
-        let (status, user_id, auth_time, session_id) = grant.status.columns();
+        let (status, user_id, auth_time, session_id, auth_method) = grant.status.columns();
         sqlx::query(&format!(
             "INSERT INTO device_grants ({DEVICE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(grant.device_hash.0.to_vec())
         .bind(grant.user_hash.0.to_vec())
@@ -48,6 +55,7 @@ impl DeviceStore for PgStore {
         .bind(user_id)
         .bind(auth_time)
         .bind(session_id)
+        .bind(auth_method)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -74,9 +82,9 @@ impl DeviceStore for PgStore {
         answer: &DeviceStatus,
         now: i64,
     ) -> StoreResult<bool> {
-        let (status, user_id, auth_time, _) = answer.columns();
+        let (status, user_id, auth_time, _, auth_method) = answer.columns();
         let changed = sqlx::query(
-            "UPDATE device_grants SET status = $1, user_id = $2, auth_time = $3 \
+            "UPDATE device_grants SET status = $1, user_id = $2, auth_time = $3, auth_method = $6 \
              WHERE user_hash = $4 AND status = 'pending' AND expires_at >= $5",
         )
         .bind(status)
@@ -84,6 +92,7 @@ impl DeviceStore for PgStore {
         .bind(auth_time)
         .bind(user_hash.0.to_vec())
         .bind(now)
+        .bind(auth_method)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -112,10 +121,11 @@ impl DeviceStore for PgStore {
         let grant = device_from(&row)?;
         let (answer, next) = device::poll(&grant, client_id, now, session_id);
         if next != grant {
-            let (status, user_id, auth_time, session_id) = next.status.columns();
+            let (status, user_id, auth_time, session_id, auth_method) = next.status.columns();
             sqlx::query(
                 "UPDATE device_grants SET interval_secs = $1, last_polled_at = $2, status = $3, \
-                 user_id = $4, auth_time = $5, session_id = $6 WHERE device_hash = $7",
+                 user_id = $4, auth_time = $5, session_id = $6, auth_method = $8 \
+                 WHERE device_hash = $7",
             )
             .bind(next.interval)
             .bind(next.last_polled_at)
@@ -124,6 +134,7 @@ impl DeviceStore for PgStore {
             .bind(auth_time)
             .bind(session_id)
             .bind(device_hash.0.to_vec())
+            .bind(auth_method)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

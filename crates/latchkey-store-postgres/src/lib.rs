@@ -30,6 +30,7 @@ use latchkey_core::store::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Outcome, Redemption,
     RefreshRecord, Session, StoreError, StoreResult, StoredKey, User, roles::*,
 };
+use latchkey_core::strength::AuthMethod;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -74,7 +75,8 @@ pub(crate) fn backend(e: sqlx::Error) -> StoreError {
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
-     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt";
+     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt, s.auth_time, \
+     s.auth_method";
 // Token columns are aliased: they are always read joined with a session.
 pub(crate) const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.session_id AS t_session_id, \
      t.parent_hash AS t_parent_hash, t.scope AS t_scope, t.issued_at AS t_issued_at, \

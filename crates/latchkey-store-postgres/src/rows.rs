@@ -61,8 +61,16 @@ pub(crate) fn code_from(row: &PgRow) -> StoreResult<AuthorizationCode> {
         scope: row.try_get("scope").map_err(backend)?,
         nonce: row.try_get("nonce").map_err(backend)?,
         auth_time: row.try_get("auth_time").map_err(backend)?,
+        auth_method: method_from(row, "auth_method")?,
         expires_at: row.try_get("expires_at").map_err(backend)?,
     })
+}
+
+/// A sign-in's method; an unknown name (which no version wrote) reads as
+/// the weakest, a password, so that it never grants more.
+pub(crate) fn method_from(row: &PgRow, column: &str) -> StoreResult<AuthMethod> {
+    let name: String = row.try_get(column).map_err(backend)?;
+    Ok(AuthMethod::parse(&name).unwrap_or_default())
 }
 
 pub(crate) fn session_from(row: &PgRow) -> StoreResult<Session> {
@@ -79,6 +87,8 @@ pub(crate) fn session_from(row: &PgRow) -> StoreResult<Session> {
         ip: row.try_get("ip").map_err(backend)?,
         user_agent: row.try_get("user_agent").map_err(backend)?,
         dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
+        auth_time: row.try_get("auth_time").map_err(backend)?,
+        auth_method: method_from(row, "auth_method")?,
     })
 }
 

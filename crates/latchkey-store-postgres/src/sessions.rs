@@ -61,8 +61,8 @@ impl SessionStore for PgStore {
         }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
-             revoked_at, revoked_reason, ip, user_agent, dpop_jkt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)",
+             revoked_at, revoked_reason, ip, user_agent, dpop_jkt, auth_time, auth_method) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10, $11, $12)",
         )
         .bind(&session.id)
         .bind(&session.user_id)
@@ -74,6 +74,8 @@ impl SessionStore for PgStore {
         .bind(&session.ip)
         .bind(&session.user_agent)
         .bind(&session.dpop_jkt)
+        .bind(session.auth_time)
+        .bind(session.auth_method.as_str())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

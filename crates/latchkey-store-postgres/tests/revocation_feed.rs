@@ -46,6 +46,8 @@ async fn session(store: &PgStore, user: &User, name: &str, token: u8, expires_at
         client_id: None,
         scope: "profile".into(),
         created_at: at,
+        auth_time: at,
+        auth_method: latchkey_core::strength::AuthMethod::Password,
         expires_at,
         last_used_at: at,
         revoked_at: None,

@@ -8,7 +8,7 @@ impl CodeStore for SqliteStore {
         self.write(|conn| {
             conn.prepare_cached(
                 "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
-                 scope, nonce, auth_time, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 scope, nonce, auth_time, auth_method, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -20,6 +20,7 @@ impl CodeStore for SqliteStore {
                     code.scope,
                     code.nonce,
                     code.auth_time,
+                    code.auth_method.as_str(),
                     code.expires_at,
                 ])
             })
@@ -43,7 +44,8 @@ impl CodeStore for SqliteStore {
             let found = tx
                 .prepare_cached(
                     "SELECT hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, \
-                     auth_time, expires_at, used_at, session_id FROM authorization_codes WHERE hash = ?",
+                     auth_time, auth_method, expires_at, used_at, session_id FROM authorization_codes \
+                     WHERE hash = ?",
                 )
                 .and_then(|mut s| {
                     s.query_row([&hash[..]], |row| {

@@ -6,7 +6,7 @@ use latchkey_core::store::{DeviceGrant, DeviceStatus, Poll};
 use super::*;
 
 const DEVICE_COLUMNS: &str = "device_hash, user_hash, client_id, scope, created_at, expires_at, \
-     interval_secs, last_polled_at, status, user_id, auth_time, session_id";
+     interval_secs, last_polled_at, status, user_id, auth_time, session_id, auth_method";
 
 fn hash_from(row: &Row<'_>, column: &str) -> rusqlite::Result<TokenHash> {
     let bytes: Vec<u8> = row.get(column)?;
@@ -18,8 +18,15 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     let user_id: Option<String> = row.get("user_id")?;
     let auth_time: Option<i64> = row.get("auth_time")?;
     let session_id: Option<String> = row.get("session_id")?;
-    let status = DeviceStatus::from_columns(&status, user_id, auth_time, session_id)
-        .ok_or_else(|| corrupt(format!("device grant status {status}")))?;
+    let auth_method: Option<String> = row.get("auth_method")?;
+    let status = DeviceStatus::from_columns(
+        &status,
+        user_id,
+        auth_time,
+        session_id,
+        auth_method.as_deref(),
+    )
+    .ok_or_else(|| corrupt(format!("device grant status {status}")))?;
     Ok(DeviceGrant {
         device_hash: hash_from(row, "device_hash")?,
         user_hash: hash_from(row, "user_hash")?,
@@ -36,11 +43,11 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
 #[async_trait]
 impl DeviceStore for SqliteStore {
     async fn insert_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()> {
-        let (status, user_id, auth_time, session_id) = grant.status.columns();
+        let (status, user_id, auth_time, session_id, auth_method) = grant.status.columns();
         self.write(|conn| {
             conn.prepare_cached(&format!(
                 "INSERT INTO device_grants ({DEVICE_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -56,6 +63,7 @@ impl DeviceStore for SqliteStore {
                     user_id,
                     auth_time,
                     session_id,
+                    auth_method,
                 ])
             })
             .map_err(backend)?;
@@ -83,13 +91,13 @@ impl DeviceStore for SqliteStore {
         answer: &DeviceStatus,
         now: i64,
     ) -> StoreResult<bool> {
-        let (status, user_id, auth_time, _) = answer.columns();
+        let (status, user_id, auth_time, _, auth_method) = answer.columns();
         self.write(|conn| {
             let changed = conn
                 .execute(
-                    "UPDATE device_grants SET status = ?, user_id = ?, auth_time = ? \
+                    "UPDATE device_grants SET status = ?, user_id = ?, auth_time = ?, auth_method = ? \
                      WHERE user_hash = ? AND status = 'pending' AND expires_at >= ?",
-                    params![status, user_id, auth_time, &user_hash.0[..], now],
+                    params![status, user_id, auth_time, auth_method, &user_hash.0[..], now],
                 )
                 .map_err(backend)?;
             Ok(changed == 1)
@@ -119,10 +127,10 @@ impl DeviceStore for SqliteStore {
             };
             let (answer, next) = device::poll(&grant, client_id, now, session_id);
             if next != grant {
-                let (status, user_id, auth_time, session_id) = next.status.columns();
+                let (status, user_id, auth_time, session_id, auth_method) = next.status.columns();
                 tx.execute(
                     "UPDATE device_grants SET interval_secs = ?, last_polled_at = ?, status = ?, \
-                     user_id = ?, auth_time = ?, session_id = ? WHERE device_hash = ?",
+                     user_id = ?, auth_time = ?, session_id = ?, auth_method = ? WHERE device_hash = ?",
                     params![
                         next.interval,
                         next.last_polled_at,
@@ -130,6 +138,7 @@ impl DeviceStore for SqliteStore {
                         user_id,
                         auth_time,
                         session_id,
+                        auth_method,
                         &device_hash.0[..]
                     ],
                 )

@@ -61,6 +61,7 @@ use latchkey_core::store::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Outcome, Redemption,
     RefreshRecord, Session, StoreError, StoreResult, StoredKey, User, roles::*,
 };
+use latchkey_core::strength::AuthMethod;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 /// Read-only connections kept open. Reads never wait on a statement, so a
@@ -275,6 +276,8 @@ mod tests {
             client_id: None,
             scope: "profile".into(),
             created_at: 100,
+            auth_time: 100,
+            auth_method: latchkey_core::strength::AuthMethod::Password,
             expires_at: 100_000,
             last_used_at: 100,
             revoked_at: None,

@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_client_management.sql"),
     include_str!("../migrations/0009_device_grants.sql"),
     include_str!("../migrations/0010_factors.sql"),
+    include_str!("../migrations/0011_sign_in_strength.sql"),
+    include_str!("../migrations/0012_passkeys.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

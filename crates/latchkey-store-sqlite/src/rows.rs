@@ -7,7 +7,8 @@ use super::*;
 // column's name, a measurable share of a refresh): `session_from` and
 // `token_from` read these columns, in this order, from the position given.
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.scope, s.created_at, s.expires_at, \
-     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt";
+     s.last_used_at, s.revoked_at, s.revoked_reason, s.ip, s.user_agent, s.dpop_jkt, s.auth_time, \
+     s.auth_method";
 
 pub(crate) const TOKEN_COLUMNS: &str = "t.hash, t.session_id, t.parent_hash, t.scope, t.issued_at, \
      t.expires_at, t.used_at, t.access_jti, t.ip, t.user_agent";
@@ -16,7 +17,7 @@ pub(crate) const TOKEN_COLUMNS: &str = "t.hash, t.session_id, t.parent_hash, t.s
 pub(crate) const TOKEN_COLUMN_COUNT: usize = 10;
 
 /// How many columns `SESSION_COLUMNS` names.
-pub(crate) const SESSION_COLUMN_COUNT: usize = 12;
+pub(crate) const SESSION_COLUMN_COUNT: usize = 14;
 
 pub(crate) const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
@@ -86,8 +87,19 @@ pub(crate) fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
         scope: row.get("scope")?,
         nonce: row.get("nonce")?,
         auth_time: row.get("auth_time")?,
+        auth_method: method_from(row, "auth_method")?,
         expires_at: row.get("expires_at")?,
     })
+}
+
+/// A sign-in's method; an unknown name (which no version wrote) reads as
+/// the weakest, a password, so that it never grants more.
+pub(crate) fn method_from<I: rusqlite::RowIndex>(
+    row: &Row<'_>,
+    column: I,
+) -> rusqlite::Result<AuthMethod> {
+    let name: String = row.get(column)?;
+    Ok(AuthMethod::parse(&name).unwrap_or_default())
 }
 
 /// The session whose `SESSION_COLUMNS` start at column `at`.
@@ -105,6 +117,8 @@ pub(crate) fn session_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Session
         ip: row.get(at + 9)?,
         user_agent: row.get(at + 10)?,
         dpop_jkt: row.get(at + 11)?,
+        auth_time: row.get(at + 12)?,
+        auth_method: method_from(row, at + 13)?,
     })
 }
 

@@ -53,8 +53,8 @@ impl SessionStore for SqliteStore {
             }
             tx.prepare_cached(
                 "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at, last_used_at, \
-                 revoked_at, revoked_reason, ip, user_agent, dpop_jkt) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+                 revoked_at, revoked_reason, ip, user_agent, dpop_jkt, auth_time, auth_method) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -68,6 +68,8 @@ impl SessionStore for SqliteStore {
                     session.ip,
                     session.user_agent,
                     session.dpop_jkt,
+                    session.auth_time,
+                    session.auth_method.as_str(),
                 ])
             })
             .map_err(backend)?;

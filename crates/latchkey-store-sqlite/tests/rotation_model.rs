@@ -122,6 +122,8 @@ async fn run(ops: Vec<Op>, grace: i64) {
             ip: "127.0.0.1",
             user_agent: "model",
             dpop_jkt: None,
+            auth_time: START,
+            auth_method: latchkey_core::strength::AuthMethod::Password,
             now: START,
         },
     );

@@ -42,6 +42,8 @@ async fn prepare(store: &dyn Store) {
         client_id: None,
         scope: "profile".into(),
         created_at: NOW,
+        auth_time: NOW,
+        auth_method: latchkey_core::strength::AuthMethod::Password,
         expires_at: NOW + 30 * 86400,
         last_used_at: NOW,
         revoked_at: None,

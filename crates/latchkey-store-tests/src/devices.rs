@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use latchkey_core::store::{DeviceGrant, DeviceStatus, Poll, Store, StoreError};
+use latchkey_core::strength::AuthMethod;
 
 use super::{NOW, hash};
 
@@ -46,6 +47,7 @@ pub async fn a_device_grant_is_answered_once(store: Arc<dyn Store>) {
                     DeviceStatus::Approved {
                         user_id: format!("usr_{i}"),
                         auth_time: NOW,
+                        auth_method: AuthMethod::Password,
                     }
                 } else {
                     DeviceStatus::Denied
@@ -112,6 +114,7 @@ pub async fn device_polls_are_decided_one_at_a_time(store: Arc<dyn Store>) {
     let approved = DeviceStatus::Approved {
         user_id: "usr_a".into(),
         auth_time: NOW + 3,
+        auth_method: AuthMethod::Passkey,
     };
     assert!(
         store
@@ -137,11 +140,12 @@ pub async fn device_polls_are_decided_one_at_a_time(store: Arc<dyn Store>) {
             Some(Poll::Issue {
                 user_id,
                 auth_time,
+                auth_method,
                 scope,
             }) => {
                 assert_eq!(
-                    (user_id.as_str(), auth_time, scope.as_str()),
-                    ("usr_a", NOW + 3, "openid")
+                    (user_id.as_str(), auth_time, auth_method, scope.as_str()),
+                    ("usr_a", NOW + 3, AuthMethod::Passkey, "openid")
                 );
                 issued += 1;
             }

@@ -26,6 +26,7 @@ use latchkey_core::session::{self, NewSession, SessionStart};
 use latchkey_core::store::{
     AuditEvent, AuditFilter, Outcome, RefreshRecord, Session, Store, StoreError, User,
 };
+use latchkey_core::strength::AuthMethod;
 
 const NOW: i64 = 1_800_000_000;
 
@@ -174,6 +175,8 @@ fn login_start(user: &User, id: &str, first: TokenHash, at: i64) -> SessionStart
             ip: "127.0.0.1",
             user_agent: "suite",
             now: at,
+            auth_time: at - 5,
+            auth_method: AuthMethod::PasswordAndOtp,
             dpop_jkt: None,
         },
     )
@@ -612,6 +615,8 @@ pub async fn a_failed_session_creation_changes_nothing(store: Arc<dyn Store>) {
         client_id: None,
         scope: "profile".into(),
         created_at: NOW + 1,
+        auth_time: NOW + 1,
+        auth_method: AuthMethod::Password,
         expires_at: NOW + 86400,
         last_used_at: NOW + 1,
         revoked_at: None,
@@ -1297,6 +1302,7 @@ pub async fn a_code_is_redeemed_once_whatever_arrives_at_once(store: Arc<dyn Sto
         scope: "openid".into(),
         nonce: Some("n-0S6_WzA2Mj".into()),
         auth_time: NOW,
+        auth_method: AuthMethod::Passkey,
         expires_at: NOW + 60,
     };
     store.insert_code(&code).await.unwrap();

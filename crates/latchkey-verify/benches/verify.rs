@@ -30,6 +30,8 @@ fn claims() -> AccessClaims {
         scope: "profile".into(),
         sid: Some("ses_BHyLMR3aj5P_vQXBOtb6ug".into()),
         auth_time: Some(NOW),
+        amr: None,
+        acr: None,
         cnf: None,
         fingerprint: None,
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use latchkey_core::store::{Client, User};
+use latchkey_core::strength::AuthMethod;
 
 use crate::service::{Issued, Refusal, RequestContext, TokenIssuer};
 
@@ -34,7 +35,7 @@ impl AdminSessions {
         let client_id = client.map(|c| c.id.as_str());
         let Some(issued) = self
             .issuer
-            .start_session(user, client_id, &scope, ctx, "admin")
+            .start_session(user, client_id, &scope, ctx, "admin", AuthMethod::Password)
             .await?
         else {
             return Ok(None);

@@ -109,6 +109,7 @@ impl AuthorizationCodeGrant {
         let opening = Opening {
             session_id,
             auth_time: found.auth_time,
+            auth_method: found.auth_method,
         };
         let Some(mut issued) = issuer
             .open_session(
@@ -133,6 +134,8 @@ impl AuthorizationCodeGrant {
                 exp: now + issuer.config().access_ttl,
                 iat: now,
                 auth_time: found.auth_time,
+                amr: Some(found.auth_method.amr_claim()),
+                acr: Some(found.auth_method.acr().as_str().to_owned()),
                 nonce: found.nonce,
                 sid,
                 at_hash: None,

@@ -12,6 +12,7 @@ use latchkey_core::scope::Scope;
 use latchkey_core::store::{
     AuthorizationCode, Client, CodeStore, Session, SessionStore, User, UserStore,
 };
+use latchkey_core::strength::AuthMethod;
 
 use crate::service::{Refusal, RequestContext, TokenIssuer};
 
@@ -36,6 +37,8 @@ pub struct CodeGrant<'a> {
     pub nonce: Option<&'a str>,
     /// When the user signed in.
     pub auth_time: i64,
+    /// How.
+    pub auth_method: AuthMethod,
 }
 
 /// Whether `presented` is one of `registered`, exactly; a loopback redirect
@@ -173,6 +176,7 @@ impl Authorizations {
             scope: grant.scope.to_string(),
             nonce: grant.nonce.map(str::to_owned),
             auth_time: grant.auth_time,
+            auth_method: grant.auth_method,
             expires_at: self.issuer.now() + CODE_TTL,
         };
         self.codes.insert_code(&record).await?;

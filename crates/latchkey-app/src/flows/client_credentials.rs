@@ -58,6 +58,7 @@ impl ClientCredentialsGrant {
             scope: &scope,
             sid: None,
             auth_time: None,
+            auth_method: None,
             fingerprint: None,
             dpop_jkt,
         };

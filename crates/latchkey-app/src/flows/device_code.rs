@@ -13,7 +13,8 @@ use latchkey_core::device::{self, Poll};
 use latchkey_core::id::random_id;
 use latchkey_core::scope::Scope;
 use latchkey_core::store::{
-    Client, ClientStore, DeviceGrant, DeviceStatus, DeviceStore, StoreError, User, UserStore,
+    Client, ClientStore, DeviceGrant, DeviceStatus, DeviceStore, Session, StoreError, User,
+    UserStore,
 };
 
 use super::{Grant, TokenRequest};
@@ -183,20 +184,22 @@ impl DeviceFlow {
         }))
     }
 
-    /// Records `user`'s answer to `request` (signed in since `auth_time`):
-    /// false if it was answered, or ended, meanwhile.
+    /// Records `user`'s answer to `request`, given in the browser sign-in
+    /// `signed_in` (whose strength the device's session inherits): false if
+    /// it was answered, or ended, meanwhile.
     pub async fn answer(
         &self,
         request: &DeviceRequest,
         user: &User,
-        auth_time: i64,
+        signed_in: &Session,
         allow: bool,
         ctx: &RequestContext,
     ) -> Result<bool, Refusal> {
         let answer = if allow {
             DeviceStatus::Approved {
                 user_id: user.id.clone(),
-                auth_time,
+                auth_time: signed_in.auth_time,
+                auth_method: signed_in.auth_method,
             }
         } else {
             DeviceStatus::Denied
@@ -274,7 +277,7 @@ impl Grant for DeviceCodeGrant {
             .devices
             .poll_device_grant(&hash, &client.id, issuer.now(), &session_id)
             .await?;
-        let (user_id, auth_time, scope) = match polled {
+        let (user_id, auth_time, auth_method, scope) = match polled {
             None | Some(Poll::Redeemed) | Some(Poll::OtherClient) => {
                 return Err(Refusal::invalid_grant(REFUSED));
             }
@@ -285,8 +288,9 @@ impl Grant for DeviceCodeGrant {
             Some(Poll::Issue {
                 user_id,
                 auth_time,
+                auth_method,
                 scope,
-            }) => (user_id, auth_time, scope),
+            }) => (user_id, auth_time, auth_method, scope),
         };
         // The grant is redeemed now, whatever follows: a user disabled
         // meanwhile ends it.
@@ -298,6 +302,7 @@ impl Grant for DeviceCodeGrant {
         let opening = Opening {
             session_id,
             auth_time,
+            auth_method,
         };
         issuer
             .open_session(

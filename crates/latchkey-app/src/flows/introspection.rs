@@ -70,6 +70,9 @@ impl Introspection {
                 "iss": self.issuer.config().issuer,
                 "iat": record.issued_at,
                 "exp": record.expires_at.min(session.expires_at),
+                "auth_time": session.auth_time,
+                "amr": session.auth_method.amr(),
+                "acr": session.auth_method.acr().as_str(),
             }));
         }
         match self.access.authenticate(token).await {
@@ -93,6 +96,15 @@ impl Introspection {
                 });
                 if let Some(cnf) = c.cnf {
                     answer["cnf"] = cnf;
+                }
+                if let Some(auth_time) = c.auth_time {
+                    answer["auth_time"] = json!(auth_time);
+                }
+                if let Some(amr) = c.amr {
+                    answer["amr"] = json!(amr);
+                }
+                if let Some(acr) = c.acr {
+                    answer["acr"] = json!(acr);
                 }
                 Ok(answer)
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use latchkey_core::store::{Client, UserStore};
+use latchkey_core::strength::AuthMethod;
 
 use super::{AuthenticatorApps, Grant, TokenRequest};
 use crate::metrics::Counter;
@@ -121,7 +122,7 @@ impl Login {
         }
         match self
             .issuer
-            .start_session(&user, client_id, &scope, ctx, "login")
+            .start_session(&user, client_id, &scope, ctx, "login", AuthMethod::Password)
             .await?
         {
             Some(issued) => Ok(issued),

@@ -81,7 +81,8 @@ impl Refresh {
             client_id: session.client_id.as_deref(),
             scope: &scope,
             sid: Some(&session.id),
-            auth_time: Some(session.created_at),
+            auth_time: Some(session.auth_time),
+            auth_method: Some(session.auth_method),
             fingerprint: ctx.fingerprint.as_deref(),
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };

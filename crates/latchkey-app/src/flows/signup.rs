@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use latchkey_core::password::check_new_password;
+use latchkey_core::strength::AuthMethod;
 
 use crate::service::{
     Attempts, Issued, Refusal, RequestContext, ServiceError, TokenIssuer, Users, address_key,
@@ -54,7 +55,7 @@ impl SignUp {
         let user = self.users.add(username, password, &ctx.actor(None)).await?;
         match self
             .issuer
-            .start_session(&user, None, &scope, ctx, "signup")
+            .start_session(&user, None, &scope, ctx, "signup", AuthMethod::Password)
             .await?
         {
             Some(issued) => Ok(issued),

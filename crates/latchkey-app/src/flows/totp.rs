@@ -15,6 +15,7 @@ use latchkey_core::id::random_id;
 use latchkey_core::scope::Scope;
 use latchkey_core::seal;
 use latchkey_core::store::{FactorStore, MfaChallenge, TotpFactor, User, UserStore};
+use latchkey_core::strength::AuthMethod;
 use latchkey_core::totp;
 
 use crate::service::{Attempts, Issued, Refusal, RequestContext, TokenIssuer};
@@ -324,8 +325,19 @@ impl AuthenticatorApps {
             return Err(Refusal::invalid_grant(EXPIRED));
         };
         let scope = Scope::parse(&challenge.scope).map_err(|_| Refusal::invalid_grant(EXPIRED))?;
+        let method = match code {
+            SecondFactor::Otp(_) => AuthMethod::PasswordAndOtp,
+            SecondFactor::RecoveryCode(_) => AuthMethod::PasswordAndRecoveryCode,
+        };
         issuer
-            .start_session(&user, challenge.client_id.as_deref(), &scope, ctx, "login")
+            .start_session(
+                &user,
+                challenge.client_id.as_deref(),
+                &scope,
+                ctx,
+                "login",
+                method,
+            )
             .await?
             .ok_or_else(|| Refusal::invalid_grant(EXPIRED))
     }

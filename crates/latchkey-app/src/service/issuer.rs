@@ -16,6 +16,7 @@ use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
 use latchkey_core::session::{self, NewSession, SessionStart};
 use latchkey_core::store::{Client, KeyStore, SessionStore, User};
+use latchkey_core::strength::AuthMethod;
 
 use super::{Actor, DpopKey, Events, Refusal, Sessions};
 use crate::config::Config;
@@ -73,12 +74,15 @@ pub struct Principal {
     pub user: Option<User>,
 }
 
-/// A session about to start: its id and when its user authenticated.
+/// A session about to start: its id, and when and how its user
+/// authenticated.
 pub struct Opening {
     /// The session's id (`ses_…`).
     pub session_id: String,
     /// When its user authenticated, Unix seconds.
     pub auth_time: i64,
+    /// How.
+    pub auth_method: AuthMethod,
 }
 
 /// Whom an access token is for.
@@ -93,6 +97,8 @@ pub struct Subject<'a> {
     pub sid: Option<&'a str>,
     /// When the user authenticated.
     pub auth_time: Option<i64>,
+    /// How, for user tokens: their `amr` and `acr`.
+    pub auth_method: Option<AuthMethod>,
     /// The browser fingerprint's hash (browser mode).
     pub fingerprint: Option<&'a str>,
     /// The DPoP key the token is bound to.
@@ -278,6 +284,8 @@ impl TokenIssuer {
             scope: subject.scope.to_owned(),
             sid: subject.sid.map(str::to_owned),
             auth_time: subject.auth_time,
+            amr: subject.auth_method.map(AuthMethod::amr_claim),
+            acr: subject.auth_method.map(|m| m.acr().as_str().to_owned()),
             cnf: subject
                 .dpop_jkt
                 .map(|jkt| serde_json::json!({ "jkt": jkt })),
@@ -299,10 +307,12 @@ impl TokenIssuer {
         scope: &Scope,
         ctx: &RequestContext,
         grant_name: &'static str,
+        auth_method: AuthMethod,
     ) -> Result<Option<Issued>, Refusal> {
         let opening = Opening {
             session_id: random_id("ses_", self.rng())?,
             auth_time: self.now(),
+            auth_method,
         };
         self.open_session(opening, user, client_id, scope, ctx, grant_name)
             .await
@@ -325,6 +335,7 @@ impl TokenIssuer {
         let Opening {
             session_id,
             auth_time,
+            auth_method,
         } = opening;
         let jti = random_id("", rng)?;
         let token = RefreshToken::generate(rng)?;
@@ -340,6 +351,8 @@ impl TokenIssuer {
                 ip: &ctx.ip,
                 user_agent: &ctx.user_agent,
                 now,
+                auth_time,
+                auth_method,
                 // A public client's refresh tokens are bound to its key; a
                 // confidential client's are bound by its authentication.
                 dpop_jkt: ctx
@@ -377,6 +390,7 @@ impl TokenIssuer {
             scope: &session.scope,
             sid: Some(&session_id),
             auth_time: Some(auth_time),
+            auth_method: Some(auth_method),
             fingerprint: ctx.fingerprint.as_deref(),
             dpop_jkt: ctx.dpop.as_ref().map(|d| d.jkt.as_str()),
         };

@@ -308,7 +308,8 @@ async fn code_redirect(
         code_challenge: &request.code_challenge,
         scope: &request.scope,
         nonce: request.nonce.as_deref(),
-        auth_time: session.created_at,
+        auth_time: session.auth_time,
+        auth_method: session.auth_method,
     };
     let code = match state.authorizations.issue_code(&grant).await {
         Ok(code) => code,

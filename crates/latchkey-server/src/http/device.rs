@@ -248,7 +248,7 @@ async fn device_form(
     };
     match state
         .device
-        .answer(&request, &user, session.created_at, allow, &ctx)
+        .answer(&request, &user, &session, allow, &ctx)
         .await
     {
         Ok(true) => done_page(allow),

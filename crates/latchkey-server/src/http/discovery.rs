@@ -5,6 +5,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use latchkey_core::strength::Acr;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -39,6 +40,8 @@ async fn openid_configuration(State(state): State<AppState>) -> impl IntoRespons
         "exp",
         "iat",
         "auth_time",
+        "amr",
+        "acr",
         "nonce",
         "sid",
         "at_hash",
@@ -76,6 +79,7 @@ fn document(state: &AppState) -> serde_json::Value {
         "revocation_feed_endpoint": format!("{issuer}/oauth/revocations"),
     });
     doc["scopes_supported"] = json!(config.scopes.to_string().split(' ').collect::<Vec<_>>());
+    doc["acr_values_supported"] = json!(Acr::ALL.map(Acr::as_str));
     doc
 }
 

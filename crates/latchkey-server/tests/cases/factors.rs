@@ -224,3 +224,59 @@ async fn the_admin_api_lists_and_removes_a_users_factors() {
     assert_eq!(removed[0].client_id.as_deref(), Some("lkc_admin"));
     app.login("alice").await;
 }
+
+/// What an introspecting resource server reads of `token`.
+async fn introspect(app: &TestApp, client: (&str, Option<&str>), token: &str) -> Value {
+    let response = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(client.0, client.1)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_session_keeps_the_strength_of_its_sign_in_in_every_token() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    app.add_user("alice").await;
+    let (rs, secret) = app.add_client("lkc_rs", "", true).await;
+    let rs = (rs.as_str(), secret.as_deref());
+
+    let password = app.login("alice").await;
+    let claims = crate::common::claims(field(&password, "access_token"));
+    assert_eq!((claims["amr"].clone(), claims["acr"].clone()), (json!(["pwd"]), json!("pwd")));
+    let (secret, recovery) = enrol(&app, &clock).await;
+
+    clock.advance(30);
+    let otp = second_step(&app, &mfa_token(&app).await, "otp", &code_at(&secret, step_of(clock.now()))).await;
+    let otp: Value = otp.json().await.unwrap();
+    let claims = crate::common::claims(field(&otp, "access_token"));
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["acr"], "mfa");
+    assert_eq!(claims["auth_time"], json!(clock.now()));
+    let seen = introspect(&app, rs, field(&otp, "access_token")).await;
+    assert_eq!((seen["amr"].clone(), seen["acr"].clone()), (json!(["pwd", "otp", "mfa"]), json!("mfa")));
+    let seen = introspect(&app, rs, field(&otp, "refresh_token")).await;
+    assert_eq!((seen["amr"].clone(), seen["acr"].clone()), (json!(["pwd", "otp", "mfa"]), json!("mfa")));
+
+    // Refreshed tokens carry the strength and the time of the sign-in.
+    let signed_in_at = clock.now();
+    clock.advance(120);
+    let refreshed: Value = app.refresh(field(&otp, "refresh_token")).await.json().await.unwrap();
+    let claims = crate::common::claims(field(&refreshed, "access_token"));
+    assert_eq!((claims["amr"].clone(), claims["acr"].clone()), (json!(["pwd", "otp", "mfa"]), json!("mfa")));
+    assert_eq!(claims["auth_time"], json!(signed_in_at));
+
+    let recovered = second_step(&app, &mfa_token(&app).await, "recovery_code", &recovery[0]).await;
+    let claims = crate::common::claims(field(&recovered.json::<Value>().await.unwrap(), "access_token"));
+    assert_eq!((claims["amr"].clone(), claims["acr"].clone()), (json!(["pwd", "mfa"]), json!("mfa")));
+
+    // Discovery names the levels.
+    let discovery: Value = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["acr_values_supported"], json!(["pwd", "mfa", "phr"]));
+}

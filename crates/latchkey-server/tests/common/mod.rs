@@ -477,6 +477,7 @@ impl TestApp {
             scope: &scope,
             nonce: None,
             auth_time: self.state.now(),
+            auth_method: latchkey_core::strength::AuthMethod::Password,
         };
         self.state.authorizations.issue_code(&grant).await.unwrap()
     }
