@@ -209,6 +209,43 @@ pub struct TotpFactor {
     pub last_step: i64,
 }
 
+/// A user's passkey (SPEC §12): a discoverable WebAuthn credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// Its id (`pk_…`).
+    pub id: String,
+    /// Its user.
+    pub user_id: String,
+    /// The credential id its authenticator chose.
+    pub credential_id: Vec<u8>,
+    /// The name its user gave it.
+    pub name: String,
+    /// The WebAuthn library's record of it (public key, counter, flags), as
+    /// JSON: public data only.
+    pub credential: String,
+    /// The signature counter last seen.
+    pub counter: u32,
+    /// When it was registered, Unix seconds.
+    pub created_at: i64,
+    /// When it last signed someone in.
+    pub last_used_at: Option<i64>,
+}
+
+/// A WebAuthn ceremony waiting for its answer, stored by the SHA-256 of its
+/// challenge (which the answer carries back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnCeremony {
+    /// SHA-256 of the challenge.
+    pub hash: TokenHash,
+    /// A registration's user; `None` for a sign-in, whose user the answer
+    /// names.
+    pub user_id: Option<String>,
+    /// The WebAuthn library's state of the ceremony, as JSON.
+    pub state: String,
+    /// Its end, Unix seconds.
+    pub expires_at: i64,
+}
+
 /// A password sign-in waiting for its second step (`mfa_token`), stored by
 /// the keyed hash of the token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use crate::session::SessionStart;
 pub use crate::device::Poll;
 pub use crate::records::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant, DeviceStatus,
-    MfaChallenge, Redemption, RefreshRecord, RevocationReason, Session, StoredKey, TotpFactor,
-    User,
+    MfaChallenge, PasskeyRecord, Redemption, RefreshRecord, RevocationReason, Session, StoredKey,
+    TotpFactor, User, WebauthnCeremony,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -31,6 +31,7 @@ pub trait Store:
     + CodeStore
     + DeviceStore
     + FactorStore
+    + PasskeyStore
     + ProofStore
     + AuditStore
 {
@@ -44,6 +45,7 @@ impl<T> Store for T where
         + CodeStore
         + DeviceStore
         + FactorStore
+        + PasskeyStore
         + ProofStore
         + AuditStore
 {
@@ -52,8 +54,8 @@ impl<T> Store for T where
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, ProofStore,
-        SessionStore, UserStore,
+        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, PasskeyStore,
+        ProofStore, SessionStore, UserStore,
     };
 }
 
@@ -341,6 +343,56 @@ pub trait FactorStore: Send + Sync + 'static {
     /// Deletes the sign-ins waiting for a second step that ended before
     /// `before`; returns how many.
     async fn prune_mfa_challenges(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// Passkeys (SPEC §12): users' WebAuthn credentials, and the ceremonies
+/// waiting for their answer, shared by every instance.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync + 'static {
+    /// Stores a new passkey, unless its user has `max_per_user` already or
+    /// its credential id is registered (to anyone): false then, nothing
+    /// changed. Of registrations at once, no more than the cap are kept.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord, max_per_user: u32)
+    -> StoreResult<bool>;
+    /// The user's passkeys, oldest first.
+    async fn passkeys_of(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>>;
+    /// The passkey with this credential id, whoever's.
+    async fn passkey_by_credential_id(
+        &self,
+        credential_id: &[u8],
+    ) -> StoreResult<Option<PasskeyRecord>>;
+    /// Records a sign-in with passkey `id`: its new record and signature
+    /// counter, and `now` as its last use, only if the counter moved on
+    /// from the stored one (or both are zero: an authenticator that keeps
+    /// none). False, nothing changed, otherwise: of two uses with the same
+    /// counter at once, one is recorded.
+    async fn record_passkey_use(
+        &self,
+        id: &str,
+        credential: &str,
+        counter: u32,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Removes the user's passkey `id`; false if they have none such.
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool>;
+    /// Stores a ceremony waiting for its answer, unless `max_waiting`
+    /// unexpired ones are waiting already: false then.
+    async fn insert_ceremony(
+        &self,
+        ceremony: &WebauthnCeremony,
+        max_waiting: u64,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Takes the ceremony of this challenge hash: it is gone afterwards,
+    /// whatever the answer. `None` if there is none, or it ended before
+    /// `now`. Of takes at once, one gets it.
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> StoreResult<Option<WebauthnCeremony>>;
+    /// Deletes the ceremonies that ended before `before`; how many.
+    async fn prune_ceremonies(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// Single-use proofs seen (DPoP `jti`s), shared by every instance.

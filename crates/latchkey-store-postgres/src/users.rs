@@ -113,7 +113,13 @@ impl UserStore for PgStore {
         let revoked = revoke_all_in(&mut tx, user_id, RevocationReason::UserDeleted, now).await?;
         // Its second factors go with it (garbage collection removes the row
         // itself later).
-        for table in ["totp_factors", "recovery_codes", "mfa_challenges"] {
+        for table in [
+            "totp_factors",
+            "recovery_codes",
+            "mfa_challenges",
+            "passkeys",
+            "webauthn_challenges",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx)

@@ -112,7 +112,13 @@ impl UserStore for SqliteStore {
                 revoke_all(&tx, user_id, RevocationReason::UserDeleted, now).map_err(backend)?;
             // Its second factors go with it (garbage collection removes the
             // row itself later).
-            for table in ["totp_factors", "recovery_codes", "mfa_challenges"] {
+            for table in [
+                "totp_factors",
+                "recovery_codes",
+                "mfa_challenges",
+                "passkeys",
+                "webauthn_challenges",
+            ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?"), [user_id])
                     .map_err(backend)?;
             }

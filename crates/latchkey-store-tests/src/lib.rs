@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 mod devices;
 mod factors;
+mod passkeys;
 
 pub use devices::*;
 pub use factors::*;
+pub use passkeys::*;
 
 use latchkey_core::refresh::TokenHash;
 use latchkey_core::rotation::{
@@ -114,6 +116,8 @@ macro_rules! suite {
             device_polls_are_decided_one_at_a_time,
             an_authenticator_app_is_confirmed_once_and_its_codes_used_once,
             a_second_step_dies_after_its_failures_and_is_spent_once,
+            a_passkey_is_registered_once_and_its_counter_only_goes_up,
+            a_ceremony_is_taken_once_within_its_life_and_its_cap,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
