@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::flows::{
     AccessTokens, AdminSessions, AuthenticatorApps, AuthorizationCodeGrant, Authorizations,
     ClientCredentialsGrant, DeviceCodeGrant, DeviceFlow, GrantRegistry, Introspection, Login,
-    Refresh, SignUp, TokenRevocation,
+    Passkeys, Refresh, SignUp, TokenRevocation,
 };
 use crate::keyring::{KeyError, load_keyring, load_refresh_keys};
 use crate::metrics::Metrics;
@@ -184,6 +184,8 @@ pub struct App {
     pub device: DeviceFlow,
     /// Authenticator apps and the second step of a sign-in.
     pub apps: Arc<AuthenticatorApps>,
+    /// Passkeys.
+    pub passkeys: Passkeys,
     /// Self-service sign-up.
     pub signup: SignUp,
     /// Sessions the admin API makes.
@@ -299,6 +301,12 @@ impl App {
                 store.clone(),
                 store.clone(),
                 store.clone(),
+            ),
+            passkeys: Passkeys::new(
+                issuer.clone(),
+                store.clone(),
+                store.clone(),
+                attempts.clone(),
             ),
             signup: SignUp::new(issuer.clone(), users.clone(), attempts),
             admin_sessions: AdminSessions::new(issuer.clone()),

@@ -48,6 +48,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("audit_refreshes", "false"),
     ("audit_retention", "90d"),
     ("reauth_window", "10m"),
+    ("rp_id", ""),
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -139,6 +140,10 @@ pub struct Config {
     /// `LATCHKEY_REAUTH_WINDOW`: adding or removing a sign-in factor needs a
     /// sign-in at most this old. Default `10m`.
     pub reauth_window: i64,
+    /// `LATCHKEY_RP_ID`: the WebAuthn relying-party id of passkeys: the
+    /// issuer's host or a domain it is under. Default: the issuer's host.
+    /// An IP address turns passkeys off (WebAuthn refuses one).
+    pub rp_id: String,
 }
 
 /// At most `max` events per `window` seconds.
@@ -348,6 +353,7 @@ impl Config {
             max_connections_per_address: v.whole("max_connections_per_address")?,
             audit_retention: v.positive_duration("audit_retention")?,
             reauth_window: v.positive_duration("reauth_window")?,
+            rp_id: v.rp_id(&issuer)?,
             issuer,
         })
     }
@@ -548,6 +554,28 @@ impl Values<'_> {
             )?,
             audit_refreshes: self.boolean("audit_refreshes")?,
         })
+    }
+
+    /// Unset: the issuer's host. Set: the host or a domain it is under.
+    fn rp_id(&self, issuer: &str) -> Result<String, ConfigError> {
+        let host = url::Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let Some((rp_id, origin)) = self.set("rp_id") else {
+            return Ok(host);
+        };
+        let rp_id = rp_id.trim().trim_end_matches('.').to_ascii_lowercase();
+        let under = host
+            .strip_suffix(rp_id.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'));
+        if rp_id.is_empty() || !under {
+            return Err(Self::fail(
+                &origin,
+                format!("{rp_id:?} is not the issuer's host {host:?} nor a domain it is under"),
+            ));
+        }
+        Ok(rp_id)
     }
 
     /// Unset: the issuer's origin.

@@ -42,7 +42,8 @@ pub fn spawn(app: Arc<App>) {
 /// One collection. Revoked sessions stay as long as their access tokens
 /// could live, so that "revoked" is still the answer for them (and for the
 /// revocation feed); used refresh tokens stay while their session lives.
-/// Device authorizations and sign-ins waiting for a second step go once
+/// Device authorizations, sign-ins waiting for a second step and passkey
+/// ceremonies go once
 /// they have ended.
 pub async fn collect(app: &App) {
     let now = app.now();
@@ -64,6 +65,11 @@ pub async fn collect(app: &App) {
         Ok(0) => {}
         Ok(challenges) => tracing::info!(challenges, "deleted ended second-step sign-ins"),
         Err(e) => tracing::error!(error = %e, "deleting ended second-step sign-ins failed"),
+    }
+    match store.prune_ceremonies(now).await {
+        Ok(0) => {}
+        Ok(ceremonies) => tracing::info!(ceremonies, "deleted ended passkey ceremonies"),
+        Err(e) => tracing::error!(error = %e, "deleting ended passkey ceremonies failed"),
     }
     let retention = app.config.audit_retention;
     match store.prune_audit(now - retention).await {

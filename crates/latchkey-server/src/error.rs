@@ -222,6 +222,11 @@ impl From<latchkey_app::service::Refusal> for ApiError {
                 code: "reauthentication_required",
                 description: d,
             },
+            Refusal::PasskeysOff(d) => Self::Plain {
+                status: StatusCode::NOT_FOUND,
+                code: "passkeys_unavailable",
+                description: d,
+            },
             Refusal::Internal(e) => Self::Internal(e),
         }
     }

@@ -141,7 +141,7 @@ pub async fn a_passkey_is_registered_once_and_its_counter_only_goes_up(store: Ar
 fn ceremony(n: u8, expires_at: i64) -> WebauthnCeremony {
     WebauthnCeremony {
         hash: hash(n),
-        user_id: (n % 2 == 0).then(|| "usr_x".to_owned()),
+        user_id: n.is_multiple_of(2).then(|| "usr_x".to_owned()),
         state: format!(r#"{{"state":{n}}}"#),
         expires_at,
     }

@@ -395,6 +395,14 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         keyring.signing(now()).kid(),
         keyring.signing(now()).alg()
     );
+    match state.passkeys.off() {
+        Some(why) => tracing::warn!("{why}"),
+        None => tracing::info!(
+            "passkeys on: relying-party id {}, origin {}",
+            state.config().rp_id,
+            state.config().issuer
+        ),
+    }
     latchkey_app::maintenance::spawn(state.app().clone());
     let limits = latchkey_server::Limits::of(state.config());
     latchkey_server::serve(listener, app(state), limits, shutdown_signal()).await;

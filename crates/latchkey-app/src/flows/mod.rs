@@ -11,6 +11,7 @@
 //! | device authorization (RFC 8628) | [`DeviceFlow`], [`DeviceCodeGrant`] | `device_code.rs` |
 //! | sign-up | [`SignUp`] | `signup.rs` |
 //! | authenticator apps and the second step of a sign-in | [`AuthenticatorApps`] | `totp.rs` |
+//! | passkeys: registering, removing, signing in with one | [`Passkeys`] | `passkeys.rs` |
 //! | sessions made by the admin API | [`AdminSessions`] | `admin_sessions.rs` |
 //! | introspection (RFC 7662) | [`Introspection`] | `introspection.rs` |
 //! | revocation (RFC 7009) | [`TokenRevocation`] | `revocation.rs` |
@@ -29,6 +30,7 @@ mod client_credentials;
 mod device_code;
 mod introspection;
 mod login;
+mod passkeys;
 mod refresh;
 mod revocation;
 mod signup;
@@ -50,6 +52,10 @@ pub use device_code::{
 };
 pub use introspection::Introspection;
 pub use login::{Login, MAX_USERNAME_BYTES};
+pub use passkeys::{
+    CEREMONY_TTL, MAX_CREDENTIAL_BYTES, MAX_NAME_CHARS, MAX_PASSKEYS_PER_USER,
+    MAX_WAITING_CEREMONIES, PasskeyView, Passkeys, passkeys_off,
+};
 pub use refresh::Refresh;
 pub use revocation::TokenRevocation;
 pub use signup::{SignUp, SignUpRefusal};

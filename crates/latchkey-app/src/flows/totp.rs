@@ -46,7 +46,7 @@ pub struct TotpSetup {
 pub struct FactorView {
     /// Its id.
     pub id: String,
-    /// `totp` (passkeys will be `passkey`).
+    /// `totp` or `passkey`.
     pub kind: &'static str,
     /// Its name.
     pub name: String,

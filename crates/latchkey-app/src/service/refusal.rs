@@ -52,6 +52,10 @@ pub enum Refusal {
     /// The action needs a more recent sign-in (`reauthentication_required`).
     #[error("{0}")]
     ReauthenticationRequired(String),
+    /// Passkeys are off on this server, for this reason
+    /// (`passkeys_unavailable`).
+    #[error("{0}")]
+    PasskeysOff(String),
     /// An access token is invalid, expired or of a revoked session
     /// (`invalid_token`).
     #[error("{0}")]

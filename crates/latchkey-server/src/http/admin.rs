@@ -25,6 +25,7 @@ use super::extract::{Params, check_text};
 use super::oauth::token_response;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
+use latchkey_app::flows::FactorView;
 use latchkey_app::service::Actor;
 use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 
@@ -521,7 +522,20 @@ async fn user_factors(
 ) -> Result<Response, ApiError> {
     query(raw.as_deref(), &[])?;
     let user = state.users.by_id(path_id(&id)?).await?;
-    let factors = state.apps.factors_of(&user.id).await?;
+    let mut factors = state.apps.factors_of(&user.id).await?;
+    factors.extend(
+        state
+            .passkeys
+            .list(&user.id)
+            .await?
+            .into_iter()
+            .map(|p| FactorView {
+                id: p.id,
+                kind: "passkey",
+                name: p.name,
+                created_at: p.created_at,
+            }),
+    );
     Ok(Json(serde_json::json!({ "factors": factors })).into_response())
 }
 
@@ -533,11 +547,19 @@ async fn remove_user_factor(
     Path((id, factor_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let user = state.users.by_id(path_id(&id)?).await?;
-    if !state
-        .apps
-        .remove_factor(&user.id, path_id(&factor_id)?, &admin.client_id, &ctx)
-        .await?
-    {
+    let factor_id = path_id(&factor_id)?;
+    let removed = if factor_id.starts_with("pk_") {
+        state
+            .passkeys
+            .remove(&user.id, factor_id, Some(&admin.client_id), &ctx)
+            .await?
+    } else {
+        state
+            .apps
+            .remove_factor(&user.id, factor_id, &admin.client_id, &ctx)
+            .await?
+    };
+    if !removed {
         return Err(ApiError::not_found("no such factor"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

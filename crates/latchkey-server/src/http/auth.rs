@@ -25,6 +25,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/logout", post(logout))
         .route("/auth/signup", post(signup))
         .route("/auth/login/mfa", post(login_mfa))
+        .route("/auth/passkey/options", post(passkey_options))
+        .route("/auth/passkey/login", post(passkey_login))
 }
 
 /// How a new session's tokens go back: all in the body (bearer mode), or
@@ -124,6 +126,49 @@ async fn login_mfa(
         }
     };
     let issued = state.apps.finish(mfa_token, code, &ctx).await?;
+    delivery.respond(&state, &issued)
+}
+
+/// `POST /auth/passkey/options`: request options for a sign-in with a
+/// passkey, for anyone.
+async fn passkey_options(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    browser::check_origin(&headers, state.config())?;
+    let options = state.passkeys.sign_in_options(&ctx).await?;
+    Ok(super::factors::no_store(options))
+}
+
+/// `POST /auth/passkey/login` `{"credential", "scope"?, "client_id"?}`: a
+/// sign-in with a passkey alone, answered like a login, in bearer or
+/// browser mode.
+async fn passkey_login(
+    State(state): State<AppState>,
+    mut ctx: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let delivery = Delivery::of(&state, &headers, &mut ctx)?;
+    if body.len() > latchkey_app::flows::MAX_CREDENTIAL_BYTES {
+        return Err(ApiError::invalid_request("the credential is too large"));
+    }
+    let (params, credential) = Params::from_json_with_object(&body, "credential")?;
+    let credential = serde_json::from_value(credential)
+        .map_err(|_| ApiError::invalid_request("credential is not a WebAuthn assertion"))?;
+    let client = client_auth::client(&state, &headers, &params).await?;
+    if let Some(client) = &client
+        && !client.first_party
+    {
+        return Err(ApiError::unauthorized_client(
+            "only first-party clients may sign users in here; use the authorization code flow",
+        ));
+    }
+    let issued = state
+        .passkeys
+        .sign_in(&credential, params.get("scope"), client.as_ref(), &ctx)
+        .await?;
     delivery.respond(&state, &issued)
 }
 

@@ -145,6 +145,34 @@ impl Params {
     pub(crate) fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
             .map_err(|_| ApiError::invalid_request("the body is not a JSON object"))?;
+        Self::from_map(value)
+    }
+
+    /// Parses a JSON object whose values are strings but for the object
+    /// `name`, which is required and returned beside them.
+    pub(crate) fn from_json_with_object(
+        body: &[u8],
+        name: &str,
+    ) -> Result<(Self, serde_json::Value), ApiError> {
+        let mut value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|_| ApiError::invalid_request("the body is not a JSON object"))?;
+        let object = match value.remove(name) {
+            Some(object @ serde_json::Value::Object(_)) => object,
+            Some(_) => {
+                return Err(ApiError::invalid_request(format!(
+                    "parameter {name} must be an object"
+                )));
+            }
+            None => {
+                return Err(ApiError::invalid_request(format!(
+                    "parameter {name} is required"
+                )));
+            }
+        };
+        Ok((Self::from_map(value)?, object))
+    }
+
+    fn from_map(value: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
         for (name, value) in value {
             check_text("a parameter name", &name)?;

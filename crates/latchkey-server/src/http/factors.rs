@@ -1,12 +1,13 @@
-//! A signed-in user's second factors (SPEC §12): setting up, confirming and
-//! removing an authenticator app. Only first-party tokens, and only with a
-//! sign-in younger than `LATCHKEY_REAUTH_WINDOW`.
+//! A signed-in user's sign-in factors (SPEC §12): setting up, confirming and
+//! removing an authenticator app; registering, listing and removing
+//! passkeys. Only first-party tokens; every change only with a sign-in
+//! younger than `LATCHKEY_REAUTH_WINDOW`.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use latchkey_app::flows::SecondFactor;
 use latchkey_app::service::{Principal, Refusal};
@@ -21,6 +22,9 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/totp", post(start).delete(remove))
         .route("/auth/totp/confirm", post(confirm))
+        .route("/auth/passkeys/options", post(passkey_options))
+        .route("/auth/passkeys", post(add_passkey).get(passkeys))
+        .route("/auth/passkeys/{id}", delete(remove_passkey))
 }
 
 /// The signed-in user, if their token is a first-party one whose sign-in is
@@ -40,7 +44,7 @@ async fn recent_user<'a>(state: &AppState, principal: &'a Principal) -> Result<&
     Ok(user)
 }
 
-fn no_store(body: serde_json::Value) -> Response {
+pub(super) fn no_store(body: serde_json::Value) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
@@ -89,5 +93,71 @@ async fn remove(
         SecondFactor::RecoveryCode(code)
     };
     state.apps.remove(user, code, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /auth/passkeys/options`: creation options for a new passkey.
+async fn passkey_options(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    let options = state.passkeys.registration_options(user, &ctx).await?;
+    Ok(no_store(options))
+}
+
+/// `POST /auth/passkeys` `{"name", "credential"}`: `201` and the passkey.
+async fn add_passkey(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    if body.len() > latchkey_app::flows::MAX_CREDENTIAL_BYTES {
+        return Err(ApiError::invalid_request("the credential is too large"));
+    }
+    let (params, credential) = Params::from_json_with_object(&body, "credential")?;
+    let credential = serde_json::from_value(credential).map_err(|_| {
+        ApiError::invalid_request("credential is not a WebAuthn registration response")
+    })?;
+    let added = state
+        .passkeys
+        .register(user, params.require("name")?, &credential, &ctx)
+        .await?;
+    let body = json!({ "id": added.id, "name": added.name, "created_at": added.created_at });
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// `GET /auth/passkeys`: the signed-in user's passkeys.
+async fn passkeys(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    super::sessions::user_of(&state, &principal).await?;
+    let Some(user) = &principal.user else {
+        return Err(ApiError::forbidden("a client's token has no user"));
+    };
+    let listed = state.passkeys.list(&user.id).await?;
+    Ok(no_store(json!({ "passkeys": listed })))
+}
+
+/// `DELETE /auth/passkeys/{id}`: `204`, or `404` if it is not theirs.
+async fn remove_passkey(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = recent_user(&state, &principal).await?;
+    if !state.passkeys.remove(&user.id, &id, None, &ctx).await? {
+        return Err(ApiError::not_found("no such passkey"));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub mod agent;
+pub mod authenticator;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::password::PasswordHasher;
@@ -107,7 +108,13 @@ impl TestApp {
                 "4096".to_owned(),
             ),
         ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // `{port}` in a case's value is this server's port (an issuer named
+        // `http://localhost:{port}`, as passkeys need).
+        let port = addr.port().to_string();
+        vars.extend(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.replace("{port}", &port))),
+        );
         let config = Config::load(None, vars).expect("config").config;
         let store: Arc<dyn Store> = match backend {
             Backend::Sqlite => Arc::new(SqliteStore::open(&database_url).await.expect("store")),
