@@ -61,6 +61,7 @@ pub use revocation::TokenRevocation;
 pub use signup::{SignUp, SignUpRefusal};
 pub use totp::{
     AuthenticatorApps, FactorView, MAX_MFA_FAILURES, MFA_TOKEN_TTL, SecondFactor, TotpSetup,
+    WRONG_CODE,
 };
 
 use crate::service::{Issued, Refusal, RequestContext};

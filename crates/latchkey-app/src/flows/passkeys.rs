@@ -243,10 +243,7 @@ impl Passkeys {
                 "a user holds at most {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
             )));
         }
-        let exclude = held
-            .iter()
-            .map(|p| p.credential_id.clone())
-            .collect();
+        let exclude = held.iter().map(|p| p.credential_id.clone()).collect();
         let (options, state) = webauthn
             .start_passkey_registration(
                 self.user_handle(&user.id),

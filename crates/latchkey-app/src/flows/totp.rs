@@ -54,6 +54,10 @@ pub struct FactorView {
     pub created_at: i64,
 }
 
+/// What a wrong code is refused with (`invalid_grant`); any other refusal
+/// of a second step ends it.
+pub const WRONG_CODE: &str = "the code is wrong";
+
 /// The code a second step was sent with.
 #[derive(Debug, Clone, Copy)]
 pub enum SecondFactor<'a> {
@@ -159,7 +163,7 @@ impl AuthenticatorApps {
         let now = issuer.now();
         let Some(step) = totp::matching_step(&self.open(&factor)?, code, now) else {
             self.wrong_code(&user.id, ctx).await;
-            return Err(Refusal::invalid_grant("the code is wrong"));
+            return Err(Refusal::invalid_grant(WRONG_CODE));
         };
         let codes = totp::new_recovery_codes(issuer.rng())?;
         let hashes: Vec<_> = codes
@@ -194,7 +198,7 @@ impl AuthenticatorApps {
         let key = self.take_attempt(&user.id, ctx).await?;
         if !self.check(&user.id, code).await? {
             self.wrong_code(&user.id, ctx).await;
-            return Err(Refusal::invalid_grant("the code is wrong"));
+            return Err(Refusal::invalid_grant(WRONG_CODE));
         }
         self.attempts.clear(&key).await;
         if self.factors.remove_totp(&user.id).await? {
@@ -310,7 +314,7 @@ impl AuthenticatorApps {
             self.factors
                 .fail_mfa_challenge(&hash, MAX_MFA_FAILURES)
                 .await?;
-            return Err(Refusal::invalid_grant("the code is wrong"));
+            return Err(Refusal::invalid_grant(WRONG_CODE));
         }
         let Some(challenge) = self
             .factors

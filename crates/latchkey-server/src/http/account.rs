@@ -24,6 +24,7 @@ static PAGE_WITH_SIGNUP: LazyLock<String> = LazyLock::new(|| {
 });
 const SCRIPT: &str = include_str!("../../assets/account.js");
 const STYLE: &str = include_str!("../../assets/account.css");
+const PASSKEY_SCRIPT: &str = include_str!("../../assets/passkey.js");
 
 /// The page's policy: its own script, style and API calls, nothing else.
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -36,6 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(page))
         .route("/assets/account.js", get(script))
         .route("/assets/account.css", get(style))
+        .route("/assets/passkey.js", get(passkey_script))
 }
 
 /// The headers every part of the page is served with.
@@ -76,6 +78,10 @@ async fn page(State(state): State<AppState>) -> Response {
 
 async fn script() -> Response {
     served("text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn passkey_script() -> Response {
+    served("text/javascript; charset=utf-8", PASSKEY_SCRIPT)
 }
 
 async fn style() -> Response {

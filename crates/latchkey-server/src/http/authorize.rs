@@ -5,8 +5,15 @@
 //! Until the client and its redirect URI are known good, every error is a
 //! page of this server's own, never a redirect; after that, errors go back
 //! to the client as `error=…` with `state` and `iss` (RFC 9207). The pages
-//! have no script; their forms carry a CSRF token that must match a
-//! `SameSite=Strict` cookie, and `Origin`, when sent, must be this server's.
+//! have no script but the passkey button's; their forms carry a CSRF token
+//! that must match a `SameSite=Strict` cookie, and `Origin`, when sent, must
+//! be this server's.
+//!
+//! `acr_values` and `max_age` (SPEC §12): a sign-in older than `max_age`
+//! signs in again; one weaker than the weakest level `acr_values` names
+//! steps up first (the one-time code for `mfa` when the user has an
+//! authenticator app, else a passkey), and a user who has neither gets
+//! `unmet_authentication_requirements`.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -19,14 +26,16 @@ use latchkey_core::jwt::IdClaims;
 use latchkey_core::rotation::RevocationReason;
 use latchkey_core::scope::Scope;
 use latchkey_core::store::{Client, Session, User};
+use latchkey_core::strength::Acr;
 use serde_json::json;
 
 use latchkey_app::flows::{CodeGrant, redirect_uri_allowed};
 
 use super::extract::{Authenticated, Params};
 use super::pages::{
-    LOGIN_FIELDS, csrf_token, end_sign_in, error_page, escape, html_page, remember_sign_in,
-    same_origin_form, scope_items, sign_in, signed_in, with_csrf_cookie,
+    LOGIN_FIELDS, NotSignedIn, csrf_token, end_sign_in, error_page, escape, form_sign_in,
+    html_page, html_page_with_passkeys, passkey_form, replace_sign_in, same_origin_form,
+    scope_items, second_step_form, signed_in, with_csrf_cookie,
 };
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
@@ -42,7 +51,7 @@ pub(crate) fn router() -> Router<AppState> {
 const MAX_OPAQUE: usize = 512;
 
 /// The parameters an authorization request carries from page to page.
-const CARRIED: [&str; 8] = [
+const CARRIED: [&str; 10] = [
     "client_id",
     "redirect_uri",
     "response_type",
@@ -51,6 +60,8 @@ const CARRIED: [&str; 8] = [
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "acr_values",
+    "max_age",
 ];
 
 /// A validated authorization request.
@@ -62,6 +73,10 @@ struct Authorization {
     nonce: Option<String>,
     code_challenge: String,
     prompt: Vec<String>,
+    /// The weakest level `acr_values` names, if it names a known one.
+    acr: Option<Acr>,
+    /// The oldest sign-in accepted, in seconds.
+    max_age: Option<i64>,
     /// The parameters as they came, to carry in the pages' forms.
     carried: Vec<(&'static str, String)>,
 }
@@ -170,6 +185,19 @@ async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Fa
     if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
         return Err(back("invalid_request", "prompt=none stands alone"));
     }
+    let max_age = match params.get("max_age") {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(seconds) if seconds >= 0 => Some(seconds),
+            _ => {
+                return Err(back(
+                    "invalid_request",
+                    "max_age must be a whole number of seconds",
+                ));
+            }
+        },
+    };
+    let acr = params.get("acr_values").and_then(Acr::requested);
     let carried = CARRIED
         .iter()
         .filter_map(|name| params.get(name).map(|v| (*name, v.to_owned())))
@@ -181,6 +209,8 @@ async fn validate(state: &AppState, params: &Params) -> Result<Authorization, Fa
         code_challenge: challenge.unwrap_or_default().to_owned(),
         scope,
         prompt,
+        acr,
+        max_age,
         carried,
         client,
     })
@@ -236,20 +266,44 @@ async fn authorize_form(
         Ok(request) => request,
         Err(failure) => return failure.respond(&issuer),
     };
-    if let (Some(username), Some(password)) = (params.get("username"), params.get("password")) {
-        let (session, user, issued) = match sign_in(&state, &ctx, username, password).await {
-            Ok(signed_in) => signed_in,
-            Err(message) => return login_page(&state, &headers, &request, Some(message)),
-        };
-        let mut response = proceed(&state, &headers, request, session, user).await;
-        remember_sign_in(&state, &issued, &mut response);
-        return response;
+    match form_sign_in(&state, &ctx, &params).await {
+        Some(Ok(signed)) => {
+            let mut response = proceed(
+                &state,
+                &headers,
+                request,
+                signed.session.clone(),
+                signed.user.clone(),
+            )
+            .await;
+            replace_sign_in(&state, &headers, &ctx, &signed, &mut response).await;
+            return response;
+        }
+        Some(Err(NotSignedIn::Refused(message))) => {
+            return login_page(&state, &headers, &request, Some(message));
+        }
+        Some(Err(NotSignedIn::SecondStep {
+            mfa_token,
+            recovery,
+            message,
+        })) => {
+            let step = SecondStep {
+                mfa_token: &mfa_token,
+                recovery,
+                message,
+            };
+            return second_step_page(&state, &headers, &request, &step);
+        }
+        None => {}
     }
     let Ok(Some((session, user))) = signed_in(&state, &headers).await else {
         return login_page(&state, &headers, &request, Some("Sign in first."));
     };
     match params.get("decision") {
         Some("allow") => {
+            if let Some(first) = strength_gate(&state, &headers, &request, &session, &user).await {
+                return first;
+            }
             if let Err(e) = state
                 .authorizations
                 .remember_consent(&user, &request.client, &request.scope, &ctx)
@@ -266,7 +320,82 @@ async fn authorize_form(
     }
 }
 
-/// Signed in: a code, or first the consent page.
+/// The page a sign-in too old or too weak for the request shows first, if
+/// it is: the sign-in again (`max_age`), or the step up (`acr_values`).
+async fn strength_gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    session: &Session,
+    user: &User,
+) -> Option<Response> {
+    let issuer = &state.config().issuer;
+    let silent = request.prompt.iter().any(|p| p == "none");
+    if let Some(max_age) = request.max_age
+        && state.now().saturating_sub(session.auth_time) > max_age
+    {
+        if silent {
+            return Some(
+                back(
+                    request,
+                    "login_required",
+                    "the sign-in is older than max_age",
+                )
+                .respond(issuer),
+            );
+        }
+        // Not a failure: the page asks again, with a 200.
+        let mut again = login_page(state, headers, request, Some("Sign in again to continue."));
+        *again.status_mut() = StatusCode::OK;
+        return Some(again);
+    }
+    let wanted = request.acr?;
+    if session.auth_method.acr() >= wanted {
+        return None;
+    }
+    if silent {
+        return Some(
+            back(
+                request,
+                "interaction_required",
+                "the sign-in must be stronger",
+            )
+            .respond(issuer),
+        );
+    }
+    if wanted == Acr::Mfa {
+        let scope = state.issuer.user_scope(None, None).unwrap_or_default();
+        match state.apps.second_step(&user.id, None, &scope).await {
+            Ok(Some(mfa_token)) => {
+                let step = SecondStep {
+                    mfa_token: &mfa_token,
+                    recovery: false,
+                    message: Some("This application asks you to confirm it is you."),
+                };
+                return Some(second_step_page(state, headers, request, &step));
+            }
+            Ok(None) => {}
+            Err(e) => return Some(ApiError::from(e).into_response()),
+        }
+    }
+    let has_passkey = match state.passkeys.list(&user.id).await {
+        Ok(held) => !held.is_empty(),
+        Err(e) => return Some(ApiError::from(e).into_response()),
+    };
+    if has_passkey && state.passkeys.off().is_none() {
+        return Some(step_up_page(state, headers, request, user));
+    }
+    Some(
+        back(
+            request,
+            "unmet_authentication_requirements",
+            "the user has no sign-in method strong enough for acr_values",
+        )
+        .respond(issuer),
+    )
+}
+
+/// Signed in: a code, or first the step up or the consent page.
 async fn proceed(
     state: &AppState,
     headers: &HeaderMap,
@@ -275,6 +404,9 @@ async fn proceed(
     user: User,
 ) -> Response {
     let issuer = &state.config().issuer;
+    if let Some(first) = strength_gate(state, headers, &request, &session, &user).await {
+        return first;
+    }
     let ask = match state
         .authorizations
         .needs_consent(&user, &request.client, &request.scope)
@@ -368,6 +500,7 @@ fn login_page(
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
     };
     let alert = error.map(escape).unwrap_or_default();
+    let hidden = hidden_fields(request, &csrf);
     let body = format!(
         r#"<h1>Log in to continue to {client}</h1>
 <form method="post" action="/oauth/authorize">
@@ -375,19 +508,87 @@ fn login_page(
 {fields}
 <p class="error" role="alert">{alert}</p>
 <p class="actions"><button type="submit">Log in</button></p>
-</form>"#,
+</form>
+{passkey}"#,
         client = escape(&request.client.name),
-        hidden = hidden_fields(request, &csrf),
         fields = LOGIN_FIELDS,
+        passkey = passkey_form(state, "/oauth/authorize", &hidden),
     );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    let page = html_page(
+    let page = html_page_with_passkeys(
         status,
         "Log in",
+        &body,
+        &form_targets(&request.redirect_uri),
+    );
+    with_csrf_cookie(state, page, &csrf)
+}
+
+/// A second step the page asks for.
+struct SecondStep<'a> {
+    mfa_token: &'a str,
+    recovery: bool,
+    message: Option<&'a str>,
+}
+
+fn second_step_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    step: &SecondStep<'_>,
+) -> Response {
+    let Some(csrf) = csrf_token(state, headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let body = format!(
+        "<h1>Confirm it is you to continue to {client}</h1>\n{form}",
+        client = escape(&request.client.name),
+        form = second_step_form(
+            "/oauth/authorize",
+            &hidden_fields(request, &csrf),
+            step.mfa_token,
+            step.recovery,
+            step.message,
+        ),
+    );
+    let status = if step.message.is_some_and(|m| m.contains("not right")) {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let page = html_page(
+        status,
+        "Confirm it is you",
+        &body,
+        &form_targets(&request.redirect_uri),
+    );
+    with_csrf_cookie(state, page, &csrf)
+}
+
+/// The step up to a passkey for a signed-in user.
+fn step_up_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    user: &User,
+) -> Response {
+    let Some(csrf) = csrf_token(state, headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let body = format!(
+        "<h1>Confirm it is you to continue to {client}</h1>\n\
+         <p>Signed in as <strong>{user}</strong>. {client} asks you to confirm with a passkey.</p>\n{form}",
+        client = escape(&request.client.name),
+        user = escape(&user.username),
+        form = passkey_form(state, "/oauth/authorize", &hidden_fields(request, &csrf)),
+    );
+    let page = html_page_with_passkeys(
+        StatusCode::OK,
+        "Confirm it is you",
         &body,
         &form_targets(&request.redirect_uri),
     );

@@ -19,8 +19,9 @@ use latchkey_core::store::User;
 
 use super::extract::Params;
 use super::pages::{
-    LOGIN_FIELDS, csrf_token, error_page, escape, html_page, remember_sign_in, same_origin_form,
-    scope_items, sign_in, signed_in, with_csrf_cookie,
+    LOGIN_FIELDS, NotSignedIn, csrf_token, error_page, escape, form_sign_in, html_page,
+    html_page_with_passkeys, passkey_form, replace_sign_in, same_origin_form, scope_items,
+    second_step_form, signed_in, with_csrf_cookie,
 };
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
@@ -40,6 +41,18 @@ fn page(
     title: &str,
     body: impl FnOnce(&str) -> String,
 ) -> Response {
+    framed(state, headers, status, title, body, false)
+}
+
+/// [`page`], with the passkey button's script when `passkeys`.
+fn framed(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    body: impl FnOnce(&str) -> String,
+    passkeys: bool,
+) -> Response {
     let Some(csrf) = csrf_token(state, headers) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
     };
@@ -47,7 +60,11 @@ fn page(
         r#"<input type="hidden" name="csrf" value="{}">"#,
         escape(&csrf)
     );
-    let response = html_page(status, title, &body(&hidden), "'self'");
+    let response = if passkeys {
+        html_page_with_passkeys(status, title, &body(&hidden), "'self'")
+    } else {
+        html_page(status, title, &body(&hidden), "'self'")
+    };
     with_csrf_cookie(state, response, &csrf)
 }
 
@@ -95,21 +112,48 @@ fn login_page(
     } else {
         StatusCode::OK
     };
-    page(state, headers, status, "Log in", |hidden| {
+    let passkeys = state.passkeys.off().is_none();
+    let body = |hidden: &str| {
+        let hidden = format!("{hidden}\n{}", code_field(request));
         format!(
             r#"<h1>Log in to connect {client}</h1>
 <form method="post" action="/device">
 {hidden}
-{code}
 {LOGIN_FIELDS}
 <p class="error" role="alert">{alert}</p>
 <p class="actions"><button type="submit">Log in</button></p>
-</form>"#,
+</form>
+{passkey}"#,
             client = escape(&request.client.name),
-            code = code_field(request),
             alert = alert.map(escape).unwrap_or_default(),
+            passkey = passkey_form(state, "/device", &hidden),
         )
-    })
+    };
+    framed(state, headers, status, "Log in", body, passkeys)
+}
+
+fn second_step_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &DeviceRequest,
+    mfa_token: &str,
+    recovery: bool,
+    message: Option<&str>,
+) -> Response {
+    page(
+        state,
+        headers,
+        StatusCode::OK,
+        "Confirm it is you",
+        |hidden| {
+            let hidden = format!("{hidden}\n{}", code_field(request));
+            format!(
+                "<h1>Confirm it is you to connect {client}</h1>\n{form}",
+                client = escape(&request.client.name),
+                form = second_step_form("/device", &hidden, mfa_token, recovery, message),
+            )
+        },
+    )
 }
 
 fn confirm_page(
@@ -227,15 +271,23 @@ async fn device_form(
         }
         Err(e) => return axum::response::IntoResponse::into_response(ApiError::from(e)),
     };
-    if let (Some(username), Some(password)) = (params.get("username"), params.get("password")) {
-        return match sign_in(&state, &ctx, username, password).await {
-            Ok((_, user, issued)) => {
-                let mut response = confirm_page(&state, &headers, &request, &user);
-                remember_sign_in(&state, &issued, &mut response);
-                response
-            }
-            Err(message) => login_page(&state, &headers, &request, Some(message)),
-        };
+    match form_sign_in(&state, &ctx, &params).await {
+        Some(Ok(signed)) => {
+            let mut response = confirm_page(&state, &headers, &request, &signed.user);
+            replace_sign_in(&state, &headers, &ctx, &signed, &mut response).await;
+            return response;
+        }
+        Some(Err(NotSignedIn::Refused(message))) => {
+            return login_page(&state, &headers, &request, Some(message));
+        }
+        Some(Err(NotSignedIn::SecondStep {
+            mfa_token,
+            recovery,
+            message,
+        })) => {
+            return second_step_page(&state, &headers, &request, &mfa_token, recovery, message);
+        }
+        None => {}
     }
     let Ok(Some((session, user))) = signed_in(&state, &headers).await else {
         return login_page(&state, &headers, &request, None);

@@ -1,13 +1,16 @@
 //! What the server's own pages share (the authorization pages, the device
-//! page): the page frame and its headers (a strict CSP, no script), the
-//! CSRF token and its `SameSite=Strict` cookie, and the browser's sign-in,
-//! an `HttpOnly` cookie holding the refresh token of a session of the user.
+//! page): the page frame and its headers (a strict CSP; no script but the
+//! passkey button's own), the CSRF token and its `SameSite=Strict` cookie,
+//! the browser's sign-in, an `HttpOnly` cookie holding the refresh token of
+//! a session of the user, and the sign-in forms: a password, its second
+//! step (`One-time code`, `Verify`, `Use a recovery code`), or a passkey.
 
 use aws_lc_rs::rand::SecureRandom;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_app::flows::{SecondFactor, WRONG_CODE};
 use latchkey_app::service::{Issued, Refusal};
 use latchkey_core::refresh::RefreshToken;
 use latchkey_core::rotation::RevocationReason;
@@ -154,16 +157,45 @@ pub(super) fn html_page(
     body: &str,
     form_action: &str,
 ) -> Response {
+    framed(status, title, body, form_action, false)
+}
+
+/// [`html_page`] with the passkey button's script (this origin's only).
+pub(super) fn html_page_with_passkeys(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_action: &str,
+) -> Response {
+    framed(status, title, body, form_action, true)
+}
+
+fn framed(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_action: &str,
+    script: bool,
+) -> Response {
+    let (script_tag, script_policy) = if script {
+        (
+            "<script src=\"/assets/passkey.js\" defer></script>\n",
+            "script-src 'self'; connect-src 'self'; require-trusted-types-for 'script'; \
+             trusted-types 'none'; ",
+        )
+    } else {
+        ("", "")
+    };
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<link rel=\"stylesheet\" href=\"/assets/account.css\">\n</head>\n\
-         <body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
+         <title>{}</title>\n<link rel=\"stylesheet\" href=\"/assets/account.css\">\n\
+         {script_tag}</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
         escape(title)
     );
     let policy = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-         base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; {script_policy}style-src 'self'; img-src 'self'; \
+         form-action {form_action}; base-uri 'none'; frame-ancestors 'none'"
     );
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
@@ -224,31 +256,223 @@ pub(super) fn remember_sign_in(state: &AppState, issued: &Issued, response: &mut
     }
 }
 
-/// Signs a person in with `username` and `password` (a first-party session,
-/// the browser's sign-in): the session, its user and what was issued, or
-/// the message the form shows.
-pub(super) async fn sign_in(
+/// A sign-in a page's form made.
+pub(super) struct SignedIn {
+    /// Its session.
+    pub(super) session: Session,
+    /// Its user.
+    pub(super) user: User,
+    /// What it issued (the cookie keeps its refresh token).
+    pub(super) issued: Issued,
+}
+
+/// Why a page's form did not sign anyone in.
+pub(super) enum NotSignedIn {
+    /// The message the form shows.
+    Refused(&'static str),
+    /// The password was right: the second step's form is next, with this
+    /// token, asking for a recovery code rather than a one-time code if
+    /// `recovery`, with a message if a code was wrong.
+    SecondStep {
+        mfa_token: String,
+        recovery: bool,
+        message: Option<&'static str>,
+    },
+}
+
+const NOT_NOW: &str = "Signing in is not possible right now. Try again in a moment.";
+const TOO_MANY: &str = "Too many attempts. Wait a while, then try again.";
+
+/// The sign-in a page's form carries, if it carries one: a passkey's answer
+/// (`passkey_credential`), a second step (`mfa_token` with `otp` or
+/// `recovery_code`, or `use` to switch between them), or a username and
+/// password. Every sign-in is first-party, with the default scope.
+pub(super) async fn form_sign_in(
     state: &AppState,
     ctx: &RequestContext,
-    username: &str,
-    password: &str,
-) -> Result<(Session, User, Issued), &'static str> {
-    let issued = state
-        .login
-        .login(username, password, None, None, ctx)
-        .await
-        .map_err(|refusal| match refusal {
-            Refusal::InvalidGrant(_) | Refusal::InvalidRequest(_) => "Wrong username or password.",
-            Refusal::TooManyRequests { .. } => "Too many attempts. Wait a while, then try again.",
-            _ => "Signing in is not possible right now. Try again in a moment.",
-        })?;
+    params: &Params,
+) -> Option<Result<SignedIn, NotSignedIn>> {
+    let issued = if let Some(answer) = params.get("passkey_credential") {
+        passkey_sign_in(state, ctx, answer).await
+    } else if let Some(mfa_token) = params.get("mfa_token") {
+        second_step(state, ctx, params, mfa_token).await
+    } else if let (Some(username), Some(password)) =
+        (params.get("username"), params.get("password"))
+    {
+        state
+            .login
+            .login(username, password, None, None, ctx)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::MfaRequired { mfa_token } => NotSignedIn::SecondStep {
+                    mfa_token,
+                    recovery: false,
+                    message: None,
+                },
+                Refusal::InvalidGrant(_) | Refusal::InvalidRequest(_) => {
+                    NotSignedIn::Refused("Wrong username or password.")
+                }
+                Refusal::TooManyRequests { .. } => NotSignedIn::Refused(TOO_MANY),
+                _ => NotSignedIn::Refused(NOT_NOW),
+            })
+    } else {
+        return None;
+    };
+    Some(match issued {
+        Ok(issued) => signed_in_by(state, issued).await,
+        Err(why) => Err(why),
+    })
+}
+
+async fn signed_in_by(state: &AppState, issued: Issued) -> Result<SignedIn, NotSignedIn> {
     let found = match issued.session_id.as_deref() {
         Some(sid) => state.store().session_with_user(sid).await.ok().flatten(),
         None => None,
     };
-    let (session, user) =
-        found.ok_or("Signing in is not possible right now. Try again in a moment.")?;
-    Ok((session, user, issued))
+    let (session, user) = found.ok_or(NotSignedIn::Refused(NOT_NOW))?;
+    Ok(SignedIn {
+        session,
+        user,
+        issued,
+    })
+}
+
+async fn passkey_sign_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    answer: &str,
+) -> Result<Issued, NotSignedIn> {
+    let refused = NotSignedIn::Refused(
+        "That passkey was not accepted. Try again, or log in with your password.",
+    );
+    let credential = serde_json::from_str(answer).map_err(|_| NotSignedIn::Refused(NOT_NOW))?;
+    state
+        .passkeys
+        .sign_in(&credential, None, None, ctx)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::InvalidGrant(_) | Refusal::InvalidRequest(_) => refused,
+            Refusal::TooManyRequests { .. } => NotSignedIn::Refused(TOO_MANY),
+            _ => NotSignedIn::Refused(NOT_NOW),
+        })
+}
+
+async fn second_step(
+    state: &AppState,
+    ctx: &RequestContext,
+    params: &Params,
+    mfa_token: &str,
+) -> Result<Issued, NotSignedIn> {
+    let again = |recovery: bool, message: Option<&'static str>| NotSignedIn::SecondStep {
+        mfa_token: mfa_token.to_owned(),
+        recovery,
+        message,
+    };
+    let code = match (
+        params.get("otp"),
+        params.get("recovery_code"),
+        params.get("use"),
+    ) {
+        (Some(otp), None, _) => SecondFactor::Otp(otp),
+        (None, Some(code), _) => SecondFactor::RecoveryCode(code),
+        (None, None, Some("recovery")) => return Err(again(true, None)),
+        (None, None, Some(_)) => return Err(again(false, None)),
+        _ => return Err(again(false, Some("Enter the code."))),
+    };
+    let recovery = matches!(code, SecondFactor::RecoveryCode(_));
+    state
+        .apps
+        .finish(mfa_token, code, ctx)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::InvalidGrant(why) if why == WRONG_CODE => {
+                again(recovery, Some("That code is not right. Try again."))
+            }
+            Refusal::InvalidGrant(_) => {
+                NotSignedIn::Refused("The sign-in expired or failed too often. Log in again.")
+            }
+            Refusal::TooManyRequests { .. } => again(recovery, Some(TOO_MANY)),
+            _ => NotSignedIn::Refused(NOT_NOW),
+        })
+}
+
+/// The second step's form (posting to `action` with `hidden` and the
+/// token): `One-time code` and `Verify`, and `Use a recovery code` (or the
+/// recovery code's input, and back).
+pub(super) fn second_step_form(
+    action: &str,
+    hidden: &str,
+    mfa_token: &str,
+    recovery: bool,
+    message: Option<&str>,
+) -> String {
+    let (field, switch) = if recovery {
+        (
+            r#"<p><label for="recovery_code">Recovery code</label>
+<input id="recovery_code" name="recovery_code" autocomplete="off" autocapitalize="none" spellcheck="false" required maxlength="64" autofocus></p>"#,
+            r#"<button type="submit" name="use" value="otp" formnovalidate class="secondary">Use a one-time code</button>"#,
+        )
+    } else {
+        (
+            r#"<p><label for="otp">One-time code</label>
+<input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" required maxlength="10" autofocus aria-describedby="otp-help">
+<span id="otp-help" class="hint">The six digits your authenticator app shows.</span></p>"#,
+            r#"<button type="submit" name="use" value="recovery" formnovalidate class="secondary">Use a recovery code</button>"#,
+        )
+    };
+    format!(
+        r#"<form method="post" action="{action}">
+{hidden}
+<input type="hidden" name="mfa_token" value="{token}">
+{field}
+<p class="error" role="alert">{alert}</p>
+<p class="actions"><button type="submit">Verify</button>
+{switch}</p>
+</form>"#,
+        token = escape(mfa_token),
+        alert = message.map(escape).unwrap_or_default(),
+    )
+}
+
+/// The passkey button's form (posting to `action` with `hidden`): the
+/// script fills in the answer and submits it. Without JavaScript or WebAuthn
+/// it stays hidden; with passkeys off, the page says why.
+pub(super) fn passkey_form(state: &AppState, action: &str, hidden: &str) -> String {
+    if let Some(why) = state.passkeys.off() {
+        return format!(
+            r#"<p class="hint">Signing in with a passkey is not available here ({}).</p>"#,
+            escape(why)
+        );
+    }
+    format!(
+        r#"<form id="passkey-form" method="post" action="{action}" hidden>
+{hidden}
+<input type="hidden" name="passkey_credential" value="">
+<p class="actions"><button type="button" id="passkey-button" class="secondary">Sign in with a passkey</button></p>
+<p id="passkey-error" class="error" role="alert"></p>
+</form>"#
+    )
+}
+
+/// Keeps the sign-in `signed` in this browser's cookie on `response`, and
+/// ends the one it replaces (a step-up, or another sign-in over it).
+pub(super) async fn replace_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    ctx: &RequestContext,
+    signed: &SignedIn,
+    response: &mut Response,
+) {
+    if let Ok(Some((old, user))) = signed_in(state, headers).await
+        && old.id != signed.session.id
+        && let Err(e) = state
+            .issuer
+            .revoke_session(&old.id, &user.id, RevocationReason::Logout, None, ctx)
+            .await
+    {
+        tracing::warn!(error = %e, "ending the replaced sign-in failed");
+    }
+    remember_sign_in(state, &signed.issued, response);
 }
 
 /// The username and password inputs of a sign-in form.

@@ -465,3 +465,193 @@ async fn stock_clients_run_the_flow_unmodified() {
         .unwrap();
     assert_eq!(claims(answer.access_token().secret())["scope"], "profile");
 }
+
+/// Sets up and confirms an authenticator app for alice through the API;
+/// its secret.
+async fn enrol_app(app: &TestApp) -> Vec<u8> {
+    use latchkey_core::totp::{code_at, step_of};
+    let access = field(&app.login("alice").await, "access_token").to_owned();
+    let setup: Value = app.http.post(app.url("/auth/totp")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    let secret = data_encoding::BASE32_NOPAD.decode(field(&setup, "secret").as_bytes()).unwrap();
+    let code = code_at(&secret, step_of(app.state.now()));
+    let confirmed = app
+        .http
+        .post(app.url("/auth/totp/confirm"))
+        .bearer_auth(&access)
+        .json(&serde_json::json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    secret
+}
+
+/// The ID token a code redeems for.
+async fn id_claims(app: &TestApp, code: &str, verifier: &str) -> Value {
+    let tokens: Value = exchange(app, SPA, code, CALLBACK, verifier).await.json().await.unwrap();
+    claims(field(&tokens, "id_token"))
+}
+
+#[tokio::test]
+async fn the_login_page_asks_for_the_one_time_code_after_the_password() {
+    use latchkey_core::clock::{Clock, ManualClock};
+    use latchkey_core::totp::{code_at, step_of};
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    setup(&app).await;
+    let secret = enrol_app(&app).await;
+    let agent = Agent::new(&app);
+    let (verifier, challenge) = pkce();
+    let page = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    // A wrong password is answered as before, with nothing of the factor.
+    let wrong = agent.submit(&page, &[("username", "alice"), ("password", "not it")]).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(!wrong.text().await.unwrap().contains("One-time code"));
+    let step = agent.submit(&page, &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(step.status(), 200);
+    let step = step.text().await.unwrap();
+    assert!(step.contains(r#"<label for="otp">One-time code</label>"#), "{step}");
+    assert!(step.contains(">Verify</button>") && step.contains(">Use a recovery code</button>"));
+    assert!(agent.cookie("__Host-lk_signin").is_none(), "not signed in before the code");
+    let retry = agent.submit(&step, &[("otp", "000000")]).await;
+    assert_eq!(retry.status(), 401);
+    let retry = retry.text().await.unwrap();
+    assert!(retry.contains("not right"), "{retry}");
+    // The switch to a recovery code keeps the sign-in.
+    let recovery = agent.submit(&retry, &[("use", "recovery")]).await.text().await.unwrap();
+    assert!(recovery.contains(r#"<label for="recovery_code">Recovery code</label>"#), "{recovery}");
+    let back = agent.submit(&recovery, &[("use", "otp")]).await.text().await.unwrap();
+    clock.advance(30);
+    let code = code_at(&secret, step_of(clock.now()));
+    let consent = agent.submit(&back, &[("otp", &code)]).await.text().await.unwrap();
+    assert!(consent.contains("Allow Photo"), "{consent}");
+    let (_, query) = location(&agent.submit(&consent, &[("decision", "allow")]).await);
+    let id = id_claims(&app, &query["code"], &verifier).await;
+    assert_eq!((id["amr"].clone(), id["acr"].clone()), (serde_json::json!(["pwd", "otp", "mfa"]), "mfa".into()));
+}
+
+#[tokio::test]
+async fn acr_values_and_max_age_ask_for_what_is_missing_before_a_code() {
+    use latchkey_core::clock::{Clock, ManualClock};
+    use latchkey_core::totp::{code_at, step_of};
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    setup(&app).await;
+    let agent = Agent::new(&app);
+    let (verifier, challenge) = pkce();
+    // Signed in with a password alone, consent given.
+    let code = sign_in_and_allow(&agent, &challenge).await;
+    assert_eq!(id_claims(&app, &code, &verifier).await["acr"], "pwd");
+
+    // No factor can reach mfa yet: the client hears so, and with prompt=none
+    // it hears that interaction is needed.
+    let unmet = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "mfa")])).await;
+    assert_eq!(location(&unmet).1["error"], "unmet_authentication_requirements");
+    let silent = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "mfa"), ("prompt", "none")])).await;
+    assert_eq!(location(&silent).1["error"], "interaction_required");
+    // A level it already has, or one nobody knows, asks nothing.
+    let known = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "pwd")])).await;
+    assert!(location(&known).1.contains_key("code"));
+    let unknown = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "urn:x:gold")])).await;
+    assert!(location(&unknown).1.contains_key("code"));
+
+    // With an app, the page steps the sign-in up to it.
+    let secret = enrol_app(&app).await;
+    let step = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "mfa phr")])).await;
+    assert_eq!(step.status(), 200);
+    let step = step.text().await.unwrap();
+    assert!(step.contains("One-time code") && step.contains("asks you to confirm"), "{step}");
+    let old_cookie = agent.cookie("__Host-lk_signin").unwrap();
+    clock.advance(30);
+    let done = agent.submit(&step, &[("otp", &code_at(&secret, step_of(clock.now())))]).await;
+    let (_, query) = location(&done);
+    let id = id_claims(&app, &query["code"], &verifier).await;
+    assert_eq!(id["acr"], "mfa");
+    assert_ne!(agent.cookie("__Host-lk_signin").unwrap(), old_cookie, "the sign-in was replaced");
+    // The stronger sign-in is kept: the next request asks nothing.
+    let again = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "mfa")])).await;
+    assert_eq!(id_claims(&app, &location(&again).1["code"], &verifier).await["acr"], "mfa");
+    let signed_in_at = clock.now();
+
+    // Older than max_age: the sign-in again, the password then the code.
+    clock.advance(120);
+    let fresh = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("max_age", "60")])).await;
+    assert_eq!(fresh.status(), 200);
+    let fresh = fresh.text().await.unwrap();
+    assert!(fresh.contains("Sign in again to continue."), "{fresh}");
+    let silent = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("max_age", "60"), ("prompt", "none")])).await;
+    assert_eq!(location(&silent).1["error"], "login_required");
+    let step = agent.submit(&fresh, &[("username", "alice"), ("password", PASSWORD)]).await.text().await.unwrap();
+    clock.advance(30);
+    let done = agent.submit(&step, &[("otp", &code_at(&secret, step_of(clock.now())))]).await;
+    let id = id_claims(&app, &location(&done).1["code"], &verifier).await;
+    assert!(id["auth_time"].as_i64().unwrap() > signed_in_at);
+    let young = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("max_age", "60")])).await;
+    assert!(location(&young).1.contains_key("code"));
+    let malformed = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("max_age", "-1")])).await;
+    assert_eq!(location(&malformed).1["error"], "invalid_request");
+    // Discovery names the levels it honours.
+    let discovery: Value = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["acr_values_supported"], serde_json::json!(["pwd", "mfa", "phr"]));
+}
+
+#[tokio::test]
+async fn a_passkey_signs_in_on_the_login_page_and_steps_a_password_up() {
+    use crate::common::authenticator::Authenticator;
+    let app = start!(&[("LATCHKEY_ISSUER", "http://localhost:{port}")]);
+    setup(&app).await;
+    let access = field(&app.login("alice").await, "access_token").to_owned();
+    let mut key = Authenticator::new(&app.state.config().issuer);
+    let creation: Value = app.http.post(app.url("/auth/passkeys/options")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    let credential = key.create(&creation);
+    let added = app
+        .http
+        .post(app.url("/auth/passkeys"))
+        .bearer_auth(&access)
+        .json(&serde_json::json!({"name": "Laptop", "credential": credential}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let options = || async {
+        app.http.post(app.url("/auth/passkey/options")).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+
+    // The login page offers the passkey; its answer signs alice in at phr.
+    let agent = Agent::new(&app);
+    let (verifier, challenge) = pkce();
+    let page = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    let page = page.text().await.unwrap();
+    assert!(page.contains(">Sign in with a passkey</button>") && page.contains("/assets/passkey.js"), "{page}");
+    let consent = agent.submit_passkey(&page, &key.get(&options().await)).await.text().await.unwrap();
+    assert!(consent.contains("Allow Photo"), "{consent}");
+    let (_, query) = location(&agent.submit(&consent, &[("decision", "allow")]).await);
+    let id = id_claims(&app, &query["code"], &verifier).await;
+    assert_eq!((id["amr"].clone(), id["acr"].clone()), (serde_json::json!(["hwk", "user", "mfa"]), "phr".into()));
+    // A replayed answer signs no one in.
+    let page = Agent::new(&app).get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    let other = Agent::new(&app);
+    let stale = key.get(&options().await);
+    let page2 = other.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    assert_eq!(other.submit_passkey(&page2, &stale).await.status(), 303, "consent is remembered");
+    let replay = Agent::new(&app);
+    let page3 = replay.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    let refused = replay.submit_passkey(&page3, &stale).await;
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("not accepted"));
+    drop(page);
+
+    // Signed in with a password, a request for phr steps up to the passkey.
+    let browser = Agent::new(&app);
+    let login = browser.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[])).await.text().await.unwrap();
+    browser.submit(&login, &[("username", "alice"), ("password", PASSWORD)]).await;
+    let step = browser.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("acr_values", "phr")])).await;
+    assert_eq!(step.status(), 200);
+    let step = step.text().await.unwrap();
+    assert!(step.contains("confirm with a passkey") && step.contains(">Sign in with a passkey</button>"), "{step}");
+    let done = browser.submit_passkey(&step, &key.get(&options().await)).await;
+    let id = id_claims(&app, &location(&done).1["code"], &verifier).await;
+    assert_eq!(id["acr"], "phr");
+}

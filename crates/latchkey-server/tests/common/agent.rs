@@ -88,7 +88,10 @@ impl<'a> Agent<'a> {
             .http
             .post(self.app.url(path))
             .header("cookie", self.cookie_header())
-            .header("origin", &self.app.base)
+            .header(
+                "origin",
+                self.app.state.config().allowed_origins[0].as_str(),
+            )
             .form(form)
             .send()
             .await
@@ -97,7 +100,25 @@ impl<'a> Agent<'a> {
         response
     }
 
-    /// Submits the page's form with its hidden fields and `extra`.
+    /// Submits the page's passkey form with `answer` (what its script
+    /// would put in it).
+    pub async fn submit_passkey(
+        &self,
+        page: &str,
+        answer: &serde_json::Value,
+    ) -> reqwest::Response {
+        let (_, form) = page
+            .split_once("id=\"passkey-form\"")
+            .expect("a passkey form");
+        let mut fields: Vec<_> = hidden_fields(form)
+            .into_iter()
+            .filter(|(name, _)| name != "passkey_credential")
+            .collect();
+        fields.push(("passkey_credential".to_owned(), answer.to_string()));
+        self.post(self.form_path, &fields).await
+    }
+
+    /// Submits the page's first form with its hidden fields and `extra`.
     pub async fn submit(&self, page: &str, extra: &[(&str, &str)]) -> reqwest::Response {
         let mut form = hidden_fields(page);
         form.extend(
@@ -117,8 +138,11 @@ pub fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// The hidden fields of the page's first form.
 pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
-    page.split("<input type=\"hidden\" ")
+    let first = page.split("</form>").next().unwrap_or(page);
+    first
+        .split("<input type=\"hidden\" ")
         .skip(1)
         .map(|rest| {
             let name = rest
