@@ -13,6 +13,8 @@
   let access = null;
   /** This tab's refresh in flight, shared by every call that needs it. */
   let refreshing = null;
+  /** A sign-in waiting for its second step. */
+  let mfaToken = null;
 
   const $ = (id) => document.getElementById(id);
 
@@ -54,10 +56,13 @@
     return refreshing;
   }
 
-  function call(method, path, token) {
+  function call(method, path, token, body) {
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     return fetch(path, {
       method,
-      headers: { Authorization: `Bearer ${token}` },
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'same-origin',
     });
   }
@@ -65,14 +70,14 @@
   // A call to a protected endpoint: refreshes first when the token is due,
   // and once more when the server answers 401 (expired by its clock, or the
   // session revoked, in which case the refresh fails and the page signs out).
-  async function api(method, path) {
+  async function api(method, path, body) {
     let token = access && access.until > Date.now() ? access.token : await refresh(access?.token);
     if (!token) throw new SignedOut();
-    let response = await call(method, path, token);
+    let response = await call(method, path, token, body);
     if (response.status === 401) {
       token = await refresh(token);
       if (!token) throw new SignedOut();
-      response = await call(method, path, token);
+      response = await call(method, path, token, body);
     }
     if (response.status === 401) throw new SignedOut();
     if (!response.ok) throw new Error(await describe(response));
@@ -83,6 +88,9 @@
     if (response.status === 429) return 'Too many attempts. Wait a while, then try again.';
     try {
       const body = await response.json();
+      if (body.error === 'reauthentication_required') {
+        return 'For your safety, log out and log in again before you change how you sign in.';
+      }
       if (typeof body.error_description === 'string') return body.error_description;
       if (typeof body.error === 'string') return body.error;
     } catch {
@@ -97,8 +105,11 @@
 
   function showSignedOut(message) {
     access = null;
+    mfaToken = null;
     $('signed-in').hidden = true;
     $('signed-out').hidden = false;
+    $('login-form').hidden = false;
+    $('second-step').hidden = true;
     $('session-rows').replaceChildren();
     $('whoami').textContent = '';
     say(message);
@@ -160,10 +171,123 @@
     $('session-rows').replaceChildren(...sessions.map(sessionRow));
   }
 
+  const KINDS = { passkey: 'Passkey', totp: 'Authenticator app' };
+
+  function factorRow(factor, index) {
+    const row = document.createElement('tr');
+    const name = cell(factor.name);
+    name.id = `factor-${index}`;
+    row.append(name, cell(KINDS[factor.kind] ?? factor.kind), cell(when(factor.created_at)));
+    const action = document.createElement('td');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'Remove';
+    button.setAttribute('aria-describedby', name.id);
+    if (factor.kind === 'passkey') {
+      button.addEventListener('click', () => factorAction(button, async () => {
+        await api('DELETE', `/auth/passkeys/${encodeURIComponent(factor.id)}`);
+        await loadFactors();
+        say(`The passkey ${factor.name} was removed.`);
+      }));
+      action.append(button);
+    } else {
+      // Removing the app takes a code of it, or a recovery code.
+      const label = document.createElement('label');
+      label.htmlFor = 'totp-remove-code';
+      label.className = 'visually-hidden';
+      label.textContent = 'Code to remove the authenticator app';
+      const input = document.createElement('input');
+      input.id = 'totp-remove-code';
+      input.autocomplete = 'one-time-code';
+      input.maxLength = 64;
+      input.className = 'small';
+      button.addEventListener('click', () => factorAction(button, async () => {
+        if (!input.value.trim()) throw new Error('Enter a code from the app, or a recovery code, to remove it.');
+        await api('DELETE', '/auth/totp', { code: input.value.trim() });
+        await loadFactors();
+        say('The authenticator app was removed.');
+      }));
+      action.append(label, input, button);
+    }
+    row.append(action);
+    return row;
+  }
+
+  async function loadFactors() {
+    const { factors } = await (await api('GET', '/auth/factors')).json();
+    $('factor-rows').replaceChildren(...factors.map(factorRow));
+    $('factors').hidden = factors.length === 0;
+    $('no-factors').hidden = factors.length > 0;
+    $('totp-start').hidden = factors.some((f) => f.kind === 'totp');
+    $('add-passkey').hidden = !window.latchkeyWebAuthn?.supported();
+  }
+
+  // A factor's action: its failure is said beside the factors.
+  function factorAction(button, action) {
+    $('factor-error').textContent = '';
+    return act(button, async () => {
+      try {
+        await action();
+      } catch (error) {
+        if (error instanceof SignedOut) throw error;
+        $('factor-error').textContent = error.name === 'NotAllowedError'
+          ? 'No passkey was made. Try again when you are ready.'
+          : error.message;
+      }
+    });
+  }
+
+  async function addPasskey(event) {
+    event.preventDefault();
+    const button = event.submitter ?? $('add-passkey').querySelector('button');
+    await factorAction(button, async () => {
+      const name = $('passkey-name').value.trim();
+      if (!name) throw new Error('Give the passkey a name first.');
+      const options = await (await api('POST', '/auth/passkeys/options', {})).json();
+      const credential = await window.latchkeyWebAuthn.create(options);
+      await api('POST', '/auth/passkeys', { name, credential });
+      $('passkey-name').value = '';
+      await loadFactors();
+      say(`The passkey ${name} was added.`);
+    });
+  }
+
+  async function setUpApp(event) {
+    await factorAction(event.currentTarget, async () => {
+      const setup = await (await api('POST', '/auth/totp')).json();
+      $('totp-secret').textContent = setup.secret;
+      $('totp-qr').src = `data:image/svg+xml;base64,${btoa(setup.qr_svg)}`;
+      $('totp-setup').hidden = false;
+      $('recovery-codes').hidden = true;
+      $('totp-code').focus();
+    });
+  }
+
+  async function confirmApp(event) {
+    event.preventDefault();
+    const button = event.submitter ?? $('totp-confirm').querySelector('button');
+    await factorAction(button, async () => {
+      const code = $('totp-code').value.trim();
+      if (!code) throw new Error('Enter the code the app shows.');
+      const { recovery_codes: codes } = await (await api('POST', '/auth/totp/confirm', { code })).json();
+      $('totp-code').value = '';
+      $('totp-setup').hidden = true;
+      $('recovery-list').replaceChildren(...codes.map((c) => {
+        const item = document.createElement('li');
+        item.textContent = c;
+        return item;
+      }));
+      $('recovery-codes').hidden = false;
+      await loadFactors();
+      say('The authenticator app is set up. Save your recovery codes.');
+    });
+  }
+
   async function loadAccount() {
     const me = await (await api('GET', '/api/me')).json();
     $('whoami').textContent = me.username ?? me.sub;
     await loadSessions();
+    await loadFactors();
     $('signed-out').hidden = true;
     $('signed-in').hidden = false;
   }
@@ -214,16 +338,20 @@
         body: new URLSearchParams({ username, password }),
         credentials: 'same-origin',
       });
+      if (response.status === 401) {
+        const body = await response.clone().json().catch(() => ({}));
+        if (body.error === 'mfa_required') {
+          $('password').value = '';
+          askSecondStep(body.mfa_token);
+          return;
+        }
+      }
       if (!response.ok) {
         error.textContent = await describe(response);
         return;
       }
-      const body = await response.json();
-      keep(body);
-      channel?.postMessage({ type: 'token', body });
       $('password').value = '';
-      say('');
-      await loadAccount();
+      await signedIn(await response.json());
     } catch (e) {
       error.textContent = e instanceof SignedOut ? 'Your session has ended. Log in again.' : `Something went wrong: ${e.message}`;
     } finally {
@@ -231,8 +359,106 @@
     }
   }
 
+  async function signedIn(body) {
+    keep(body);
+    channel?.postMessage({ type: 'token', body });
+    say('');
+    await loadAccount();
+  }
+
+  function askSecondStep(token, recovery = false) {
+    mfaToken = token;
+    $('login-form').hidden = true;
+    $('second-step').hidden = false;
+    $('otp-field').hidden = recovery;
+    $('recovery-field').hidden = !recovery;
+    $('use-recovery').textContent = recovery ? 'Use a one-time code' : 'Use a recovery code';
+    $('second-step-error').textContent = '';
+    (recovery ? $('recovery-code') : $('otp')).focus();
+  }
+
+  async function verify(event) {
+    event.preventDefault();
+    const recovery = $('otp-field').hidden;
+    const input = recovery ? $('recovery-code') : $('otp');
+    const error = $('second-step-error');
+    if (!input.value.trim()) {
+      error.textContent = 'Enter the code.';
+      return;
+    }
+    const buttons = $('second-step').querySelectorAll('button');
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const response = await fetch('/auth/login/mfa', {
+        method: 'POST',
+        headers: BROWSER,
+        body: new URLSearchParams({ mfa_token: mfaToken, [recovery ? 'recovery_code' : 'otp']: input.value.trim() }),
+        credentials: 'same-origin',
+      });
+      if (!response.ok) {
+        const message = await describe(response);
+        if (message === 'the code is wrong') {
+          error.textContent = 'That code is not right. Try again.';
+        } else if (response.status === 429) {
+          error.textContent = message;
+        } else {
+          showSignedOut('');
+          $('login-error').textContent = 'The sign-in expired or failed too often. Log in again.';
+        }
+        return;
+      }
+      input.value = '';
+      mfaToken = null;
+      $('second-step').hidden = true;
+      $('login-form').hidden = false;
+      await signedIn(await response.json());
+    } catch (e) {
+      error.textContent = `Something went wrong: ${e.message}`;
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  async function passkeyLogIn(event) {
+    const button = event.currentTarget;
+    const error = $('passkey-login-error');
+    button.disabled = true;
+    error.textContent = '';
+    try {
+      const options = await fetch('/auth/passkey/options', { method: 'POST', headers: BROWSER, credentials: 'same-origin' });
+      if (!options.ok) throw new Error(await describe(options));
+      const credential = await window.latchkeyWebAuthn.get(await options.json());
+      const response = await fetch('/auth/passkey/login', {
+        method: 'POST',
+        headers: { ...BROWSER, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ credential }),
+        credentials: 'same-origin',
+      });
+      if (!response.ok) {
+        error.textContent = response.status === 429
+          ? await describe(response)
+          : 'That passkey was not accepted. Try again, or log in with your password.';
+        return;
+      }
+      await signedIn(await response.json());
+    } catch (e) {
+      error.textContent = e.name === 'NotAllowedError'
+        ? 'No passkey was used. Try again, or log in with your password.'
+        : `Something went wrong: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function listen() {
     $('login-form').addEventListener('submit', logIn);
+    $('second-step').addEventListener('submit', verify);
+    $('use-recovery').addEventListener('click', () => askSecondStep(mfaToken, !$('otp-field').hidden));
+    $('passkey-login').addEventListener('click', passkeyLogIn);
+    $('passkey-sign-in').hidden = !window.latchkeyWebAuthn?.supported();
+    $('add-passkey').addEventListener('submit', addPasskey);
+    $('setup-totp').addEventListener('click', setUpApp);
+    $('totp-confirm').addEventListener('submit', confirmApp);
     $('reload').addEventListener('click', (e) => act(e.currentTarget, loadSessions));
     $('logout').addEventListener('click', (e) => act(e.currentTarget, async () => {
       await endSession();

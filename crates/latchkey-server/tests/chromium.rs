@@ -672,3 +672,240 @@ async fn the_device_page_takes_the_code_signs_in_and_allows_the_device() {
     assert!(alert.as_str().unwrap().contains("not valid"), "{alert}");
     browser.quit().await;
 }
+
+/// The issuer of the passkey cases: a name, not an IP address.
+const LOCALHOST: (&str, &str) = ("LATCHKEY_ISSUER", "http://localhost:{port}");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_is_added_on_the_account_page_signs_in_alone_and_is_removed() {
+    let app = start!(&[LOCALHOST]);
+    app.add_user("alice").await;
+    let site = app.state.config().issuer.clone();
+    let browser = browser!();
+    let authenticator = browser.add_virtual_authenticator().await;
+    browser.log_in(&site, "alice", PASSWORD).await;
+    browser
+        .wait_for_text("Only your password signs you in.")
+        .await;
+    browser
+        .field("Passkey name")
+        .await
+        .send_keys("Work laptop")
+        .await
+        .unwrap();
+    browser.button("Add a passkey").await.click().await.unwrap();
+    browser
+        .wait_for_text("The passkey Work laptop was added.")
+        .await;
+    let held = browser.virtual_credentials(&authenticator).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0]["isResidentCredential"], true,
+        "a discoverable credential"
+    );
+    assert_eq!(app.audit("passkey_added").await.len(), 1);
+
+    // Logged out, the passkey signs alice in: no username typed.
+    browser.button("Log out").await.click().await.unwrap();
+    browser.wait_for_text("You have logged out.").await;
+    browser
+        .button("Sign in with a passkey")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("Signed in as alice").await;
+    let sessions = app
+        .state
+        .store()
+        .live_sessions("usr_alice", app.state.now())
+        .await
+        .unwrap();
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s.auth_method == latchkey_core::strength::AuthMethod::Passkey),
+        "{sessions:?}"
+    );
+
+    // Removed from the page, it signs no one in.
+    let remove = browser.named("button", "Remove").await;
+    remove.click().await.unwrap();
+    browser
+        .wait_for_text("The passkey Work laptop was removed.")
+        .await;
+    assert_eq!(app.audit("passkey_removed").await.len(), 1);
+    browser.button("Log out").await.click().await.unwrap();
+    browser.wait_for_text("You have logged out.").await;
+    browser
+        .button("Sign in with a passkey")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("That passkey was not accepted.")
+        .await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticator_app_is_set_up_on_the_account_page_and_asked_for_at_the_next_log_in() {
+    use latchkey_core::clock::Clock;
+    use latchkey_core::totp::{code_at, step_of};
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    app.add_user("alice").await;
+    let browser = browser!();
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    browser
+        .button("Set up an authenticator app")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("Scan this code").await;
+    let secret = browser
+        .eval("return document.getElementById('totp-secret').textContent")
+        .await;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_str().unwrap().as_bytes())
+        .unwrap();
+    let qr = browser
+        .eval("return document.getElementById('totp-qr').naturalWidth")
+        .await;
+    assert!(qr.as_u64().unwrap() > 0, "the QR code is drawn");
+    let code = code_at(&secret, step_of(clock.now()));
+    browser
+        .field("Code from the app")
+        .await
+        .send_keys(&code)
+        .await
+        .unwrap();
+    browser.button("Confirm").await.click().await.unwrap();
+    browser.wait_for_text("Save your recovery codes.").await;
+    let shown = browser
+        .eval("return document.querySelectorAll('#recovery-list li').length")
+        .await;
+    assert_eq!(shown, 10);
+    browser.wait_for_text("Authenticator app").await;
+
+    // The next log in asks for the code after the password.
+    browser.button("Log out").await.click().await.unwrap();
+    browser.wait_for_text("You have logged out.").await;
+    let username = browser.field("Username").await;
+    username.clear().await.unwrap();
+    username.send_keys("alice").await.unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    let otp = browser.field("One-time code").await;
+    browser.button("Use a recovery code").await;
+    otp.send_keys("000000").await.unwrap();
+    browser.button("Verify").await.click().await.unwrap();
+    browser.wait_for_text("That code is not right.").await;
+    clock.advance(30);
+    let otp = browser.field("One-time code").await;
+    otp.clear().await.unwrap();
+    otp.send_keys(&code_at(&secret, step_of(clock.now())))
+        .await
+        .unwrap();
+    browser.button("Verify").await.click().await.unwrap();
+    browser.wait_for_text("Signed in as alice").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_pages_step_a_password_sign_in_up_to_a_passkey() {
+    use base64::Engine;
+    let app = start!(&[LOCALHOST]);
+    app.add_user("alice").await;
+    let site = app.state.config().issuer.clone();
+    let (client_id, secret) = app.add_client("lkc_bank", "openid profile", true).await;
+    app.execute_sql(
+        "UPDATE clients SET redirect_uris = 'http://127.0.0.1/callback' WHERE id = 'lkc_bank'",
+    )
+    .await;
+    let callback = serve_callback().await;
+    let verifier = "a-verifier-of-the-step-up-test-that-is-long-enough-1234567890";
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", callback.as_str()),
+        ("scope", "openid profile"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("acr_values", "phr"),
+    ] {
+        query.append_pair(k, v);
+    }
+    let authorize = format!("{site}/oauth/authorize?{}", query.finish());
+
+    let browser = browser!();
+    browser.add_virtual_authenticator().await;
+    browser.log_in(&site, "alice", PASSWORD).await;
+    browser
+        .field("Passkey name")
+        .await
+        .send_keys("Phone")
+        .await
+        .unwrap();
+    browser.button("Add a passkey").await.click().await.unwrap();
+    browser.wait_for_text("The passkey Phone was added.").await;
+
+    // A password on the login page is not enough for phr: the page asks
+    // for the passkey before any code.
+    browser.goto(&authorize).await;
+    browser
+        .field("Username")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .field("Password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    browser.button("Log in").await.click().await.unwrap();
+    browser
+        .wait_for_text("asks you to confirm with a passkey")
+        .await;
+    browser
+        .button("Sign in with a passkey")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("back in the app").await;
+    let landed = browser.client.current_url().await.unwrap();
+    let params: std::collections::HashMap<_, _> = landed.query_pairs().into_owned().collect();
+    let tokens: serde_json::Value = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", params["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = common::claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "phr");
+    assert_eq!(id["amr"], serde_json::json!(["hwk", "user", "mfa"]));
+    browser.quit().await;
+}

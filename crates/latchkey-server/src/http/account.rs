@@ -26,9 +26,11 @@ const SCRIPT: &str = include_str!("../../assets/account.js");
 const STYLE: &str = include_str!("../../assets/account.css");
 const PASSKEY_SCRIPT: &str = include_str!("../../assets/passkey.js");
 
-/// The page's policy: its own script, style and API calls, nothing else.
+/// The page's policy: its own script, style and API calls, nothing else
+/// (and `data:` images: the authenticator app's QR code, an SVG the server
+/// drew, shown as an image, where no script runs).
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; \
      base-uri 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; \
      trusted-types 'none'";
 

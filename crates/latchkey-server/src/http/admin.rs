@@ -25,7 +25,6 @@ use super::extract::{Params, check_text};
 use super::oauth::token_response;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
-use latchkey_app::flows::FactorView;
 use latchkey_app::service::Actor;
 use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 
@@ -522,20 +521,7 @@ async fn user_factors(
 ) -> Result<Response, ApiError> {
     query(raw.as_deref(), &[])?;
     let user = state.users.by_id(path_id(&id)?).await?;
-    let mut factors = state.apps.factors_of(&user.id).await?;
-    factors.extend(
-        state
-            .passkeys
-            .list(&user.id)
-            .await?
-            .into_iter()
-            .map(|p| FactorView {
-                id: p.id,
-                kind: "passkey",
-                name: p.name,
-                created_at: p.created_at,
-            }),
-    );
+    let factors = super::factors::factors_of(&state, &user.id).await?;
     Ok(Json(serde_json::json!({ "factors": factors })).into_response())
 }
 

@@ -7,9 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use latchkey_app::flows::SecondFactor;
+use latchkey_app::flows::{FactorView, SecondFactor};
 use latchkey_app::service::{Principal, Refusal};
 use latchkey_core::store::User;
 use serde_json::json;
@@ -25,6 +25,43 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/passkeys/options", post(passkey_options))
         .route("/auth/passkeys", post(add_passkey).get(passkeys))
         .route("/auth/passkeys/{id}", delete(remove_passkey))
+        .route("/auth/factors", get(own_factors))
+}
+
+/// A user's factors: the authenticator app (once confirmed) and every
+/// passkey, as the account page and the admin API list them.
+pub(super) async fn factors_of(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<FactorView>, ApiError> {
+    let mut factors = state.apps.factors_of(user_id).await?;
+    factors.extend(
+        state
+            .passkeys
+            .list(user_id)
+            .await?
+            .into_iter()
+            .map(|p| FactorView {
+                id: p.id,
+                kind: "passkey",
+                name: p.name,
+                created_at: p.created_at,
+            }),
+    );
+    Ok(factors)
+}
+
+/// `GET /auth/factors`: the signed-in user's factors.
+async fn own_factors(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    super::sessions::user_of(&state, &principal).await?;
+    let Some(user) = &principal.user else {
+        return Err(ApiError::forbidden("a client's token has no user"));
+    };
+    let factors = factors_of(&state, &user.id).await?;
+    Ok(no_store(json!({ "factors": factors })))
 }
 
 /// The signed-in user, if their token is a first-party one whose sign-in is

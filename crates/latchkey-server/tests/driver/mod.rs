@@ -245,6 +245,63 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Adds a virtual platform authenticator (WebDriver's WebAuthn
+    /// extension): CTAP2, discoverable credentials, user verification that
+    /// always succeeds, presence given without a touch. Its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let command = Extension {
+            path: "webauthn/authenticator".into(),
+            body: Some(json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserVerified": true,
+                "isUserConsenting": true,
+            })),
+        };
+        let answer = self.client.issue_cmd(command).await.unwrap();
+        answer.as_str().expect("an authenticator id").to_owned()
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    pub async fn virtual_credentials(&self, id: &str) -> Vec<Value> {
+        let command = Extension {
+            path: format!("webauthn/authenticator/{id}/credentials"),
+            body: None,
+        };
+        let answer = self.client.issue_cmd(command).await.unwrap();
+        answer.as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A command of a WebDriver extension, under the session: `GET` without a
+/// body, `POST` with one.
+#[derive(Debug)]
+struct Extension {
+    path: String,
+    body: Option<Value>,
+}
+
+impl WebDriverCompatibleCommand for Extension {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{session}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        match &self.body {
+            Some(body) => (http::Method::POST, Some(body.to_string())),
+            None => (http::Method::GET, None),
+        }
+    }
+}
+
 /// Chromium's DevTools protocol, through chromedriver.
 #[derive(Debug)]
 struct Cdp(Value);
