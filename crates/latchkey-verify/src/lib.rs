@@ -17,7 +17,13 @@
 //!   so a revoked session's access tokens are refused within one poll
 //!   interval instead of at their `exp`; [`RemoteVerifier::last_feed_poll`]
 //!   tells when it last succeeded, and [`FeedOptions::fail_closed_after`]
-//!   refuses every token (`503`) once that many polls in a row have failed.
+//!   refuses every token (`503`) once that many polls in a row have failed;
+//! * [`RequireToken::require_acr`] and [`RequireToken::max_age`] ask for a
+//!   stronger or more recent sign-in (RFC 9470): a token whose `acr` is
+//!   weaker (`pwd` < `mfa` < `phr`), or whose `auth_time` is older, is
+//!   answered `401` with an `insufficient_user_authentication` challenge
+//!   naming `acr_values` and `max_age`, which a client passes on to
+//!   `/oauth/authorize` to have the user step up.
 //!
 //! A protected axum service:
 //!
@@ -50,6 +56,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 pub use latchkey_core::jwt::AccessClaims;
 use latchkey_core::jwt::{Verifier, VerifyError};
 use latchkey_core::keys::PublicJwk;
+pub use latchkey_core::strength::Acr;
 use serde::Deserialize;
 
 /// Why a verifier could not be set up or refreshed.
@@ -103,6 +110,15 @@ pub enum Rejection {
     /// has no [`Options::public_url`] to check a proof's `htu` against.
     #[error("this service does not accept DPoP-bound tokens")]
     DpopUnavailable,
+    /// The sign-in behind the token is weaker than `acr`, or older than
+    /// `max_age` seconds (RFC 9470).
+    #[error("a stronger or more recent sign-in is required")]
+    InsufficientUserAuthentication {
+        /// The level the route needs.
+        acr: Option<Acr>,
+        /// The oldest sign-in it accepts, in seconds.
+        max_age: Option<u64>,
+    },
 }
 
 impl Rejection {
@@ -152,6 +168,22 @@ impl Rejection {
                 "Bearer".to_owned(),
                 "temporarily_unavailable",
             ),
+            Self::InsufficientUserAuthentication { acr, max_age } => {
+                let mut challenge = format!(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"{self}\""
+                );
+                if let Some(acr) = acr {
+                    challenge.push_str(&format!(", acr_values=\"{acr}\""));
+                }
+                if let Some(max_age) = max_age {
+                    challenge.push_str(&format!(", max_age={max_age}"));
+                }
+                (
+                    StatusCode::UNAUTHORIZED,
+                    challenge,
+                    "insufficient_user_authentication",
+                )
+            }
             Self::InsufficientScope => (
                 StatusCode::FORBIDDEN,
                 format!(
@@ -723,6 +755,8 @@ impl RemoteVerifier {
         RequireToken {
             verifier: self.clone(),
             scopes: Arc::new(Vec::new()),
+            acr: None,
+            max_age: None,
         }
     }
 }
@@ -769,6 +803,8 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 pub struct RequireToken {
     verifier: RemoteVerifier,
     scopes: Arc<Vec<String>>,
+    acr: Option<Acr>,
+    max_age: Option<u64>,
 }
 
 impl RequireToken {
@@ -777,6 +813,57 @@ impl RequireToken {
         Arc::make_mut(&mut self.scopes).push(scope.to_owned());
         self
     }
+
+    /// Also requires a sign-in at least as strong as `acr` (`Acr::Mfa`: two
+    /// factors; `Acr::Phr`: a passkey). A weaker token, or one with no `acr`
+    /// (a client's own), gets `401` with an `insufficient_user_authentication`
+    /// challenge naming `acr_values` (RFC 9470).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use latchkey_verify::{Acr, RemoteVerifier};
+    /// let verifier = RemoteVerifier::discover("http://127.0.0.1:8080", "latchkey").await?;
+    /// let payments = verifier.layer().require_acr(Acr::Mfa).max_age(std::time::Duration::from_secs(300));
+    /// # Ok(()) }
+    /// ```
+    pub fn require_acr(mut self, acr: Acr) -> Self {
+        self.acr = Some(acr);
+        self
+    }
+
+    /// Also requires a sign-in (`auth_time`) at most `age` old; an older one
+    /// gets the same challenge, naming `max_age`.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age.as_secs());
+        self
+    }
+
+    /// The challenge for `claims`, if their sign-in is too weak or too old.
+    fn check_sign_in(&self, claims: &AccessClaims) -> Result<(), Rejection> {
+        sign_in_check(self.acr, self.max_age, claims, now())
+    }
+}
+
+/// Whether `claims`' sign-in reaches `acr` and is at most `max_age` seconds
+/// old at `now`; a token without `acr` or `auth_time` (a client's own)
+/// reaches nothing.
+fn sign_in_check(
+    acr: Option<Acr>,
+    max_age: Option<u64>,
+    claims: &AccessClaims,
+    now: i64,
+) -> Result<(), Rejection> {
+    let reached = claims.acr.as_deref().and_then(Acr::parse);
+    let weak = acr.is_some_and(|wanted| reached.is_none_or(|r| r < wanted));
+    let old = max_age.is_some_and(|max| {
+        claims
+            .auth_time
+            .is_none_or(|at| now.saturating_sub(at) > i64::try_from(max).unwrap_or(i64::MAX))
+    });
+    if weak || old {
+        return Err(Rejection::InsufficientUserAuthentication { acr, max_age });
+    }
+    Ok(())
 }
 
 impl<S> tower::Layer<S> for RequireToken {
@@ -841,6 +928,7 @@ where
                 .verify_request(request.method(), request.uri(), request.headers())
                 .await;
             let verdict = verdict.and_then(|claims| {
+                config.check_sign_in(&claims)?;
                 let granted: Vec<&str> = claims.scope.split(' ').collect();
                 if config.scopes.iter().all(|s| granted.contains(&s.as_str())) {
                     Ok(claims)
@@ -887,6 +975,71 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn signed_in(acr: Option<&str>, auth_time: Option<i64>) -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer.test".into(),
+            sub: "usr_1".into(),
+            aud: "api".into(),
+            exp: 2_000,
+            iat: 1_000,
+            nbf: None,
+            jti: "j".into(),
+            client_id: "first-party".into(),
+            scope: "profile".into(),
+            sid: Some("ses_1".into()),
+            auth_time,
+            amr: None,
+            acr: acr.map(str::to_owned),
+            cnf: None,
+            fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn a_weaker_or_older_sign_in_is_asked_to_step_up() {
+        let now = 1_000;
+        let phr = signed_in(Some("phr"), Some(990));
+        assert!(sign_in_check(Some(Acr::Mfa), None, &phr, now).is_ok());
+        assert!(sign_in_check(Some(Acr::Phr), Some(10), &phr, now).is_ok());
+        let pwd = signed_in(Some("pwd"), Some(990));
+        let weak = sign_in_check(Some(Acr::Mfa), None, &pwd, now).unwrap_err();
+        assert_eq!(
+            weak,
+            Rejection::InsufficientUserAuthentication {
+                acr: Some(Acr::Mfa),
+                max_age: None
+            }
+        );
+        assert!(sign_in_check(Some(Acr::Pwd), None, &pwd, now).is_ok());
+        assert!(sign_in_check(None, Some(9), &pwd, now).is_err(), "too old");
+        let client = signed_in(None, None);
+        assert!(sign_in_check(Some(Acr::Pwd), None, &client, now).is_err());
+        assert!(sign_in_check(None, Some(60), &client, now).is_err());
+        assert!(sign_in_check(None, None, &client, now).is_ok());
+        assert!(
+            sign_in_check(
+                Some(Acr::Mfa),
+                None,
+                &signed_in(Some("gold"), Some(990)),
+                now
+            )
+            .is_err()
+        );
+
+        let response = Rejection::InsufficientUserAuthentication {
+            acr: Some(Acr::Phr),
+            max_age: Some(300),
+        }
+        .into_response::<String>(&[]);
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_user_authentication\", \
+             error_description=\"a stronger or more recent sign-in is required\", \
+             acr_values=\"phr\", max_age=300"
+        );
+    }
 
     #[test]
     fn one_key_cannot_fill_the_replay_cache_for_the_others() {

@@ -4,10 +4,12 @@
 //! With `FEED_CLIENT_ID` and `FEED_CLIENT_SECRET` (a confidential client from
 //! `latchkey client add`), it follows the revocation feed every `FEED_INTERVAL_MS`.
 //! DPoP-bound tokens are checked against `PUBLIC_URL` (by default the
-//! address it listens on, `http://` + `LISTEN`).
+//! address it listens on, `http://` + `LISTEN`). `/payments` needs two
+//! factors, signed in within five minutes: a weaker token gets RFC 9470's
+//! `insufficient_user_authentication` challenge.
 
 use axum::{Router, routing::get};
-use latchkey_verify::{Claims, Options, RemoteVerifier};
+use latchkey_verify::{Acr, Claims, Options, RemoteVerifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,12 +30,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let every = std::time::Duration::from_millis(env("FEED_INTERVAL_MS", "5000").parse()?);
         verifier.follow_revocations(&id, &secret, every);
     }
+    let payments = Router::new()
+        .route(
+            "/payments",
+            get(|Claims(c): Claims| async move { format!("payments of {}", c.sub) }),
+        )
+        .layer(
+            verifier
+                .layer()
+                .require_scope("profile")
+                .require_acr(Acr::Mfa)
+                .max_age(std::time::Duration::from_secs(300)),
+        );
     let app = Router::new()
         .route(
             "/hello",
             get(|Claims(c): Claims| async move { format!("hello {}", c.sub) }),
         )
-        .layer(verifier.layer().require_scope("profile"));
+        .layer(verifier.layer().require_scope("profile"))
+        .merge(payments);
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

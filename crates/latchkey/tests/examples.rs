@@ -742,3 +742,107 @@ async fn a_dpop_proof_for_another_service_is_refused_whatever_the_host_says() {
     assert_eq!(refused, latchkey_verify::Rejection::DpopUnavailable);
     assert_eq!(refused.into_response::<String>(&[]).status(), 401);
 }
+
+#[tokio::test]
+async fn a_route_that_needs_two_factors_asks_a_password_token_to_step_up() {
+    use latchkey_core::totp::{code_at, step_of};
+    let (_env, server) = latchkey();
+    let (_rs, api) = resource_server(&server.base, None);
+    let http = reqwest::Client::new();
+    let access = access_token(&server).await;
+    let weak = http
+        .get(format!("{api}/payments"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), 401);
+    let challenge = weak.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("acr_values=\"mfa\"") && challenge.contains("max_age=300"),
+        "{challenge}"
+    );
+    let body: Value = weak.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    assert_eq!(
+        http.get(format!("{api}/hello"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // With an authenticator app, the second step's token is strong enough
+    // (`acr` mfa, whether by a code or a recovery code).
+    let setup: Value = http
+        .post(server.url("/auth/totp"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(setup["secret"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let confirmed = http
+        .post(server.url("/auth/totp/confirm"))
+        .bearer_auth(&access)
+        .json(&serde_json::json!({ "code": code_at(&secret, step_of(now())) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let recovery: Value = confirmed.json().await.unwrap();
+    let step: Value = http
+        .post(server.url("/auth/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(step["error"], "mfa_required");
+    // (A recovery code: the confirming code's step is spent.)
+    let strong: Value = http
+        .post(server.url("/auth/login/mfa"))
+        .form(&[
+            ("mfa_token", step["mfa_token"].as_str().unwrap()),
+            (
+                "recovery_code",
+                recovery["recovery_codes"][0].as_str().unwrap(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let strong = strong["access_token"].as_str().unwrap();
+    let paid = http
+        .get(format!("{api}/payments"))
+        .bearer_auth(strong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    assert!(paid.text().await.unwrap().starts_with("payments of usr_"));
+}
