@@ -223,3 +223,36 @@ async fn guessing_user_codes_is_throttled_per_address() {
         assert_eq!(found.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn the_device_page_asks_for_the_second_step_and_the_device_gets_its_strength() {
+    use latchkey_core::clock::Clock;
+    use latchkey_core::totp::{code_at, step_of};
+    let clock = Arc::new(ManualClock::at_system_time());
+    let app = start!(&[], clock.clone());
+    setup(&app).await;
+    // Alice has an authenticator app.
+    let access = field(&app.login("alice").await, "access_token").to_owned();
+    let setup: Value = app.http.post(app.url("/auth/totp")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    let secret = data_encoding::BASE32_NOPAD.decode(field(&setup, "secret").as_bytes()).unwrap();
+    let confirm = serde_json::json!({"code": code_at(&secret, step_of(clock.now()))});
+    let confirmed = app.http.post(app.url("/auth/totp/confirm")).bearer_auth(&access).json(&confirm).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+
+    let codes = start_device(&app, TV, "openid").await;
+    let agent = Agent::at(&app, "/device");
+    let page = agent.get("/device").await.text().await.unwrap();
+    let login = agent.submit(&page, &[("user_code", field(&codes, "user_code"))]).await.text().await.unwrap();
+    let step = agent.submit(&login, &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(step.status(), 200);
+    let step = step.text().await.unwrap();
+    assert!(step.contains(r#"<label for="otp">One-time code</label>"#) && step.contains(">Verify</button>"), "{step}");
+    clock.advance(30);
+    let allow = agent.submit(&step, &[("otp", &code_at(&secret, step_of(clock.now())))]).await.text().await.unwrap();
+    assert!(allow.contains(r#"name="decision" value="allow""#), "{allow}");
+    agent.submit(&allow, &[("decision", "allow")]).await;
+    clock.advance(6);
+    let tokens: Value = poll(&app, TV, field(&codes, "device_code")).await.json().await.unwrap();
+    let signed = claims(field(&tokens, "access_token"));
+    assert_eq!((signed["acr"].as_str(), signed["amr"].clone()), (Some("mfa"), serde_json::json!(["pwd", "otp", "mfa"])));
+}

@@ -362,6 +362,14 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
         ("state", "s"),
     ]);
 
+    // An answer of the shape a browser sends, to no ceremony of this server.
+    let assertion = json!({
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {"clientDataJSON": "e30", "authenticatorData": "AAAA", "signature": "AAAA", "userHandle": "AAAA"},
+        "clientExtensionResults": {},
+    });
     let endpoints = vec![
         Endpoint::new(Method::POST, "/auth/login", Input::Form {
             pairs: pairs(&[("username", "alice"), ("password", PASSWORD)]),
@@ -403,6 +411,12 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
             .header("authorization", &bearer),
         Endpoint::new(Method::DELETE, "/auth/totp", Input::Form { pairs: pairs(&[("code", "123456")]), json: true })
             .header("authorization", &bearer),
+        Endpoint::new(Method::POST, "/auth/passkey/login", Input::Json(json!({"credential": assertion.clone()}))),
+        Endpoint::new(Method::POST, "/auth/passkeys", Input::Json(json!({"credential": assertion.clone(), "name": "Laptop"})))
+            .header("authorization", &bearer),
+        Endpoint::new(Method::GET, "/auth/passkeys", Input::Bare).header("authorization", &bearer),
+        Endpoint::new(Method::DELETE, "/auth/passkeys/pk_none", Input::Bare).header("authorization", &bearer),
+        Endpoint::new(Method::GET, "/auth/factors", Input::Bare).header("authorization", &bearer),
         Endpoint::new(Method::POST, "/oauth/revoke", Input::Form {
             pairs: pairs(&[("token", &refresh), ("token_type_hint", "refresh_token")]),
             json: false,
