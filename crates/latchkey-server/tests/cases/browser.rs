@@ -177,6 +177,7 @@ async fn the_account_page_is_served_under_a_strict_policy() {
     for (path, content_type) in [
         ("/", "text/html; charset=utf-8"),
         ("/assets/account.js", "text/javascript; charset=utf-8"),
+        ("/assets/passkey.js", "text/javascript; charset=utf-8"),
         ("/assets/account.css", "text/css; charset=utf-8"),
     ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
@@ -195,7 +196,8 @@ async fn the_account_page_is_served_under_a_strict_policy() {
     let page = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(!page.contains("style="), "inline style");
     assert!(!page.contains("<style"), "inline style");
-    assert_eq!(page.matches("<script").count(), 1);
+    assert_eq!(page.matches("<script").count(), 2);
+    assert!(page.contains(r#"<script src="/assets/passkey.js" defer></script>"#));
     assert!(page.contains(r#"<script src="/assets/account.js" defer></script>"#));
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"));
     for control in [r#"<label for="username">Username</label>"#, r#"<label for="password">Password</label>"#, ">Log in</button>", ">Log out</button>", ">Log out everywhere</button>"] {
