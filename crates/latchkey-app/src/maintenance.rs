@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchkey_core::store::RevocationReason;
+
 use crate::App;
 
 /// Starts the garbage collector (every `LATCHKEY_GC_INTERVAL`), the
@@ -39,6 +41,10 @@ pub fn spawn(app: Arc<App>) {
     });
 }
 
+/// How long an ended session is kept, so that its end is told (SPEC §14:
+/// the last 30 days), in seconds.
+pub const ENDED_SESSIONS_KEPT: i64 = 30 * 86_400;
+
 /// One collection. Revoked sessions stay as long as their access tokens
 /// could live, so that "revoked" is still the answer for them (and for the
 /// revocation feed); used refresh tokens stay while their session lives.
@@ -47,13 +53,27 @@ pub fn spawn(app: Arc<App>) {
 /// they have ended.
 pub async fn collect(app: &App) {
     let now = app.now();
-    let keep = app.issuer.deny_ttl();
+    // Ended sessions stay while their access tokens could live, and for the
+    // days their end is listed (SPEC §14).
+    let keep = app.issuer.deny_ttl().max(ENDED_SESSIONS_KEPT);
     let store = app.store();
     match store.collect_garbage(now, now - keep, now - keep).await {
-        Ok(done) if done.sessions > 0 => {
-            tracing::info!(sessions = done.sessions, "deleted dead sessions")
+        Ok(done) => {
+            for (reason, count) in [
+                (RevocationReason::IdleExpired, done.idle_expired),
+                (RevocationReason::AbsoluteExpired, done.absolute_expired),
+            ] {
+                app.issuer.events().count_ends(reason, count);
+            }
+            if done.sessions + done.idle_expired + done.absolute_expired > 0 {
+                tracing::info!(
+                    deleted = done.sessions,
+                    idle_expired = done.idle_expired,
+                    absolute_expired = done.absolute_expired,
+                    "sessions collected"
+                );
+            }
         }
-        Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "garbage collection failed"),
     }
     match store.prune_device_grants(now).await {

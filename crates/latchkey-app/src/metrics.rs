@@ -21,6 +21,9 @@ pub enum Counter {
     ReuseDetected,
     /// Sessions revoked, by reason.
     SessionsRevoked,
+    /// Sessions ended, by reason (SPEC §14): every revocation, and every
+    /// expiry when it is noticed.
+    SessionsEnded,
     /// Failed logins.
     LoginFailures,
     /// Requests refused with 429.
@@ -33,11 +36,12 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in the order they are rendered.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::TokensIssued,
         Self::Refreshes,
         Self::ReuseDetected,
         Self::SessionsRevoked,
+        Self::SessionsEnded,
         Self::LoginFailures,
         Self::Throttled,
         Self::SessionLookups,
@@ -51,6 +55,7 @@ impl Counter {
             Self::Refreshes => "latchkey_refreshes_total",
             Self::ReuseDetected => "latchkey_reuse_detected_total",
             Self::SessionsRevoked => "latchkey_sessions_revoked_total",
+            Self::SessionsEnded => "latchkey_sessions_ended_total",
             Self::LoginFailures => "latchkey_login_failures_total",
             Self::Throttled => "latchkey_throttled_total",
             Self::SessionLookups => "latchkey_session_lookups_total",
@@ -64,6 +69,7 @@ impl Counter {
             Self::Refreshes => "Refresh grants, by outcome.",
             Self::ReuseDetected => "Rotated refresh tokens presented again.",
             Self::SessionsRevoked => "Sessions revoked, by reason.",
+            Self::SessionsEnded => "Sessions ended, by reason: revocations and expiries.",
             Self::LoginFailures => "Failed logins.",
             Self::Throttled => "Requests refused with 429.",
             Self::SessionLookups => "Sessions read from the database to check an access token.",
@@ -117,11 +123,16 @@ impl Metrics {
 
     /// Adds one to a counter.
     pub fn inc(&self, counter: Counter, label_pairs: &[(&str, &str)]) {
+        self.add(counter, label_pairs, 1);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(&self, counter: Counter, label_pairs: &[(&str, &str)], n: u64) {
         *self
             .inner()
             .counters
             .entry((counter.name(), labels(label_pairs)))
-            .or_default() += 1;
+            .or_default() += n;
     }
 
     /// Records one request's latency.

@@ -444,17 +444,43 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-/// What a garbage collection removed.
+/// What a garbage collection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {
     /// Sessions deleted, with every refresh token in them.
     pub sessions: u64,
     /// Deleted users whose last session has gone, removed for good.
     pub users: u64,
+    /// Sessions found ended by idleness, now marked `idle_expired`.
+    pub idle_expired: u64,
+    /// Sessions found past their absolute end, now marked `absolute_expired`.
+    pub absolute_expired: u64,
 }
 
-/// Why a session was revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl AuditEvent {
+    /// The event of a session found ended by expiry, at the moment it ended.
+    pub fn session_expired(
+        session_id: String,
+        user_id: String,
+        reason: RevocationReason,
+        at: i64,
+    ) -> AuditEvent {
+        AuditEvent {
+            at,
+            kind: "session_ended".into(),
+            user_id: Some(user_id),
+            session_id: Some(session_id),
+            client_id: None,
+            ip: None,
+            user_agent: None,
+            detail: reason.as_str().into(),
+        }
+    }
+}
+
+/// Why a session ended (SPEC §14): one of these, stored with it at the
+/// moment it ends, told to whoever is entitled to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RevocationReason {
     /// A rotated refresh token was presented again.
@@ -477,22 +503,65 @@ pub enum RevocationReason {
     SessionCap,
     /// The user's password was changed and their sessions ended with it.
     PasswordChanged,
+    /// The user's password was reset (account recovery).
+    PasswordReset,
+    /// Its refresh token went unused for the idle lifetime.
+    IdleExpired,
+    /// It reached its absolute lifetime.
+    AbsoluteExpired,
+    /// The authorization code that started it was presented again.
+    CodeReplayed,
+    /// The user said a sign-in was not theirs.
+    NotMe,
+    /// An application ended it (OpenID Connect RP-initiated logout).
+    Backchannel,
 }
 
 impl RevocationReason {
-    /// Stable name, stored and logged.
+    /// Every reason.
+    pub const ALL: [Self; 16] = [
+        Self::Logout,
+        Self::LogoutEverywhere,
+        Self::UserRevoked,
+        Self::Admin,
+        Self::Reuse,
+        Self::IdleExpired,
+        Self::AbsoluteExpired,
+        Self::PasswordChanged,
+        Self::PasswordReset,
+        Self::UserDisabled,
+        Self::UserDeleted,
+        Self::SessionCap,
+        Self::IpBinding,
+        Self::CodeReplayed,
+        Self::NotMe,
+        Self::Backchannel,
+    ];
+
+    /// Its name in SPEC §14, stored, logged, and answered.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Reuse => "reuse_detected",
-            Self::IpBinding => "ip_binding",
+            Self::IpBinding => "ip_changed",
             Self::Logout => "logout",
-            Self::UserRevoked => "user_revoked",
+            Self::UserRevoked => "revoked",
             Self::LogoutEverywhere => "logout_everywhere",
-            Self::Admin => "admin",
+            Self::Admin => "revoked_by_admin",
             Self::UserDisabled => "user_disabled",
             Self::UserDeleted => "user_deleted",
             Self::SessionCap => "session_cap",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::IdleExpired => "idle_expired",
+            Self::AbsoluteExpired => "absolute_expired",
+            Self::CodeReplayed => "code_replayed",
+            Self::NotMe => "not_me",
+            Self::Backchannel => "backchannel",
         }
+    }
+
+    /// The reason [`Self::as_str`] names; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }

@@ -146,6 +146,14 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The user's sessions that can still be refreshed, newest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>>;
+    /// The user's sessions that ended (with a reason) at or after `since`,
+    /// the most recently ended first, at most `limit`.
+    async fn ended_sessions(
+        &self,
+        user_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>>;
     /// Revokes one session if it belongs to `user_id`; false otherwise.
     async fn revoke_own_session(
         &self,
@@ -180,11 +188,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Applies [`crate::rotation::decide`] to the presented token atomically.
     /// A rotation records its `refresh` audit event in the same transaction.
     async fn rotate(&self, policy: &Policy, req: &RotationRequest) -> StoreResult<Outcome>;
-    /// Deletes sessions that can never be used again, with their tokens:
-    /// past their absolute end, revoked before `revoked_before`, or whose
-    /// newest token passed its idle expiry and last refresh was before
-    /// `idle_before`. Used tokens of a live session are kept, so that their
-    /// reuse is still detected.
+    /// First marks the sessions that ended by expiry and are not marked yet
+    /// (SPEC §14), each with its `session_ended` event, at the moment it
+    /// ended: `idle_expired` when its newest refresh token expired unused
+    /// before the session's absolute end (at that token's expiry), else
+    /// `absolute_expired` (at the absolute end). Then deletes, with their
+    /// tokens, the sessions that ended at or before `ended_before` (kept
+    /// until then so that their end reason can be told). `_idle_before` is
+    /// no longer used.
     async fn collect_garbage(
         &self,
         now: i64,

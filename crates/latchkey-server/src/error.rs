@@ -66,6 +66,12 @@ pub enum ApiError {
         /// The token of the sign-in waiting for its second step.
         mfa_token: String,
     },
+    /// `400 invalid_grant` for a refresh token whose session has ended,
+    /// with the `end_reason` (SPEC §14).
+    SessionEnded {
+        /// The session's end reason.
+        reason: &'static str,
+    },
     /// A failure of the server; never shown in detail.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -75,6 +81,13 @@ struct Body<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_description: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EndedBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+    end_reason: &'a str,
 }
 
 impl ApiError {
@@ -172,6 +185,7 @@ impl ApiError {
             Self::Dpop { .. } => StatusCode::BAD_REQUEST,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MfaRequired { .. } => StatusCode::UNAUTHORIZED,
+            Self::SessionEnded { .. } => StatusCode::BAD_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -221,6 +235,9 @@ impl From<latchkey_app::service::Refusal> for ApiError {
                 status: StatusCode::FORBIDDEN,
                 code: "reauthentication_required",
                 description: d,
+            },
+            Refusal::SessionEnded(reason) => Self::SessionEnded {
+                reason: reason.as_str(),
             },
             Refusal::PasskeysOff(d) => Self::Plain {
                 status: StatusCode::NOT_FOUND,
@@ -377,6 +394,14 @@ impl IntoResponse for ApiError {
                 });
                 let retry = HeaderValue::from(retry_after.max(1));
                 (status, [(header::RETRY_AFTER, retry)], body).into_response()
+            }
+            Self::SessionEnded { reason } => {
+                let body = axum::Json(EndedBody {
+                    error: "invalid_grant",
+                    error_description: "the refresh token is invalid, expired or revoked",
+                    end_reason: reason,
+                });
+                (status, no_store, body).into_response()
             }
             Self::MfaRequired { mfa_token } => {
                 let body = axum::Json(serde_json::json!({

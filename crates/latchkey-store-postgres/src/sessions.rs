@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Sessions marked ended per statement by garbage collection.
+const GC_BATCH: i64 = 500;
+
 /// Revokes every live session of `user_id` inside `tx`; their ids.
 pub(crate) async fn revoke_all_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -142,6 +145,25 @@ impl SessionStore for PgStore {
             .bind(user_id)
             .bind(now)
             .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from).collect()
+    }
+    async fn ended_sessions(
+        &self,
+        user_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at >= $2 \
+             ORDER BY s.revoked_at DESC, s.created_seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(since)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
@@ -312,22 +334,70 @@ impl SessionStore for PgStore {
         &self,
         now: i64,
         revoked_before: i64,
-        idle_before: i64,
+        _idle_before: i64,
     ) -> StoreResult<Collected> {
+        let mut collected = Collected::default();
+        // Idle first: a session whose newest token expired before its
+        // absolute end ended then, whenever that is noticed.
+        for (reason, statement) in [
+            (
+                RevocationReason::IdleExpired,
+                "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
+                 (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+                 WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+                       AND t.used_at IS NULL AND t.expires_at >= $1) \
+                   AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
+                       < s.expires_at \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 AND revoked_at IS NULL \
+                 RETURNING id, user_id, revoked_at",
+            ),
+            (
+                RevocationReason::AbsoluteExpired,
+                "UPDATE sessions SET revoked_reason = 'absolute_expired', revoked_at = expires_at \
+                 WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at < $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 AND revoked_at IS NULL \
+                 RETURNING id, user_id, revoked_at",
+            ),
+        ] {
+            loop {
+                let mut tx = self.pool.begin().await.map_err(backend)?;
+                let ended: Vec<(String, String, i64)> = sqlx::query_as(statement)
+                    .bind(now)
+                    .bind(GC_BATCH)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                for (session_id, user_id, at) in &ended {
+                    let event = AuditEvent::session_expired(
+                        session_id.clone(),
+                        user_id.clone(),
+                        reason,
+                        *at,
+                    );
+                    insert_audit(&mut tx, &event).await?;
+                }
+                tx.commit().await.map_err(backend)?;
+                let marked = ended.len() as u64;
+                match reason {
+                    RevocationReason::IdleExpired => collected.idle_expired += marked,
+                    _ => collected.absolute_expired += marked,
+                }
+                if (marked as i64) < GC_BATCH {
+                    break;
+                }
+            }
+        }
         // Refresh tokens go with their session (ON DELETE CASCADE).
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at < $1 \
-             OR (revoked_at IS NOT NULL AND revoked_at <= $2) \
-             OR (revoked_at IS NULL AND last_used_at <= $3 AND NOT EXISTS ( \
-                 SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
-                 AND t.used_at IS NULL AND t.expires_at >= $1))",
-        )
-        .bind(now)
-        .bind(revoked_before)
-        .bind(idle_before)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let done =
+            sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at <= $1")
+                .bind(revoked_before)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        collected.sessions = done.rows_affected();
         sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
             .bind(revoked_before)
             .execute(&self.pool)
@@ -345,10 +415,8 @@ impl SessionStore for PgStore {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(Collected {
-            sessions: done.rows_affected(),
-            users: users.rows_affected(),
-        })
+        collected.users = users.rows_affected();
+        Ok(collected)
     }
     fn revocation_feed(&self) -> Option<std::sync::Arc<dyn RevocationFeed>> {
         Some(std::sync::Arc::new(PgRevocationFeed {

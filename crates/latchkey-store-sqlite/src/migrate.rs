@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_factors.sql"),
     include_str!("../migrations/0011_sign_in_strength.sql"),
     include_str!("../migrations/0012_passkeys.sql"),
+    include_str!("../migrations/0013_end_reasons.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

@@ -145,6 +145,22 @@ impl SessionStore for SqliteStore {
                 .collect()
         })
     }
+    async fn ended_sessions(
+        &self,
+        user_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ?1 AND s.revoked_at >= ?2 \
+             ORDER BY s.revoked_at DESC, s.rowid DESC LIMIT ?3"
+        );
+        self.read(|conn| {
+            conn.prepare_cached(&sql)?
+                .query_map(params![user_id, since, limit], |r| session_from(r, 0))?
+                .collect()
+        })
+    }
     async fn revoke_own_session(
         &self,
         user_id: &str,
@@ -237,21 +253,79 @@ impl SessionStore for SqliteStore {
         &self,
         now: i64,
         revoked_before: i64,
-        idle_before: i64,
+        _idle_before: i64,
     ) -> StoreResult<Collected> {
         let mut collected = Collected::default();
+        // Idle first: a session whose newest token expired before its
+        // absolute end ended then, whenever that is noticed.
+        for (reason, statement) in [
+            (
+                RevocationReason::IdleExpired,
+                "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
+                 (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+                 WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+                       AND t.used_at IS NULL AND t.expires_at >= ?1) \
+                   AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
+                       < s.expires_at \
+                   LIMIT ?2) \
+                 RETURNING id, user_id, revoked_at",
+            ),
+            (
+                RevocationReason::AbsoluteExpired,
+                "UPDATE sessions SET revoked_reason = 'absolute_expired', revoked_at = expires_at \
+                 WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at < ?1 \
+                   LIMIT ?2) \
+                 RETURNING id, user_id, revoked_at",
+            ),
+        ] {
+            loop {
+                let marked = self
+                    .write(|conn| {
+                        let tx = conn
+                            .transaction_with_behavior(TransactionBehavior::Immediate)
+                            .map_err(backend)?;
+                        let ended: Vec<(String, String, i64)> = tx
+                            .prepare_cached(statement)
+                            .and_then(|mut s| {
+                                s.query_map(params![now, GC_BATCH], |r| {
+                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                                })?
+                                .collect()
+                            })
+                            .map_err(backend)?;
+                        for (session_id, user_id, at) in &ended {
+                            let event = AuditEvent::session_expired(
+                                session_id.clone(),
+                                user_id.clone(),
+                                reason,
+                                *at,
+                            );
+                            insert_audit(&tx, &event).map_err(backend)?;
+                        }
+                        tx.commit().map_err(backend)?;
+                        Ok(ended.len() as u64)
+                    })
+                    .await?;
+                match reason {
+                    RevocationReason::IdleExpired => collected.idle_expired += marked,
+                    _ => collected.absolute_expired += marked,
+                }
+                if (marked as i64) < GC_BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         loop {
             // Refresh tokens go with their session (ON DELETE CASCADE).
             let deleted = self
                 .write(|conn| {
                     conn.prepare_cached(
-                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 \
-                         OR (revoked_at IS NOT NULL AND revoked_at <= ?2) \
-                         OR (revoked_at IS NULL AND last_used_at <= ?3 AND NOT EXISTS ( \
-                             SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
-                             AND t.used_at IS NULL AND t.expires_at >= ?1)) LIMIT ?4)",
+                        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                         WHERE revoked_at IS NOT NULL AND revoked_at <= ?1 LIMIT ?2)",
                     )
-                    .and_then(|mut s| s.execute(params![now, revoked_before, idle_before, GC_BATCH]))
+                    .and_then(|mut s| s.execute(params![revoked_before, GC_BATCH]))
                     .map_err(backend)
                 })
                 .await?;

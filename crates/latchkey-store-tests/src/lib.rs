@@ -94,7 +94,7 @@ macro_rules! suite {
             first_secret_wins,
             live_sessions_and_revoking_ones_own,
             audit_events_filter_newest_first,
-            garbage_collection_keeps_what_detects_reuse,
+            garbage_collection_marks_expiries_and_keeps_what_detects_reuse,
             adding_a_key_retires_the_active_ones,
             the_revocation_feed_lists_recent_revocations,
             simultaneous_rotations_of_many_sessions_all_commit,
@@ -837,8 +837,11 @@ pub async fn audit_events_filter_newest_first(store: Arc<dyn Store>) {
     assert_eq!(store.audit_events(&one).await.unwrap().len(), 1);
 }
 
-/// Dead sessions go, tokens and all; a live session keeps its used tokens.
-pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) {
+/// Sessions that ended by expiry are marked with their reason at the moment
+/// they ended (SPEC §14) and listed among the ended; ended sessions are
+/// deleted, tokens and all, only once they ended before the cut-off; a live
+/// session keeps its used tokens, so that their reuse is still detected.
+pub async fn garbage_collection_marks_expiries_and_keeps_what_detects_reuse(store: Arc<dyn Store>) {
     let alice = user(store.as_ref(), "alice").await;
     // Live, with one rotated token.
     session(store.as_ref(), &alice, "ses_live", hash(1), NOW, 10).await;
@@ -852,21 +855,34 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
         .revoke_session("ses_revoked", RevocationReason::Logout, NOW)
         .await
         .unwrap();
-    // Revoked just now: kept while its access tokens may live.
+    // Revoked just now: kept while its end is told.
     session(store.as_ref(), &alice, "ses_recent", hash(4), NOW, 10).await;
     store
-        .revoke_session("ses_recent", RevocationReason::Logout, NOW + 3500)
+        .revoke_session("ses_recent", RevocationReason::UserRevoked, NOW + 3400)
         .await
         .unwrap();
-    // Idle: its only token expired at NOW + 3600 without being used.
+    // Idle: its only token expired at NOW + 3500 without being used.
     session(store.as_ref(), &alice, "ses_idle", hash(5), NOW - 100, 10).await;
+    // Short: its absolute end (NOW + 3550) came before any idle end.
+    let mut short = login_start(&alice, "ses_short", hash(6), NOW);
+    short.session.expires_at = NOW + 3550;
+    short.first_token.expires_at = NOW + 3550;
+    store.create_session(&short, 10).await.unwrap().unwrap();
 
     let now = NOW + 3601;
     let collected = store
         .collect_garbage(now, now - 600, now - 600)
         .await
         .unwrap();
-    assert_eq!(collected.sessions, 2);
+    assert_eq!(
+        (
+            collected.sessions,
+            collected.idle_expired,
+            collected.absolute_expired
+        ),
+        (1, 1, 1),
+        "{collected:?}"
+    );
     assert!(
         store
             .session_with_user("ses_revoked")
@@ -875,14 +891,86 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
             .is_none()
     );
     assert!(store.refresh_token(&hash(3)).await.unwrap().is_none());
-    assert!(store.session_with_user("ses_idle").await.unwrap().is_none());
-    assert!(
+    let ended = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let (session, _) = store.session_with_user(id).await.unwrap().expect(id);
+            (session.revoked_reason, session.revoked_at)
+        }
+    };
+    assert_eq!(
+        ended("ses_idle").await,
+        (Some("idle_expired".into()), Some(NOW + 3500))
+    );
+    assert_eq!(
+        ended("ses_short").await,
+        (Some("absolute_expired".into()), Some(NOW + 3550))
+    );
+    assert_eq!(
+        ended("ses_recent").await,
+        (Some("revoked".into()), Some(NOW + 3400))
+    );
+    assert_eq!(ended("ses_live").await, (None, None));
+    let listed: Vec<_> = store
+        .ended_sessions(&alice.id, NOW + 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.revoked_reason.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ses_short".to_owned(), "absolute_expired".to_owned()),
+            ("ses_idle".to_owned(), "idle_expired".to_owned()),
+            ("ses_recent".to_owned(), "revoked".to_owned()),
+        ]
+    );
+    assert_eq!(
         store
-            .session_with_user("ses_recent")
+            .ended_sessions(&alice.id, NOW + 1, 1)
             .await
             .unwrap()
-            .is_some()
+            .len(),
+        1
     );
+    let events = store
+        .audit_events(&AuditFilter {
+            kind: Some("session_ended".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut marked: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.session_id.clone().unwrap_or_default(),
+                e.detail.clone(),
+                e.at,
+            )
+        })
+        .collect();
+    marked.sort();
+    assert_eq!(
+        marked,
+        [
+            ("ses_idle".to_owned(), "idle_expired".to_owned(), NOW + 3500),
+            (
+                "ses_short".to_owned(),
+                "absolute_expired".to_owned(),
+                NOW + 3550
+            ),
+        ]
+    );
+    // Marked once: a second collection marks nothing more.
+    let again = store
+        .collect_garbage(now, now - 600, now - 600)
+        .await
+        .unwrap();
+    assert_eq!((again.idle_expired, again.absolute_expired), (0, 0));
+
     let (used, _) = store
         .refresh_token(&hash(1))
         .await
@@ -904,10 +992,20 @@ pub async fn garbage_collection_keeps_what_detects_reuse(store: Arc<dyn Store>) 
         "{replay:?}"
     );
 
-    // Past its absolute end, the live session goes too.
-    let collected = store.collect_garbage(NOW + 86401, NOW, NOW).await.unwrap();
-    assert_eq!(collected.sessions, 2);
+    // Past the cut-off, every ended session goes.
+    let collected = store
+        .collect_garbage(NOW + 86401, NOW + 86400, NOW)
+        .await
+        .unwrap();
+    assert_eq!(collected.sessions, 4);
     assert!(store.refresh_token(&hash(1)).await.unwrap().is_none());
+    assert!(
+        store
+            .ended_sessions(&alice.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A new key retires the keys active before it, not the ones after it.

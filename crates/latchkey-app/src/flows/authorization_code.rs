@@ -70,7 +70,7 @@ impl AuthorizationCodeGrant {
                         .revoke_session(
                             &sid,
                             &session.user_id,
-                            RevocationReason::Reuse,
+                            RevocationReason::CodeReplayed,
                             Some(&client.id),
                             ctx,
                         )

@@ -178,12 +178,19 @@ impl Refresh {
                         reason.as_str(),
                     )
                     .await;
-                return Err(Refusal::invalid_grant(INVALID_REFRESH));
+                return Err(Refusal::SessionEnded(reason));
             }
             Outcome::Rejected(why) => {
                 issuer
                     .metrics()
                     .inc(Counter::Refreshes, &[("outcome", "rejected")]);
+                if matches!(
+                    why,
+                    Rejection::SessionRevoked | Rejection::SessionExpired | Rejection::TokenExpired
+                ) && let Some(reason) = self.ended(why, request, client_id, ctx).await?
+                {
+                    return Err(Refusal::SessionEnded(reason));
+                }
                 if why == Rejection::ScopeWidened {
                     return Err(Refusal::invalid_scope(
                         "a refresh may narrow the scope, never widen it",
@@ -218,6 +225,57 @@ impl Refresh {
                 return Err(Refusal::invalid_grant(INVALID_REFRESH));
             }
         })
+    }
+}
+
+impl Refresh {
+    /// Why the presented token's session has ended (SPEC §14). An expiry
+    /// noticed here is recorded now, at the moment it happened: the
+    /// session's absolute end, or its newest token's idle end.
+    async fn ended(
+        &self,
+        why: Rejection,
+        request: &RotationRequest,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Option<RevocationReason>, Refusal> {
+        let Some((token, session)) = self.store.refresh_token(&request.presented).await? else {
+            return Ok(None);
+        };
+        if let Some(reason) = session
+            .revoked_reason
+            .as_deref()
+            .and_then(RevocationReason::parse)
+        {
+            return Ok(Some(reason));
+        }
+        // Whichever came first: the newest token's idle end, or the
+        // session's absolute end (a token never outlives it).
+        let (reason, at) = match why {
+            Rejection::SessionExpired | Rejection::TokenExpired
+                if token.expires_at < session.expires_at =>
+            {
+                (RevocationReason::IdleExpired, token.expires_at)
+            }
+            Rejection::SessionExpired | Rejection::TokenExpired => {
+                (RevocationReason::AbsoluteExpired, session.expires_at)
+            }
+            _ => return Ok(None),
+        };
+        if self.store.revoke_session(&session.id, reason, at).await? {
+            self.issuer.events().count_end(reason);
+            self.issuer
+                .audit(
+                    "session_ended",
+                    Some(&session.user_id),
+                    Some(&session.id),
+                    client_id,
+                    ctx,
+                    reason.as_str(),
+                )
+                .await;
+        }
+        Ok(Some(reason))
     }
 }
 

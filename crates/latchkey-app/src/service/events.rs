@@ -74,9 +74,21 @@ impl Events {
         );
     }
 
-    /// Counts a revoked session by reason.
+    /// Counts a revoked session by reason (an ended one too).
     pub fn count_revocation(&self, reason: RevocationReason) {
         self.metrics
             .inc(Counter::SessionsRevoked, &[("reason", reason.as_str())]);
+        self.count_end(reason);
+    }
+
+    /// Counts an ended session by reason.
+    pub fn count_end(&self, reason: RevocationReason) {
+        self.count_ends(reason, 1);
+    }
+
+    /// Counts `n` sessions ended for `reason`.
+    pub fn count_ends(&self, reason: RevocationReason, n: u64) {
+        self.metrics
+            .add(Counter::SessionsEnded, &[("reason", reason.as_str())], n);
     }
 }

@@ -52,6 +52,10 @@ pub enum Refusal {
     /// The action needs a more recent sign-in (`reauthentication_required`).
     #[error("{0}")]
     ReauthenticationRequired(String),
+    /// The refresh token's session has ended, for this reason (SPEC §14:
+    /// `invalid_grant` with `end_reason`).
+    #[error("the refresh token is invalid, expired or revoked")]
+    SessionEnded(latchkey_core::store::RevocationReason),
     /// Passkeys are off on this server, for this reason
     /// (`passkeys_unavailable`).
     #[error("{0}")]

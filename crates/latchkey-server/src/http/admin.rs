@@ -223,11 +223,17 @@ struct SessionView {
     expires_at: i64,
     ip: String,
     user_agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_reason: Option<String>,
 }
 
 impl From<Session> for SessionView {
     fn from(s: Session) -> Self {
         Self {
+            ended_at: s.revoked_at,
+            end_reason: s.revoked_reason,
             id: s.id,
             user_id: s.user_id,
             client_id: s.client_id,
@@ -487,13 +493,21 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A user's live sessions; with `include=ended`, also those that ended in
+/// the last 30 days, with `ended_at` and `end_reason`.
 async fn user_sessions(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let params = query(raw.as_deref(), &["include"])?;
+    let ended = super::sessions::include_ended(&params)?;
     let user = state.users.by_id(path_id(&id)?).await?;
-    let sessions = state.store().live_sessions(&user.id, state.now()).await?;
+    let mut sessions = state.store().live_sessions(&user.id, state.now()).await?;
+    if ended {
+        sessions.extend(super::sessions::recently_ended(&state, &user.id).await?);
+    }
     let sessions: Vec<SessionView> = sessions.into_iter().map(SessionView::from).collect();
     Ok(Json(json!({ "sessions": sessions })).into_response())
 }

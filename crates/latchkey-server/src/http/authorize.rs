@@ -817,7 +817,7 @@ async fn logout_confirmed(
         .revoke_session(
             &claims.sid,
             &claims.sub,
-            RevocationReason::Logout,
+            RevocationReason::Backchannel,
             Some(&claims.aud),
             &ctx,
         )

@@ -1,6 +1,6 @@
 //! The caller's own sessions ("devices"): list, revoke one, revoke all.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -9,7 +9,7 @@ use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 use latchkey_core::rotation::RevocationReason;
 use serde::Serialize;
 
-use super::extract::Authenticated;
+use super::extract::{Authenticated, Params};
 use crate::error::ApiError;
 use crate::state::{AppState, Principal, RequestContext};
 use latchkey_app::service::Actor;
@@ -31,6 +31,34 @@ struct SessionView {
     client_id: Option<String>,
     scope: String,
     current: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_reason: Option<String>,
+}
+
+/// The most ended sessions one listing shows.
+const MAX_ENDED_LISTED: u32 = 100;
+
+/// Whether a listing's query asks for ended sessions too (`include=ended`).
+pub(super) fn include_ended(params: &Params) -> Result<bool, ApiError> {
+    match params.get("include") {
+        None => Ok(false),
+        Some("ended") => Ok(true),
+        Some(_) => Err(ApiError::invalid_request("include takes one value: ended")),
+    }
+}
+
+/// The user's sessions that ended in the last 30 days, the latest first.
+pub(super) async fn recently_ended(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<latchkey_core::store::Session>, ApiError> {
+    let since = state.now() - latchkey_app::maintenance::ENDED_SESSIONS_KEPT;
+    Ok(state
+        .store()
+        .ended_sessions(user_id, since, MAX_ENDED_LISTED)
+        .await?)
 }
 
 /// The user behind a token of a first-party application. Client tokens
@@ -61,12 +89,20 @@ pub(super) async fn user_of<'a>(
     Ok((user.id.as_str(), principal.claims.sid.as_deref()))
 }
 
+/// The caller's live sessions; with `include=ended`, also those that ended
+/// in the last 30 days, with `ended_at` and `end_reason` (SPEC §14).
 async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let params = Params::from_form(raw.as_deref().unwrap_or("").as_bytes())?;
+    let ended = include_ended(&params)?;
     let (user_id, current) = user_of(&state, &principal).await?;
-    let sessions = state.store().live_sessions(user_id, state.now()).await?;
+    let mut sessions = state.store().live_sessions(user_id, state.now()).await?;
+    if ended {
+        sessions.extend(recently_ended(&state, user_id).await?);
+    }
     let views: Vec<SessionView> = sessions
         .into_iter()
         .map(|s| SessionView {
@@ -79,6 +115,8 @@ async fn list(
             user_agent: s.user_agent,
             client_id: s.client_id,
             scope: s.scope,
+            ended_at: s.revoked_at,
+            end_reason: s.revoked_reason,
         })
         .collect();
     Ok(Json(serde_json::json!({ "sessions": views })).into_response())

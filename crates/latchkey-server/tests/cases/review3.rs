@@ -466,5 +466,5 @@ async fn removing_a_client_ends_its_users_sessions() {
     assert_eq!(app.me(field(&own, "access_token")).await.status(), 200);
     let revoked = app.audit("session_revoked").await;
     assert_eq!(revoked.len(), 1);
-    assert_eq!(revoked[0].detail, "admin");
+    assert_eq!(revoked[0].detail, "revoked_by_admin");
 }

@@ -218,7 +218,7 @@ async fn ip_binding_revoke_kills_a_session_refreshed_from_elsewhere() {
     assert!(
         revoked
             .iter()
-            .any(|e| e.detail == "ip_binding" && e.ip.as_deref() == Some("127.0.0.2")),
+            .any(|e| e.detail == "ip_changed" && e.ip.as_deref() == Some("127.0.0.2")),
         "{revoked:?}"
     );
 }
@@ -422,7 +422,8 @@ fn stored_hash(app: &TestApp, token: &str) -> latchkey_core::refresh::TokenHash 
 
 #[tokio::test]
 async fn garbage_collection_deletes_dead_sessions_only() {
-    // A session past its absolute end is deleted, used tokens and all.
+    // A session past its absolute end is marked so at once, its end told for
+    // 30 days, then deleted, used tokens and all.
     let clock = Arc::new(ManualClock::at_system_time());
     let app = start!(&[("LATCHKEY_REFRESH_ABSOLUTE_TTL", "2s")], clock.clone());
     app.add_user("alice").await;
@@ -433,32 +434,32 @@ async fn garbage_collection_deletes_dead_sessions_only() {
         .json()
         .await
         .unwrap();
-    assert!(
-        app.state
-            .store()
-            .refresh_token(&stored_hash(&app, field(&pair, "refresh_token")))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let ends_at = app.state.now() + 2;
     clock.advance(3);
     latchkey_app::maintenance::collect(app.state.app()).await;
-    assert!(
-        app.state
-            .store()
-            .refresh_token(&stored_hash(&app, field(&pair, "refresh_token")))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        app.state
-            .store()
-            .refresh_token(&stored_hash(&app, field(&next, "refresh_token")))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let (_, session) = app
+        .state
+        .store()
+        .refresh_token(&stored_hash(&app, field(&next, "refresh_token")))
+        .await
+        .unwrap()
+        .expect("kept while its end is told");
+    assert_eq!(session.revoked_reason.as_deref(), Some("absolute_expired"));
+    assert!(session.revoked_at.is_some_and(|at| (ends_at - 1..=ends_at).contains(&at)), "{session:?}");
+    let told: Value = app.refresh(field(&next, "refresh_token")).await.json().await.unwrap();
+    assert_eq!(told["end_reason"], "absolute_expired");
+    clock.advance(30 * 86_400);
+    latchkey_app::maintenance::collect(app.state.app()).await;
+    for token in [field(&pair, "refresh_token"), field(&next, "refresh_token")] {
+        assert!(
+            app.state
+                .store()
+                .refresh_token(&stored_hash(&app, token))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 
     // A live session keeps its used tokens through collections: reuse is still caught.
     let clock = Arc::new(ManualClock::at_system_time());
