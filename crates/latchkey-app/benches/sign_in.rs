@@ -9,7 +9,8 @@
 //! cargo bench -p latchkey-app --bench sign_in
 //! ```
 
-#[allow(dead_code, unreachable_pub)]
+// Test code: an authenticator that cannot unwrap has failed.
+#[allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 #[path = "../../latchkey-server/tests/common/authenticator.rs"]
 mod authenticator;
 
