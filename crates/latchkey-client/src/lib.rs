@@ -50,6 +50,10 @@ pub enum Error {
         status: u16,
         /// The `error` field.
         code: String,
+        /// Why the session ended, when a refresh found it ended (SPEC §14:
+        /// `logout`, `reuse_detected`, `idle_expired`, …): what to tell the
+        /// person who must now log in again.
+        end_reason: Option<String>,
     },
     /// There is no token pair to use.
     #[error("not logged in")]
@@ -194,6 +198,19 @@ struct TokenResponse {
 #[derive(Deserialize)]
 struct ErrorResponse {
     error: String,
+    #[serde(default)]
+    end_reason: Option<String>,
+}
+
+impl Error {
+    /// Why the session ended, if the server said (a refresh of an ended
+    /// session): `logout`, `revoked`, `reuse_detected`, `idle_expired`, …
+    pub fn end_reason(&self) -> Option<&str> {
+        match self {
+            Self::Refused { end_reason, .. } => end_reason.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -211,14 +228,15 @@ async fn pair_from(
 ) -> Result<TokenPair, Error> {
     let status = response.status();
     if !status.is_success() {
-        let code = response
+        let (code, end_reason) = response
             .json::<ErrorResponse>()
             .await
-            .map(|e| e.error)
-            .unwrap_or_else(|_| "unknown".into());
+            .map(|e| (e.error, e.end_reason))
+            .unwrap_or_else(|_| ("unknown".into(), None));
         return Err(Error::Refused {
             status: status.as_u16(),
             code,
+            end_reason,
         });
     }
     let body: TokenResponse = response.json().await?;

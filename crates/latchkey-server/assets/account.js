@@ -165,10 +165,43 @@
     return row;
   }
 
+  // Why a session ended (SPEC §14), in plain words.
+  const WHY = {
+    logout: 'You logged out.',
+    logout_everywhere: 'You logged out everywhere.',
+    revoked: 'You ended it from another device.',
+    revoked_by_admin: 'An administrator ended it.',
+    reuse_detected: 'Its sign-in was used from two places at once, which looks like theft, so it was ended.',
+    idle_expired: 'It was not used for a long time.',
+    absolute_expired: 'It reached the longest a sign-in may last.',
+    password_changed: 'Your password was changed.',
+    password_reset: 'Your password was reset.',
+    user_disabled: 'Your account was disabled.',
+    user_deleted: 'Your account was deleted.',
+    session_cap: 'You signed in on too many devices; the oldest sign-in was ended.',
+    ip_changed: 'It was used from another network address.',
+    code_replayed: 'The code that signed it in was used twice, which looks like theft.',
+    not_me: 'You said this sign-in was not you.',
+    backchannel: 'You logged out in an application.',
+  };
+
+  function endedRow(session) {
+    const row = document.createElement('tr');
+    const device = cell(deviceName(session.user_agent), 'device');
+    device.title = session.user_agent;
+    if (session.client_id) device.append(` (through ${session.client_id})`);
+    row.append(device, cell(when(session.ended_at)), cell(WHY[session.end_reason] ?? session.end_reason));
+    return row;
+  }
+
   async function loadSessions() {
-    const { sessions } = await (await api('GET', '/sessions')).json();
+    const { sessions: all } = await (await api('GET', '/sessions?include=ended')).json();
+    const sessions = all.filter((s) => !s.end_reason);
+    const ended = all.filter((s) => s.end_reason).slice(0, 20);
     sessions.sort((a, b) => (b.current - a.current) || (b.last_used_at - a.last_used_at));
     $('session-rows').replaceChildren(...sessions.map(sessionRow));
+    $('ended-rows').replaceChildren(...ended.map(endedRow));
+    $('ended').hidden = ended.length === 0;
   }
 
   const KINDS = { passkey: 'Passkey', totp: 'Authenticator app' };

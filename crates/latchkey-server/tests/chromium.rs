@@ -909,3 +909,32 @@ async fn the_authorization_pages_step_a_password_sign_in_up_to_a_passkey() {
     assert_eq!(id["amr"], serde_json::json!(["hwk", "user", "mfa"]));
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_says_in_plain_words_why_sessions_ended() {
+    let app = start!(&[]);
+    app.add_user("alice").await;
+    // Another device, logged out, and another revoked as a theft.
+    let phone = app.login("alice").await;
+    app.http
+        .post(app.url("/auth/logout"))
+        .bearer_auth(phone["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let laptop = app.login("alice").await;
+    let rotated = app.refresh(laptop["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(rotated.status(), 200);
+    assert_eq!(
+        app.refresh(laptop["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        400
+    );
+    let browser = browser!();
+    browser.log_in(&app.base, "alice", PASSWORD).await;
+    browser.wait_for_text("Recently ended").await;
+    browser.wait_for_text("You logged out.").await;
+    browser.wait_for_text("which looks like theft").await;
+    browser.quit().await;
+}

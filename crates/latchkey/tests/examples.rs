@@ -846,3 +846,25 @@ async fn a_route_that_needs_two_factors_asks_a_password_token_to_step_up() {
     assert_eq!(paid.status(), 200);
     assert!(paid.text().await.unwrap().starts_with("payments of usr_"));
 }
+
+#[tokio::test]
+async fn the_client_tells_its_caller_why_the_session_ended() {
+    let (_env, server) = latchkey();
+    let client = TokenClient::login(&server.base, "alice", PASSWORD)
+        .await
+        .unwrap();
+    let access = client.access_token().await.unwrap();
+    let http = reqwest::Client::new();
+    let out = http
+        .post(server.url("/auth/logout"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let ended = client.refresh(&access).await.unwrap_err();
+    assert_eq!(ended.end_reason(), Some("logout"), "{ended:?}");
+    assert!(
+        matches!(&ended, latchkey_client::Error::Refused { status: 400, code, .. } if code == "invalid_grant")
+    );
+}

@@ -172,6 +172,8 @@ async fn a_code_used_twice_revokes_what_it_issued() {
         .post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", field(&first, "refresh_token"))])
         .await;
     assert_eq!(refresh.status(), 400);
+    let told: Value = refresh.json().await.unwrap();
+    assert_eq!(told["end_reason"], "code_replayed", "{told}");
     assert!(!app.audit("code_reused").await.is_empty());
 
     // Many redemptions at once: exactly one succeeds.
@@ -360,6 +362,11 @@ async fn logout_from_the_application_ends_its_session_and_the_sign_in() {
     assert_eq!(app.me(field(&tokens, "access_token")).await.status(), 401);
     assert!(agent.cookie("__Host-lk_signin").is_none());
     assert!(app.state.store().live_sessions("usr_alice", app.state.now()).await.unwrap().is_empty());
+    let refresh = app
+        .post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", field(&tokens, "refresh_token"))])
+        .await;
+    let told: Value = refresh.json().await.unwrap();
+    assert_eq!(told["end_reason"], "backchannel", "an application's logout: {told}");
     // The next authorization asks to log in again.
     let next = agent.get(&authorize_url(SPA, CALLBACK, Some(&challenge), &[("prompt", "none")])).await;
     assert_eq!(location(&next).1["error"], "login_required");

@@ -182,3 +182,27 @@ async fn ended_sessions_are_listed_only_when_asked_and_only_to_their_user() {
     assert!(reasons.contains(&json!("logout")) && reasons.contains(&Value::Null), "{by_admin}");
     assert_eq!(list("/admin/users/usr_alice/sessions?include=x", &admin).await.status(), 400);
 }
+
+#[tokio::test]
+async fn the_cap_an_address_change_and_a_deleted_user_end_sessions_for_their_reasons() {
+    let app = start!(&[("LATCHKEY_MAX_SESSIONS_PER_USER", "1"), ("LATCHKEY_BINDING_IP", "revoke")]);
+    app.add_user("alice").await;
+    let admin = admin_token(&app).await;
+    let first = app.login("alice").await;
+    let second = app.login("alice").await;
+    assert_eq!(refused(&app, field(&first, "refresh_token")).await, (400, json!("session_cap")));
+
+    let elsewhere = TestApp::client_from("127.0.0.2")
+        .post(app.url("/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", field(&second, "refresh_token"))])
+        .send()
+        .await
+        .unwrap();
+    let told: Value = elsewhere.json().await.unwrap();
+    assert_eq!(told["end_reason"], "ip_changed", "{told}");
+
+    let last = app.login("alice").await;
+    let deleted = app.http.delete(app.url("/admin/users/usr_alice")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(refused(&app, field(&last, "refresh_token")).await, (400, json!("user_deleted")));
+}
