@@ -490,19 +490,48 @@ fn form_targets(redirect_uri: &str) -> String {
     }
 }
 
+/// One of the pages' forms for `request`: `body` gets the hidden fields (the
+/// CSRF token and the request's parameters); the page sets the CSRF cookie,
+/// and loads the passkey script when `passkeys`.
+fn form_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &Authorization,
+    (status, title, passkeys): (StatusCode, &str, bool),
+    body: impl FnOnce(&str) -> String,
+) -> Response {
+    let Some(csrf) = csrf_token(state, headers) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    };
+    let body = body(&hidden_fields(request, &csrf));
+    let targets = form_targets(&request.redirect_uri);
+    let page = if passkeys {
+        html_page_with_passkeys(status, title, &body, &targets)
+    } else {
+        html_page(status, title, &body, &targets)
+    };
+    with_csrf_cookie(state, page, &csrf)
+}
+
 fn login_page(
     state: &AppState,
     headers: &HeaderMap,
     request: &Authorization,
     error: Option<&str>,
 ) -> Response {
-    let Some(csrf) = csrf_token(state, headers) else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
     };
-    let alert = error.map(escape).unwrap_or_default();
-    let hidden = hidden_fields(request, &csrf);
-    let body = format!(
-        r#"<h1>Log in to continue to {client}</h1>
+    form_page(
+        state,
+        headers,
+        request,
+        (status, "Log in", true),
+        |hidden| {
+            format!(
+                r#"<h1>Log in to continue to {client}</h1>
 <form method="post" action="/oauth/authorize">
 {hidden}
 {fields}
@@ -510,22 +539,13 @@ fn login_page(
 <p class="actions"><button type="submit">Log in</button></p>
 </form>
 {passkey}"#,
-        client = escape(&request.client.name),
-        fields = LOGIN_FIELDS,
-        passkey = passkey_form(state, "/oauth/authorize", &hidden),
-    );
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    let page = html_page_with_passkeys(
-        status,
-        "Log in",
-        &body,
-        &form_targets(&request.redirect_uri),
-    );
-    with_csrf_cookie(state, page, &csrf)
+                client = escape(&request.client.name),
+                fields = LOGIN_FIELDS,
+                alert = error.map(escape).unwrap_or_default(),
+                passkey = passkey_form(state, "/oauth/authorize", hidden),
+            )
+        },
+    )
 }
 
 /// A second step the page asks for.
@@ -541,32 +561,30 @@ fn second_step_page(
     request: &Authorization,
     step: &SecondStep<'_>,
 ) -> Response {
-    let Some(csrf) = csrf_token(state, headers) else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
-    };
-    let body = format!(
-        "<h1>Confirm it is you to continue to {client}</h1>\n{form}",
-        client = escape(&request.client.name),
-        form = second_step_form(
-            "/oauth/authorize",
-            &hidden_fields(request, &csrf),
-            step.mfa_token,
-            step.recovery,
-            step.message,
-        ),
-    );
     let status = if step.message.is_some_and(|m| m.contains("not right")) {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    let page = html_page(
-        status,
-        "Confirm it is you",
-        &body,
-        &form_targets(&request.redirect_uri),
-    );
-    with_csrf_cookie(state, page, &csrf)
+    form_page(
+        state,
+        headers,
+        request,
+        (status, "Confirm it is you", false),
+        |hidden| {
+            format!(
+                "<h1>Confirm it is you to continue to {client}</h1>\n{form}",
+                client = escape(&request.client.name),
+                form = second_step_form(
+                    "/oauth/authorize",
+                    hidden,
+                    step.mfa_token,
+                    step.recovery,
+                    step.message,
+                ),
+            )
+        },
+    )
 }
 
 /// The step up to a passkey for a signed-in user.
@@ -576,23 +594,16 @@ fn step_up_page(
     request: &Authorization,
     user: &User,
 ) -> Response {
-    let Some(csrf) = csrf_token(state, headers) else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
-    };
-    let body = format!(
-        "<h1>Confirm it is you to continue to {client}</h1>\n\
-         <p>Signed in as <strong>{user}</strong>. {client} asks you to confirm with a passkey.</p>\n{form}",
-        client = escape(&request.client.name),
-        user = escape(&user.username),
-        form = passkey_form(state, "/oauth/authorize", &hidden_fields(request, &csrf)),
-    );
-    let page = html_page_with_passkeys(
-        StatusCode::OK,
-        "Confirm it is you",
-        &body,
-        &form_targets(&request.redirect_uri),
-    );
-    with_csrf_cookie(state, page, &csrf)
+    let frame = (StatusCode::OK, "Confirm it is you", true);
+    form_page(state, headers, request, frame, |hidden| {
+        format!(
+            "<h1>Confirm it is you to continue to {client}</h1>\n\
+             <p>Signed in as <strong>{user}</strong>. {client} asks you to confirm with a passkey.</p>\n{form}",
+            client = escape(&request.client.name),
+            user = escape(&user.username),
+            form = passkey_form(state, "/oauth/authorize", hidden),
+        )
+    })
 }
 
 fn consent_page(
@@ -601,12 +612,11 @@ fn consent_page(
     request: &Authorization,
     user: &User,
 ) -> Response {
-    let Some(csrf) = csrf_token(state, headers) else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
-    };
     let scopes = scope_items(&request.scope);
-    let body = format!(
-        r#"<h1>Allow {client} to use your account?</h1>
+    let frame = (StatusCode::OK, "Allow access", false);
+    form_page(state, headers, request, frame, |hidden| {
+        format!(
+            r#"<h1>Allow {client} to use your account?</h1>
 <p>Signed in as <strong>{user}</strong>. {client} asks for:</p>
 <ul>{scopes}</ul>
 <form method="post" action="/oauth/authorize">
@@ -614,17 +624,10 @@ fn consent_page(
 <p class="actions"><button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny" class="secondary">Deny</button></p>
 </form>"#,
-        client = escape(&request.client.name),
-        user = escape(&user.username),
-        hidden = hidden_fields(request, &csrf),
-    );
-    let page = html_page(
-        StatusCode::OK,
-        "Allow access",
-        &body,
-        &form_targets(&request.redirect_uri),
-    );
-    with_csrf_cookie(state, page, &csrf)
+            client = escape(&request.client.name),
+            user = escape(&user.username),
+        )
+    })
 }
 
 /// A redirect to `uri` with `pairs` added to its query.

@@ -7,8 +7,7 @@ const NEW_PASSWORD: &str = "a much longer passphrase";
 
 /// An admin client's access token.
 async fn admin_token(app: &TestApp) -> String {
-    let (id, secret) = app.add_client("lkc_admin", "latchkey:admin", true).await;
-    client_token(app, &id, &secret.unwrap(), "latchkey:admin").await
+    app.admin_token().await
 }
 
 async fn client_token(app: &TestApp, id: &str, secret: &str, scope: &str) -> String {

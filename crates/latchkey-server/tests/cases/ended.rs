@@ -18,27 +18,11 @@ async fn refused(app: &TestApp, token: &str) -> (u16, Value) {
     (status, body["end_reason"].clone())
 }
 
-async fn admin_token(app: &TestApp) -> String {
-    let (id, secret) = app.add_client("lkc_admin", "latchkey:admin", true).await;
-    let answer: Value = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&id, secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", "latchkey:admin")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    field(&answer, "access_token").to_owned()
-}
-
 #[tokio::test]
 async fn a_refresh_of_an_ended_session_says_why() {
     let app = start!(&[]);
     app.add_user("alice").await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
 
     let pair = app.login("alice").await;
     let out = app.http.post(app.url("/auth/logout")).bearer_auth(field(&pair, "access_token")).send().await.unwrap();
@@ -156,7 +140,7 @@ async fn ended_sessions_are_listed_only_when_asked_and_only_to_their_user() {
     let app = start!(&[]);
     app.add_user("alice").await;
     app.add_user("bob").await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let gone = app.login("alice").await;
     app.http.post(app.url("/auth/logout")).bearer_auth(field(&gone, "access_token")).send().await.unwrap();
     let alice = app.login("alice").await;
@@ -187,7 +171,7 @@ async fn ended_sessions_are_listed_only_when_asked_and_only_to_their_user() {
 async fn the_cap_an_address_change_and_a_deleted_user_end_sessions_for_their_reasons() {
     let app = start!(&[("LATCHKEY_MAX_SESSIONS_PER_USER", "1"), ("LATCHKEY_BINDING_IP", "revoke")]);
     app.add_user("alice").await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let first = app.login("alice").await;
     let second = app.login("alice").await;
     assert_eq!(refused(&app, field(&first, "refresh_token")).await, (400, json!("session_cap")));

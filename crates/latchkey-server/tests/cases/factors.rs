@@ -186,19 +186,7 @@ async fn the_admin_api_lists_and_removes_a_users_factors() {
     let clock = Arc::new(ManualClock::at_system_time());
     let app = start!(&[], clock.clone());
     app.add_user("alice").await;
-    let (admin_id, admin_secret) = app.add_client("lkc_admin", "latchkey:admin", true).await;
-    let admin: Value = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&admin_id, admin_secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", "latchkey:admin")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = field(&admin, "access_token").to_owned();
+    let admin = app.admin_token().await;
     let list = |app: &TestApp, token: String| {
         let request = app.http.get(app.url("/admin/users/usr_alice/factors")).bearer_auth(token);
         async move { request.send().await.unwrap() }

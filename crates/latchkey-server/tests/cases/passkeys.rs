@@ -256,19 +256,7 @@ async fn the_admin_api_lists_and_removes_passkeys() {
     let access = field(&app.login("alice").await, "access_token").to_owned();
     let mut key = authenticator(&app);
     let id = register(&app, &mut key, &access, "Laptop").await;
-    let (admin_id, admin_secret) = app.add_client("lkc_admin", "latchkey:admin", true).await;
-    let admin: Value = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&admin_id, admin_secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", "latchkey:admin")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = field(&admin, "access_token").to_owned();
+    let admin = app.admin_token().await;
     let listed: Value = app.http.get(app.url("/admin/users/usr_alice/factors")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["factors"][0]["kind"], "passkey", "{listed}");
     assert_eq!(listed["factors"][0]["id"], id.as_str());

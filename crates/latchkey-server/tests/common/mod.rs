@@ -315,6 +315,26 @@ impl TestApp {
         (id.into(), secret)
     }
 
+    /// Registers the admin client `lkc_admin` (`latchkey:admin`) and
+    /// returns its own access token.
+    pub async fn admin_token(&self) -> String {
+        let (id, secret) = self.add_client("lkc_admin", "latchkey:admin", true).await;
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(&id, secret.as_deref())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "latchkey:admin"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        field(&body, "access_token").to_owned()
+    }
+
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http
             .post(self.url(path))
