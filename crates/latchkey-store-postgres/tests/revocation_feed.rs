@@ -171,8 +171,9 @@ async fn every_way_a_session_ends_is_announced_and_nothing_else() {
         .unwrap();
     assert_eq!(next(&mut rx).await, shortened);
 
-    // A refresh, and the garbage collector deleting an ended session, are
-    // not announced: the next announcement is the last revocation.
+    // A refresh is not announced; garbage collection announces the expiries
+    // it records (an expiry is an end: `ended`, and `shortened` once its
+    // second has passed) and not the deletions that follow.
     let policy = Policy {
         idle_ttl: 3600,
         absolute_ttl: 86_400,
@@ -200,6 +201,15 @@ async fn every_way_a_session_ends_is_announced_and_nothing_else() {
         .unwrap();
     assert!(matches!(outcome, Outcome::Rotated { .. }), "{outcome:?}");
     let collected = store.collect_garbage(now(), 0, 0).await.unwrap();
+    assert!(collected.absolute_expired >= 1, "{collected:?}");
+    let (marked, _) = store.session_with_user(&ended).await.unwrap().unwrap();
+    assert_eq!(marked.revoked_reason.as_deref(), Some("absolute_expired"));
+    let mut announced = Vec::new();
+    for _ in 0..collected.absolute_expired {
+        announced.push(next(&mut rx).await);
+    }
+    assert!(announced.contains(&ended), "{announced:?}");
+    let collected = store.collect_garbage(now(), now() + 1, 0).await.unwrap();
     assert!(collected.sessions >= 1);
     assert!(store.session_with_user(&ended).await.unwrap().is_none());
     assert!(store.session_with_user(&refreshed).await.unwrap().is_some());
