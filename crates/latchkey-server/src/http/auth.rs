@@ -68,6 +68,23 @@ impl Delivery {
     }
 }
 
+/// The client a first-party sign-in names, if any. A third-party
+/// application never signs users in here (it never sees a password): it
+/// uses the authorization code flow and its consent page.
+async fn first_party_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Option<latchkey_core::store::Client>, ApiError> {
+    let client = client_auth::client(state, headers, params).await?;
+    if client.as_ref().is_some_and(|c| !c.first_party) {
+        return Err(ApiError::unauthorized_client(
+            "only first-party clients may log users in here; use the authorization code flow",
+        ));
+    }
+    Ok(client)
+}
+
 /// `username`, `password`, optional `scope` and `client_id`; form or JSON.
 async fn login(
     State(state): State<AppState>,
@@ -77,16 +94,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let delivery = Delivery::of(&state, &headers, &mut ctx)?;
     let params = Params::from_body(&headers, &body, true)?;
-    let client = client_auth::client(&state, &headers, &params).await?;
-    // A third-party application never sees a password: it signs users in
-    // with the authorization code flow and its consent page.
-    if let Some(client) = &client
-        && !client.first_party
-    {
-        return Err(ApiError::unauthorized_client(
-            "only first-party clients may log users in here; use the authorization code flow",
-        ));
-    }
+    let client = first_party_client(&state, &headers, &params).await?;
     let proof = super::dpop::token_proof(&state, &headers, "/auth/login").await?;
     super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
     let username = params.require("username")?;
@@ -157,14 +165,7 @@ async fn passkey_login(
     let (params, credential) = Params::from_json_with_object(&body, "credential")?;
     let credential = serde_json::from_value(credential)
         .map_err(|_| ApiError::invalid_request("credential is not a WebAuthn assertion"))?;
-    let client = client_auth::client(&state, &headers, &params).await?;
-    if let Some(client) = &client
-        && !client.first_party
-    {
-        return Err(ApiError::unauthorized_client(
-            "only first-party clients may sign users in here; use the authorization code flow",
-        ));
-    }
+    let client = first_party_client(&state, &headers, &params).await?;
     let issued = state
         .passkeys
         .sign_in(&credential, params.get("scope"), client.as_ref(), &ctx)
