@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
 use crate::service::{
     Attempts, ClientAuthentication, Clients, DpopProofs, Events, IssuerParts, Keys, LocalFanout,
-    PasswordService, Sessions, TokenIssuer, Users,
+    PasswordService, Sessions, TokenIssuer, Users, Webhooks,
 };
 use crate::throttle::Throttle;
 
@@ -51,6 +51,8 @@ pub struct Services {
     pub clients: Clients,
     /// The key operations.
     pub keys: Keys,
+    /// The webhook operations.
+    pub webhooks: Webhooks,
     /// Argon2id on a bounded pool.
     pub passwords: Arc<PasswordService>,
     /// Attempt counters (Redis's, or this process's).
@@ -119,6 +121,7 @@ impl Services {
             sessions.clone(),
         );
         let keys = Keys::new(store.clone(), config.clone(), clock.clone(), events.clone());
+        let webhooks = Webhooks::new(store.clone(), clock.clone(), events.clone(), config.clone());
         let attempts = Attempts::new(
             counter,
             config.throttle_account,
@@ -135,6 +138,7 @@ impl Services {
             users,
             clients,
             keys,
+            webhooks,
             passwords,
             attempts,
             revocations,
@@ -160,6 +164,8 @@ pub struct App {
     pub users: Users,
     /// The client operations.
     pub clients: Clients,
+    /// The webhook operations.
+    pub webhooks: Webhooks,
     /// Argon2id on a bounded pool.
     pub passwords: Arc<PasswordService>,
     /// Revocations announced to this instance.
@@ -223,6 +229,7 @@ impl App {
             users,
             clients,
             keys: _,
+            webhooks,
             passwords,
             attempts,
             revocations,
@@ -324,6 +331,7 @@ impl App {
             sessions,
             users,
             clients,
+            webhooks,
             passwords,
             revocations,
             feed,

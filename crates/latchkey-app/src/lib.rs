@@ -19,6 +19,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod delivery;
 pub mod flows;
 pub mod hashing;
 pub mod keyring;

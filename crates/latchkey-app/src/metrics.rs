@@ -32,11 +32,14 @@ pub enum Counter {
     SessionLookups,
     /// DPoP proofs presented again.
     DpopReplays,
+    /// Delivery attempts of the outbox (webhooks, back-channel logouts), by
+    /// outcome.
+    Deliveries,
 }
 
 impl Counter {
     /// Every counter, in the order they are rendered.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::TokensIssued,
         Self::Refreshes,
         Self::ReuseDetected,
@@ -46,6 +49,7 @@ impl Counter {
         Self::Throttled,
         Self::SessionLookups,
         Self::DpopReplays,
+        Self::Deliveries,
     ];
 
     /// The series name.
@@ -60,6 +64,7 @@ impl Counter {
             Self::Throttled => "latchkey_throttled_total",
             Self::SessionLookups => "latchkey_session_lookups_total",
             Self::DpopReplays => "latchkey_dpop_replays_total",
+            Self::Deliveries => "latchkey_deliveries_total",
         }
     }
 
@@ -74,6 +79,9 @@ impl Counter {
             Self::Throttled => "Requests refused with 429.",
             Self::SessionLookups => "Sessions read from the database to check an access token.",
             Self::DpopReplays => "DPoP proofs presented again (refused).",
+            Self::Deliveries => {
+                "Outbox delivery attempts (webhooks, back-channel logouts), by outcome."
+            }
         }
     }
 }

@@ -129,6 +129,52 @@ pub fn sign_id_token(key: &SigningKey, claims: &IdClaims) -> Result<String> {
     Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
 }
 
+/// The `typ` of a back-channel logout token (OpenID Connect Back-Channel
+/// Logout 1.0 §2.4).
+pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+
+/// The event a logout token carries.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The claims of a back-channel logout token (§2.4): never a `nonce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The client told.
+    pub aud: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// A new id for every token.
+    pub jti: String,
+    /// The user.
+    pub sub: String,
+    /// The session that ended: the `sid` of its ID tokens.
+    pub sid: String,
+    /// `{"http://schemas.openid.net/event/backchannel-logout": {}}`.
+    pub events: HashMap<String, serde_json::Value>,
+}
+
+impl LogoutClaims {
+    /// The events claim of every logout token.
+    pub fn logout_event() -> HashMap<String, serde_json::Value> {
+        HashMap::from([(
+            BACKCHANNEL_LOGOUT_EVENT.to_owned(),
+            serde_json::Value::Object(serde_json::Map::new()),
+        )])
+    }
+}
+
+/// Signs a back-channel logout token with `key`.
+pub fn sign_logout_token(key: &SigningKey, claims: &LogoutClaims) -> Result<String> {
+    let mut header = Header::new(key.alg().jwt_algorithm());
+    header.typ = Some(LOGOUT_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
+}
+
 /// Why an access token was refused. Every variant means "not a valid token
 /// here"; the distinction is for logs, not for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

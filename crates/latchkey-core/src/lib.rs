@@ -31,6 +31,7 @@ pub mod error;
 pub mod id;
 pub mod jwt;
 pub mod keys;
+pub mod outbox;
 pub mod password;
 pub mod records;
 pub mod refresh;

@@ -45,6 +45,9 @@ pub struct Client {
     /// (Unix seconds) are refused: set when its secret is rotated or its
     /// scope changed.
     pub tokens_valid_after: i64,
+    /// Where its OpenID Connect back-channel logout tokens are posted when a
+    /// session with its tokens ends (SPEC §14).
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// An authorization code (SPEC §10), stored by the keyed hash of its value.

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::coordination::RevocationFeed;
+use crate::outbox::{Attempt, DeliveryRecord, DeliveryStatus, DueDelivery, Webhook};
 use crate::refresh::TokenHash;
 use crate::rotation::{Policy, RotationRequest};
 use crate::session::SessionStart;
@@ -34,6 +35,7 @@ pub trait Store:
     + PasskeyStore
     + ProofStore
     + AuditStore
+    + OutboxStore
 {
 }
 
@@ -48,14 +50,15 @@ impl<T> Store for T where
         + PasskeyStore
         + ProofStore
         + AuditStore
+        + OutboxStore
 {
 }
 
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, PasskeyStore,
-        ProofStore, SessionStore, UserStore,
+        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, OutboxStore,
+        PasskeyStore, ProofStore, SessionStore, UserStore,
     };
 }
 
@@ -436,4 +439,50 @@ pub trait AuditStore: Send + Sync + 'static {
     /// The same, each with its id (newest first), which pages further with
     /// [`AuditFilter::before_id`].
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>>;
+}
+
+/// The outbox (SPEC §14): webhooks, and the deliveries of the events that
+/// the database writes in the transactions of the changes they report.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Adds a webhook unless `max` exist already (false then).
+    async fn insert_webhook(&self, webhook: &Webhook, max: u32) -> StoreResult<bool>;
+    /// Every webhook, oldest first.
+    async fn webhooks(&self) -> StoreResult<Vec<Webhook>>;
+    /// One webhook.
+    async fn webhook(&self, id: &str) -> StoreResult<Option<Webhook>>;
+    /// Removes a webhook and its deliveries; false if unknown.
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// A webhook's deliveries, newest first, at most `limit`, before the
+    /// delivery id `before` when given.
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Fans out at most `limit` events not yet dispatched, oldest first, in
+    /// one transaction: a delivery for each webhook that wants the event's
+    /// type and, for `session.ended`, one for the back-channel logout URI
+    /// of the session's client. Returns how many events it took (another
+    /// instance's are skipped, not waited for).
+    async fn dispatch_events(&self, now: i64, limit: u32) -> StoreResult<u32>;
+    /// Claims at most `limit` deliveries due at `now`, oldest due first:
+    /// each is leased (not due again) until `now + lease` and counts one
+    /// more attempt. A delivery is claimed by one caller at a time.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Records the outcome of an attempt at `now`.
+    async fn finish_delivery(&self, id: i64, now: i64, attempt: &Attempt) -> StoreResult<()>;
+    /// Deliveries still to be tried (pending or failed and not given up).
+    async fn deliveries_waiting(&self) -> StoreResult<u64>;
+    /// Deletes events dispatched before `before` whose deliveries are all
+    /// delivered or given up, with those deliveries; returns how many
+    /// events.
+    async fn prune_outbox(&self, before: i64) -> StoreResult<u64>;
 }

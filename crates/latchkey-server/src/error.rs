@@ -257,6 +257,8 @@ impl From<latchkey_app::service::ServiceError> for ApiError {
             | ServiceError::PublicClient
             | ServiceError::InvalidScope
             | ServiceError::InvalidRedirectUri
+            | ServiceError::InvalidUrl
+            | ServiceError::InvalidEventType(_)
             | ServiceError::InvalidUsername(_)
             | ServiceError::WeakPassword(_) => Self::invalid_request(e.to_string()),
             ServiceError::Taken => Self::Plain {
@@ -265,6 +267,11 @@ impl From<latchkey_app::service::ServiceError> for ApiError {
                 description: e.to_string(),
             },
             ServiceError::NotFound => Self::not_found(e.to_string()),
+            ServiceError::TooMany => Self::Plain {
+                status: StatusCode::CONFLICT,
+                code: "too_many",
+                description: e.to_string(),
+            },
             ServiceError::Busy { retry_after } => Self::Busy { retry_after },
             ServiceError::Crypto(e) => Self::internal(e),
             ServiceError::Store(e) => Self::internal(e),

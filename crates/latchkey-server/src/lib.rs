@@ -18,6 +18,7 @@
 
 pub mod error;
 mod http;
+pub mod outbound;
 pub mod serve;
 pub mod state;
 
@@ -28,5 +29,6 @@ pub use http::{MAX_BODY_BYTES, MAX_TARGET_BYTES, app};
 /// too.
 pub use latchkey_app::config;
 pub use latchkey_app::config::Config;
+pub use outbound::HttpTransport;
 pub use serve::{Limits, serve};
 pub use state::AppState;

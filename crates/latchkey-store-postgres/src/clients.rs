@@ -6,8 +6,8 @@ use super::*;
 impl ClientStore for PgStore {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party, \
+             backchannel_logout_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&client.id)
         .bind(&client.name)
@@ -16,6 +16,7 @@ impl ClientStore for PgStore {
         .bind(client.created_at)
         .bind(client.redirect_uris.join("\n"))
         .bind(client.first_party)
+        .bind(&client.backchannel_logout_uri)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -24,7 +25,7 @@ impl ClientStore for PgStore {
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
         let row = sqlx::query(
             "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
-             tokens_valid_after FROM clients WHERE id = $1 AND removed_at IS NULL",
+             tokens_valid_after, backchannel_logout_uri FROM clients WHERE id = $1 AND removed_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -35,7 +36,7 @@ impl ClientStore for PgStore {
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
         let rows = sqlx::query(
             "SELECT id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, \
-             tokens_valid_after FROM clients WHERE removed_at IS NULL ORDER BY name, id",
+             tokens_valid_after, backchannel_logout_uri FROM clients WHERE removed_at IS NULL ORDER BY name, id",
         )
         .fetch_all(&self.pool)
         .await
@@ -44,13 +45,14 @@ impl ClientStore for PgStore {
     }
     async fn update_client(&self, client: &Client) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE clients SET scope = $1, secret_hash = $2, disabled = $3, tokens_valid_after = $4 \
-             WHERE id = $5 AND removed_at IS NULL",
+            "UPDATE clients SET scope = $1, secret_hash = $2, disabled = $3, tokens_valid_after = $4, \
+             backchannel_logout_uri = $5 WHERE id = $6 AND removed_at IS NULL",
         )
         .bind(&client.scope)
         .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
         .bind(client.disabled)
         .bind(client.tokens_valid_after)
+        .bind(&client.backchannel_logout_uri)
         .bind(&client.id)
         .execute(&self.pool)
         .await

@@ -46,6 +46,7 @@ mod devices;
 mod factors;
 mod feed;
 mod keys;
+mod outbox;
 mod passkeys;
 mod proofs;
 mod rows;

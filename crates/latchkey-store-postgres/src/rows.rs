@@ -46,6 +46,7 @@ pub(crate) fn client_from(row: &PgRow) -> StoreResult<Client> {
         first_party: row.try_get("first_party").map_err(backend)?,
         disabled: row.try_get("disabled").map_err(backend)?,
         tokens_valid_after: row.try_get("tokens_valid_after").map_err(backend)?,
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri").map_err(backend)?,
     })
 }
 

@@ -7,8 +7,8 @@ impl ClientStore for SqliteStore {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO clients (id, name, secret_hash, scope, created_at, redirect_uris, first_party, \
+                 backchannel_logout_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     client.id,
                     client.name,
@@ -17,6 +17,7 @@ impl ClientStore for SqliteStore {
                     client.created_at,
                     client.redirect_uris.join("\n"),
                     client.first_party,
+                    client.backchannel_logout_uri,
                 ],
             )
             .map_err(backend)?;
@@ -43,13 +44,14 @@ impl ClientStore for SqliteStore {
         let secret = client.secret_hash.as_ref().map(|h| h.0.to_vec());
         self.write(|conn| {
             conn.execute(
-                "UPDATE clients SET scope = ?, secret_hash = ?, disabled = ?, tokens_valid_after = ? \
-                 WHERE id = ? AND removed_at IS NULL",
+                "UPDATE clients SET scope = ?, secret_hash = ?, disabled = ?, tokens_valid_after = ?, \
+                 backchannel_logout_uri = ? WHERE id = ? AND removed_at IS NULL",
                 params![
                     client.scope,
                     secret,
                     client.disabled,
                     client.tokens_valid_after,
+                    client.backchannel_logout_uri,
                     client.id
                 ],
             )

@@ -38,6 +38,7 @@ mod factors;
 mod grouped;
 mod keys;
 mod migrate;
+mod outbox;
 mod passkeys;
 mod proofs;
 mod rows;

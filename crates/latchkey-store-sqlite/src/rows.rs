@@ -22,7 +22,7 @@ pub(crate) const SESSION_COLUMN_COUNT: usize = 14;
 pub(crate) const USER_COLUMNS: &str =
     "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at";
 
-pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, tokens_valid_after";
+pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, tokens_valid_after, backchannel_logout_uri";
 
 pub(crate) fn hash_of(row: &Row<'_>, column: usize) -> rusqlite::Result<TokenHash> {
     let bytes: Vec<u8> = row.get(column)?;
@@ -65,6 +65,7 @@ pub(crate) fn client_from(row: &Row<'_>) -> rusqlite::Result<Client> {
         first_party: row.get("first_party")?,
         disabled: row.get("disabled")?,
         tokens_valid_after: row.get("tokens_valid_after")?,
+        backchannel_logout_uri: row.get("backchannel_logout_uri")?,
     })
 }
 

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 mod devices;
 mod factors;
+mod outbox;
 mod passkeys;
 
 pub use devices::*;
 pub use factors::*;
+pub use outbox::*;
 pub use passkeys::*;
 
 use latchkey_core::refresh::TokenHash;
@@ -118,6 +120,10 @@ macro_rules! suite {
             a_second_step_dies_after_its_failures_and_is_spent_once,
             a_passkey_is_registered_once_and_its_counter_only_goes_up,
             a_ceremony_is_taken_once_within_its_life_and_its_cap,
+            every_change_writes_its_event,
+            an_ended_session_of_a_client_is_told_to_it,
+            a_delivery_is_claimed_once_whatever_claims_at_once,
+            webhooks_are_capped_whatever_arrives_at_once,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -525,6 +531,7 @@ pub async fn one_clients_sessions_never_evict_anothers(store: Arc<dyn Store>) {
         first_party: false,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     store.insert_client(&client).await.unwrap();
     for i in 0..2u8 {
@@ -574,6 +581,7 @@ pub async fn clients_are_changed_disabled_and_removed(store: Arc<dyn Store>) {
         first_party: false,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     store.insert_client(&client).await.unwrap();
     client.scope = "read write".into();
@@ -1392,6 +1400,7 @@ pub async fn a_code_is_redeemed_once_whatever_arrives_at_once(store: Arc<dyn Sto
         first_party: true,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     store.insert_client(&client).await.unwrap();
     assert_eq!(store.client_by_id("lkc_app").await.unwrap(), Some(client));

@@ -55,6 +55,9 @@ enum Command {
     /// List or revoke sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Manage webhooks (SPEC §14).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Read the audit trail, newest first.
     Audit {
         /// Only this user's events.
@@ -142,6 +145,32 @@ enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Add a webhook; prints its id and (once) its signing secret.
+    Add {
+        /// Where events are posted (http or https).
+        url: String,
+        /// An event type it wants (repeatable): user.created, session.ended, ...
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List webhooks.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a webhook and its deliveries.
+    Remove {
+        /// The webhook's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ClientCommand {
     /// Register a client; prints its id and (once) its secret.
     Add {
@@ -159,6 +188,10 @@ enum ClientCommand {
         /// Trusted by the operator: its users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// Where OpenID Connect back-channel logout tokens are posted when a
+        /// session with this client's tokens ends.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -360,6 +393,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve => serve(config, store).await,
         Command::User(command) => user(command, &services(config, store).await?).await,
         Command::Client(command) => client(command, &services(config, store).await?).await,
+        Command::Webhook(command) => webhook(command, &services(config, store).await?).await,
         Command::Keys(KeysCommand::List { json }) => keys_list(store.as_ref(), json).await,
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
             keys_rotate(&services(config, store).await?, activate_in).await
@@ -404,6 +438,9 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         ),
     }
     latchkey_app::maintenance::spawn(state.app().clone());
+    let transport = latchkey_server::HttpTransport::new()
+        .map_err(|e| anyhow::anyhow!("cannot make the delivery client: {e}"))?;
+    latchkey_app::delivery::spawn(state.app().clone(), Arc::new(transport));
     let limits = latchkey_server::Limits::of(state.config());
     latchkey_server::serve(listener, app(state), limits, shutdown_signal()).await;
     tracing::info!("latchkey stopped");
@@ -537,6 +574,45 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
     Ok(())
 }
 
+async fn webhook(command: WebhookCommand, services: &Services) -> Result<()> {
+    let webhooks = &services.webhooks;
+    match command {
+        WebhookCommand::Add { url, events, json } => {
+            let added = webhooks.add(&url, &events, &Actor::cli()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": added.webhook.id, "url": added.webhook.url,
+                        "events": added.webhook.events, "secret": added.secret})
+                );
+            } else {
+                println!("id: {}", added.webhook.id);
+                println!("secret: {}", added.secret);
+                eprintln!("(the secret is shown only this once)");
+            }
+        }
+        WebhookCommand::List { json } => {
+            let list = webhooks.list().await?;
+            if json {
+                let list: Vec<_> = list
+                    .iter()
+                    .map(|w| serde_json::json!({"id": w.id, "url": w.url, "events": w.events}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for w in list {
+                    println!("{}  {}  {}", w.id, w.url, w.events.join(","));
+                }
+            }
+        }
+        WebhookCommand::Remove { id } => {
+            webhooks.remove(&id, &Actor::cli()).await?;
+            println!("webhook {id} removed");
+        }
+    }
+    Ok(())
+}
+
 async fn client(command: ClientCommand, services: &Services) -> Result<()> {
     let (clients, store, config) = (&services.clients, &services.store, &services.config);
     let cli = Actor::cli();
@@ -597,6 +673,7 @@ async fn client(command: ClientCommand, services: &Services) -> Result<()> {
             public,
             redirect_uris,
             first_party,
+            backchannel_logout_uri,
             json,
         } => {
             let keys = if public {
@@ -610,11 +687,13 @@ async fn client(command: ClientCommand, services: &Services) -> Result<()> {
                 scope: &scope,
                 redirect_uris: &redirect_uris,
                 first_party,
+                backchannel_logout_uri: backchannel_logout_uri.as_deref(),
             };
             let (client, secret) = clients.add(&new, keys.as_ref(), &Actor::cli()).await?;
             if json {
                 let mut doc = serde_json::json!({"client_id": client.id, "name": name, "scope": client.scope,
-                    "redirect_uris": client.redirect_uris, "first_party": client.first_party});
+                    "redirect_uris": client.redirect_uris, "first_party": client.first_party,
+                    "backchannel_logout_uri": client.backchannel_logout_uri});
                 if let Some(secret) = &secret {
                     doc["client_secret"] = serde_json::json!(secret);
                 }

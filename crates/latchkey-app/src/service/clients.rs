@@ -27,6 +27,8 @@ pub struct NewClient<'a> {
     pub redirect_uris: &'a [String],
     /// Trusted to skip the consent page.
     pub first_party: bool,
+    /// Where back-channel logout tokens go (SPEC §14), if anywhere.
+    pub backchannel_logout_uri: Option<&'a str>,
 }
 
 /// A redirect URI a client may register (RFC 9700 §2.1, RFC 8252): absolute,
@@ -96,6 +98,9 @@ impl Clients {
         for uri in new.redirect_uris {
             check_redirect_uri(uri)?;
         }
+        if let Some(uri) = new.backchannel_logout_uri {
+            super::check_notification_url(uri)?;
+        }
         let rng = SystemRandom::new();
         let (secret, secret_hash) = match secret_keys {
             Some(keys) => {
@@ -114,6 +119,7 @@ impl Clients {
             first_party: new.first_party,
             disabled: false,
             tokens_valid_after: 0,
+            backchannel_logout_uri: new.backchannel_logout_uri.map(str::to_owned),
         };
         self.store.insert_client(&client).await?;
         let kind = if secret.is_some() {

@@ -419,6 +419,29 @@ impl TokenIssuer {
         Ok(jwt::sign_id_token(key, &claims)?)
     }
 
+    /// A back-channel logout token telling `client_id` that the session
+    /// `sid` of `sub` ended, signed by the key that signs access tokens now,
+    /// valid for two minutes.
+    pub fn logout_token(
+        &self,
+        sub: &str,
+        sid: &str,
+        client_id: &str,
+    ) -> Result<String, latchkey_core::Error> {
+        let now = self.now();
+        let claims = jwt::LogoutClaims {
+            iss: self.config().issuer.clone(),
+            aud: client_id.to_owned(),
+            iat: now,
+            exp: now + 120,
+            jti: random_id("lt_", self.rng())?,
+            sub: sub.to_owned(),
+            sid: sid.to_owned(),
+            events: jwt::LogoutClaims::logout_event(),
+        };
+        jwt::sign_logout_token(self.keyring().signing(now), &claims)
+    }
+
     /// The claims of an ID token this server issued (`id_token_hint`),
     /// expired or not; `None` for anything else.
     pub fn id_token_hint(&self, token: &str) -> Option<IdClaims> {

@@ -25,6 +25,7 @@ mod passwords;
 mod refusal;
 mod sessions;
 mod users;
+mod webhooks;
 
 pub use attempts::{Attempts, LoginKeys, address_key};
 pub use client_auth::{ClientAuthentication, ClientCredentials};
@@ -39,6 +40,9 @@ pub use sessions::{LocalFanout, Sessions};
 pub use users::{
     BlockingHasher, MAX_USERNAME_CHARS, PasswordHashing, ServiceError, Users, canonical_username,
     canonicalise_stored_names, find_user,
+};
+pub use webhooks::{
+    AddedWebhook, MAX_URL_LEN, MAX_WEBHOOKS, Webhooks, check_notification_url, open_secret,
 };
 
 /// Who acts, as far as the audit trail tells: a request's address and user

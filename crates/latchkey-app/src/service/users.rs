@@ -28,6 +28,17 @@ pub enum ServiceError {
         "a redirect URI is absolute, without a fragment: https, http on a loopback address, or a private-use scheme (com.example.app:/callback)"
     )]
     InvalidRedirectUri,
+    /// A webhook's or a back-channel logout's URL breaks the rule.
+    #[error(
+        "a URL events are posted to is absolute http or https, with a host and no credentials or fragment"
+    )]
+    InvalidUrl,
+    /// Not one of the event types (SPEC §14).
+    #[error("unknown event type {0:?}: one of {types}", types = latchkey_core::outbox::EVENT_TYPES.join(", "))]
+    InvalidEventType(String),
+    /// A cap is reached (webhooks).
+    #[error("too many webhooks (at most {})", super::webhooks::MAX_WEBHOOKS)]
+    TooMany,
     /// The scope is not a list of valid scope tokens.
     #[error("not a valid scope")]
     InvalidScope,

@@ -55,6 +55,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/sessions/{sid}", delete(revoke_session))
         .route("/admin/audit", get(audit))
         .route("/admin/clients", get(list_clients))
+        .route("/admin/webhooks", get(list_webhooks).post(add_webhook))
+        .route("/admin/webhooks/{id}", delete(remove_webhook))
+        .route("/admin/webhooks/{id}/deliveries", get(webhook_deliveries))
         .route(
             "/admin/clients/{id}",
             get(read_client).patch(update_client).delete(remove_client),
@@ -257,6 +260,7 @@ struct ClientView {
     first_party: bool,
     disabled: bool,
     created_at: i64,
+    backchannel_logout_uri: Option<String>,
     /// Only in the answer to a secret rotation, this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
@@ -273,6 +277,7 @@ impl From<latchkey_core::store::Client> for ClientView {
             first_party: c.first_party,
             disabled: c.disabled,
             created_at: c.created_at,
+            backchannel_logout_uri: c.backchannel_logout_uri,
             client_secret: None,
         }
     }
@@ -734,4 +739,153 @@ pub(super) fn parse_for_fuzzing(
             Ok(())
         }
     }
+}
+
+#[derive(Serialize)]
+struct WebhookView {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    created_at: i64,
+    /// Only in the answer that adds it, this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl From<latchkey_core::outbox::Webhook> for WebhookView {
+    fn from(w: latchkey_core::outbox::Webhook) -> Self {
+        Self {
+            id: w.id,
+            url: w.url,
+            events: w.events,
+            created_at: w.created_at,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+    events: Vec<String>,
+}
+
+/// `{"url", "events"}` → `201` with the secret, this once.
+async fn add_webhook(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewWebhook = json_body(&headers, &body)?;
+    if new.events.len() > latchkey_core::outbox::EVENT_TYPES.len() * 2 {
+        return Err(ApiError::invalid_request("too many event types"));
+    }
+    let added = state
+        .webhooks
+        .add(&new.url, &new.events, &admin.actor(&ctx))
+        .await?;
+    let mut view = WebhookView::from(added.webhook);
+    view.secret = Some(added.secret);
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+async fn list_webhooks(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query(raw.as_deref(), &[])?;
+    let webhooks: Vec<WebhookView> = state
+        .webhooks
+        .list()
+        .await?
+        .into_iter()
+        .map(WebhookView::from)
+        .collect();
+    Ok(Json(json!({ "webhooks": webhooks })).into_response())
+}
+
+async fn remove_webhook(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state
+        .webhooks
+        .remove(path_id(&id)?, &admin.actor(&ctx))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    id: i64,
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    status: &'static str,
+    attempts: u32,
+    created_at: i64,
+    last_attempt_at: Option<i64>,
+    next_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+}
+
+/// `?status=pending|failed|delivered`, `limit`, `cursor`: newest first.
+async fn webhook_deliveries(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    use latchkey_core::outbox::DeliveryStatus;
+    let params = query(raw.as_deref(), &["status", "limit", "cursor"])?;
+    let status = params
+        .get("status")
+        .map(|s| {
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid_request("status is pending, failed or delivered"))
+        })
+        .transpose()?;
+    let limit = limit(&params)?;
+    let before = params
+        .get("cursor")
+        .map(|c| decode_cursor(c)?.parse::<i64>().map_err(|_| bad_cursor()))
+        .transpose()?;
+    let mut deliveries = state
+        .webhooks
+        .deliveries(path_id(&id)?, status, before, limit + 1)
+        .await?;
+    let next_cursor = if deliveries.len() > limit as usize {
+        deliveries.truncate(limit as usize);
+        deliveries.last().map(|d| encode_cursor(&d.id.to_string()))
+    } else {
+        None
+    };
+    let deliveries: Vec<DeliveryView> = deliveries
+        .into_iter()
+        .map(|d| DeliveryView {
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            created_at: d.created_at,
+            last_attempt_at: d.last_attempt_at,
+            next_attempt_at: d.next_attempt_at,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+        })
+        .collect();
+    Ok(Json(json!({ "deliveries": deliveries, "next_cursor": next_cursor })).into_response())
 }

@@ -77,6 +77,10 @@ fn document(state: &AppState) -> serde_json::Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "login_endpoint": format!("{issuer}/auth/login"),
         "revocation_feed_endpoint": format!("{issuer}/oauth/revocations"),
+        // OpenID Connect Back-Channel Logout 1.0 (SPEC §14): logout tokens
+        // carry `sid`.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     doc["scopes_supported"] = json!(config.scopes.to_string().split(' ').collect::<Vec<_>>());
     doc["acr_values_supported"] = json!(Acr::ALL.map(Acr::as_str));

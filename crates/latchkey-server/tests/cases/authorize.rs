@@ -65,6 +65,7 @@ async fn setup(app: &TestApp) {
         first_party: false,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     app.state.store().insert_client(&client).await.unwrap();
 }
@@ -310,6 +311,7 @@ async fn a_first_party_client_skips_consent() {
         first_party: true,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     app.state.store().insert_client(&client).await.unwrap();
     let agent = Agent::new(&app);

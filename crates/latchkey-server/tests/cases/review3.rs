@@ -18,6 +18,7 @@ async fn third_party(app: &TestApp) -> Client {
         first_party: false,
         disabled: false,
         tokens_valid_after: 0,
+        backchannel_logout_uri: None,
     };
     app.state.store().insert_client(&client).await.unwrap();
     client

@@ -124,6 +124,10 @@ impl TestApp {
             .await
             .expect("state");
         latchkey_app::maintenance::spawn(state.app().clone());
+        latchkey_app::delivery::spawn(
+            state.app().clone(),
+            Arc::new(latchkey_server::HttpTransport::new().expect("delivery client")),
+        );
         let limits = latchkey_server::Limits::of(state.config());
         let router = app(state.clone());
         tokio::spawn(latchkey_server::serve(
@@ -310,6 +314,7 @@ impl TestApp {
             first_party: true,
             disabled: false,
             tokens_valid_after: 0,
+            backchannel_logout_uri: None,
         };
         self.state.store().insert_client(&client).await.unwrap();
         (id.into(), secret)
@@ -481,6 +486,7 @@ impl TestApp {
             first_party: true,
             disabled: false,
             tokens_valid_after: 0,
+            backchannel_logout_uri: None,
         };
         self.state.store().insert_client(&client).await.unwrap();
         self.issue_code(user, &client).await

@@ -1,0 +1,197 @@
+//! The delivery engine: drains the outbox (SPEC §14) for every channel.
+//!
+//! Each round, on every instance: fan out the events not yet dispatched
+//! into deliveries (one transaction per batch), then claim the deliveries
+//! that are due (each leased for [`outbox::LEASE`] seconds, so a claim
+//! is one instance's), send them at once with [`outbox::ATTEMPT_TIMEOUT`]
+//! each, and record each outcome. A delivery that fails is due again after
+//! [`outbox::retry_delay`], until [`outbox::GIVE_UP_AFTER`]. Memory is
+//! bounded by [`CLAIM_BATCH`] whatever the receivers do: the rest waits in
+//! the database. An instance that dies holding a claim leaves it to the
+//! others when its lease ends, so a delivery may go out twice then (at
+//! least once); in the normal case it goes out once.
+//!
+//! This crate does not speak HTTP: the server gives the engine a
+//! [`Transport`] that posts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_core::outbox::{self, Attempt, Channel, DueDelivery};
+
+use crate::App;
+use crate::metrics::Counter;
+use crate::service::open_secret;
+
+/// Events fanned out per transaction.
+pub const DISPATCH_BATCH: u32 = 500;
+
+/// Deliveries claimed (and in flight) at once per instance.
+pub const CLAIM_BATCH: u32 = 32;
+
+/// How often an idle engine looks for work.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// A request the engine sends.
+#[derive(Debug, Clone)]
+pub struct Post {
+    /// Where.
+    pub url: String,
+    /// `application/json` or `application/x-www-form-urlencoded`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: String,
+}
+
+/// Posts for the engine: the server's HTTP client.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `post` and answers its status code, or why there is none
+    /// (connection refused, timeout…). Must give up after `timeout`.
+    async fn post(&self, post: Post, timeout: Duration) -> Result<u16, String>;
+}
+
+/// Starts the engine; it runs until the runtime stops.
+pub fn spawn(app: Arc<App>, transport: Arc<dyn Transport>) {
+    tokio::spawn(async move {
+        loop {
+            let busy = round(&app, &transport).await;
+            if !busy {
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        }
+    });
+}
+
+/// One round: fans out, then sends one batch, each attempt on a task of
+/// its own. True when there may be more work at once (a full batch).
+pub async fn round(app: &Arc<App>, transport: &Arc<dyn Transport>) -> bool {
+    let store = app.store();
+    let mut busy = false;
+    match store.dispatch_events(app.now(), DISPATCH_BATCH).await {
+        Ok(n) => busy |= n == DISPATCH_BATCH,
+        Err(e) => tracing::error!(error = %e, "fanning out events failed"),
+    }
+    let due = match store
+        .claim_deliveries(app.now(), outbox::LEASE, CLAIM_BATCH)
+        .await
+    {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::error!(error = %e, "claiming deliveries failed");
+            return false;
+        }
+    };
+    busy |= due.len() == CLAIM_BATCH as usize;
+    let mut attempts = tokio::task::JoinSet::new();
+    for d in due {
+        let (app, transport) = (app.clone(), transport.clone());
+        attempts.spawn(async move {
+            let (id, outcome) = attempt(&app, transport.as_ref(), d).await;
+            let label = match &outcome {
+                Attempt::Delivered => "delivered",
+                Attempt::Failed { .. } => "failed",
+            };
+            app.metrics.inc(Counter::Deliveries, &[("outcome", label)]);
+            if let Err(e) = app.store().finish_delivery(id, app.now(), &outcome).await {
+                tracing::error!(error = %e, delivery = id, "recording a delivery failed");
+            }
+        });
+    }
+    while attempts.join_next().await.is_some() {}
+    busy
+}
+
+/// One attempt of one delivery.
+async fn attempt(app: &App, transport: &dyn Transport, due: DueDelivery) -> (i64, Attempt) {
+    let id = due.id;
+    let post = match request(app, &due) {
+        Ok(post) => post,
+        Err(why) => {
+            tracing::error!(delivery = id, error = %why, "a delivery could not be made");
+            let failed = outbox::failed_attempt(why, due.attempts, due.created_at, app.now());
+            return (id, failed);
+        }
+    };
+    let outcome = match transport.post(post, outbox::ATTEMPT_TIMEOUT).await {
+        Ok(status) if (200..300).contains(&status) => Attempt::Delivered,
+        Ok(status) => outbox::failed_attempt(
+            format!("HTTP {status}"),
+            due.attempts,
+            due.created_at,
+            app.now(),
+        ),
+        Err(why) => outbox::failed_attempt(why, due.attempts, due.created_at, app.now()),
+    };
+    if let Attempt::Failed { error, retry_at } = &outcome {
+        tracing::warn!(
+            delivery = id,
+            event = %due.event.id,
+            url = %due.url,
+            error = %error,
+            retry_at = ?retry_at,
+            "a delivery failed"
+        );
+    }
+    (id, outcome)
+}
+
+/// The request of a delivery: a signed webhook post, or a logout token.
+fn request(app: &App, due: &DueDelivery) -> Result<Post, String> {
+    match due.channel {
+        Channel::Webhook => {
+            let stored = due.secret.as_deref().ok_or("the webhook is gone")?;
+            let webhook_id = due.webhook_id.as_deref().ok_or("no webhook")?;
+            let secret = open_secret(app.config.master_key.as_ref(), webhook_id, stored)
+                .ok_or("the webhook's secret cannot be opened")?;
+            let body = due.event.webhook_body();
+            let timestamp = app.now();
+            let signature = outbox::sign(&secret, &due.event.id, timestamp, &body);
+            Ok(Post {
+                url: due.url.clone(),
+                content_type: "application/json",
+                headers: vec![
+                    ("webhook-id", due.event.id.clone()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    ("webhook-signature", signature),
+                ],
+                body,
+            })
+        }
+        Channel::Backchannel => {
+            let data: serde_json::Value =
+                serde_json::from_str(&due.event.data).map_err(|e| e.to_string())?;
+            let field = |name: &str| {
+                data.get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("the event has no {name}"))
+            };
+            let client_id = due.client_id.clone().ok_or("no client")?;
+            let token = app
+                .issuer
+                .logout_token(&field("user_id")?, &field("session_id")?, &client_id)
+                .map_err(|e| e.to_string())?;
+            let body: String = form_urlencoded_pair("logout_token", &token);
+            Ok(Post {
+                url: due.url.clone(),
+                content_type: "application/x-www-form-urlencoded",
+                headers: Vec::new(),
+                body,
+            })
+        }
+    }
+}
+
+/// `name=value`, form-encoded.
+fn form_urlencoded_pair(name: &str, value: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    format!(
+        "{}={}",
+        utf8_percent_encode(name, NON_ALPHANUMERIC),
+        utf8_percent_encode(value, NON_ALPHANUMERIC)
+    )
+}
