@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 pub mod agent;
 pub mod authenticator;
+pub mod receiver;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::password::PasswordHasher;
