@@ -39,7 +39,7 @@ pub const GIVE_UP_AFTER: i64 = 3 * 24 * 3600;
 
 /// How long an attempt holds its delivery (seconds): far more than the
 /// attempt's own timeout, so that only an instance that died lets it go.
-pub const LEASE: i64 = 60;
+pub const LEASE: i64 = 30;
 
 /// The time allowed for one attempt, connection and answer (SPEC §14).
 pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,31 +1,45 @@
 //! The outbox's HTTP client ([`latchkey_app::delivery::Transport`]): posts
 //! webhooks and back-channel logout tokens. No redirects are followed (a
 //! receiver answers where it was registered), TLS is rustls on aws-lc-rs
-//! with the system's roots, and every attempt has its timeout.
+//! with the system's roots, and every attempt has its timeout. The answer's
+//! body is never read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::body::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use latchkey_app::delivery::{Post, Transport};
 
 /// Posts over HTTP and HTTPS.
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpTransport {
-    /// A client for deliveries.
+    /// A client for deliveries; fails only when the system's roots cannot
+    /// be read.
     pub fn new() -> Result<Self, String> {
-        // One crypto backend: rustls's provider is aws-lc-rs, set once per
-        // process (a second call finds it set, which is fine).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(latchkey_core::outbox::ATTEMPT_TIMEOUT)
-            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(latchkey_core::outbox::ATTEMPT_TIMEOUT));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| format!("the system's TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(4)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build(https);
         Ok(Self { client })
     }
 }
@@ -33,24 +47,21 @@ impl HttpTransport {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn post(&self, post: Post, timeout: Duration) -> Result<u16, String> {
-        let mut request = self
-            .client
-            .post(&post.url)
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, post.content_type)
-            .body(post.body);
-        for (name, value) in post.headers {
-            request = request.header(name, value);
+        let mut request = Request::post(post.url.as_str())
+            .header(CONTENT_TYPE, post.content_type)
+            .header(USER_AGENT, concat!("latchkey/", env!("CARGO_PKG_VERSION")));
+        for (name, value) in &post.headers {
+            let value = HeaderValue::from_str(value).map_err(|_| "a header value is not valid")?;
+            request = request.header(HeaderName::from_static(name), value);
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else if e.is_connect() {
-                "connection failed".to_owned()
-            } else {
-                "request failed".to_owned()
-            }
-        })?;
-        Ok(response.status().as_u16())
+        let request = request
+            .body(Full::new(Bytes::from(post.body)))
+            .map_err(|_| "not a valid URL".to_owned())?;
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => Err("timed out".to_owned()),
+            Ok(Err(e)) if e.is_connect() => Err("connection failed".to_owned()),
+            Ok(Err(_)) => Err("request failed".to_owned()),
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+        }
     }
 }
