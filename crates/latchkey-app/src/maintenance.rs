@@ -97,7 +97,17 @@ pub async fn collect(app: &App) {
         Ok(events) => tracing::info!(events, "deleted audit events past their retention"),
         Err(e) => tracing::error!(error = %e, "pruning the audit trail failed"),
     }
+    match store.prune_outbox(now - OUTBOX_KEPT).await {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, "deleted outbox events long delivered"),
+        Err(e) => tracing::error!(error = %e, "pruning the outbox failed"),
+    }
 }
+
+/// How long an event stays in the outbox after it was fanned out, once
+/// every delivery of it is delivered or given up (the deliveries view
+/// shows them meanwhile), in seconds: a week.
+pub const OUTBOX_KEPT: i64 = 7 * 86_400;
 
 /// Follows the revocation feed (Redis, or PostgreSQL's notifications),
 /// resubscribing after a break. While unsubscribed, access tokens are
