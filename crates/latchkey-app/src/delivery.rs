@@ -1,10 +1,13 @@
 //! The delivery engine: drains the outbox (SPEC §14) for every channel.
 //!
-//! Each round, on every instance: fan out the events not yet dispatched
-//! into deliveries (one transaction per batch), then claim the deliveries
-//! that are due (each leased for [`outbox::LEASE`] seconds, so a claim
-//! is one instance's), send them at once with [`outbox::ATTEMPT_TIMEOUT`]
-//! each, and record each outcome. A delivery that fails is due again after
+//! On every instance: fan out the events not yet dispatched into
+//! deliveries (one transaction per batch), then claim the deliveries that
+//! are due (each leased for [`outbox::LEASE`] seconds, so a claim is one
+//! instance's), send them at once with [`outbox::ATTEMPT_TIMEOUT`] each, at
+//! most [`CLAIM_BATCH`] in flight (more are claimed as attempts finish), and
+//! record each outcome. A failed attempt also postpones the other
+//! deliveries waiting for the same URL to its retry time, so a receiver
+//! that is down costs one attempt per retry, not one per event. A delivery that fails is due again after
 //! [`outbox::retry_delay`], until [`outbox::GIVE_UP_AFTER`]. Memory is
 //! bounded by [`CLAIM_BATCH`] whatever the receivers do: the rest waits in
 //! the database. An instance that dies holding a claim leaves it to the
@@ -56,50 +59,96 @@ pub trait Transport: Send + Sync + 'static {
 
 /// Starts the engine; it runs until the runtime stops.
 pub fn spawn(app: Arc<App>, transport: Arc<dyn Transport>) {
-    tokio::spawn(async move {
-        loop {
-            let busy = round(&app, &transport).await;
-            if !busy {
-                tokio::time::sleep(POLL_EVERY).await;
-            }
-        }
-    });
+    tokio::spawn(run(app, transport));
 }
 
-/// One round: fans out, then sends one batch, each attempt on a task of
-/// its own. True when there may be more work at once (a full batch).
-pub async fn round(app: &Arc<App>, transport: &Arc<dyn Transport>) -> bool {
-    let store = app.store();
-    let mut busy = false;
-    match store.dispatch_events(app.now(), DISPATCH_BATCH).await {
-        Ok(n) => busy |= n == DISPATCH_BATCH,
-        Err(e) => tracing::error!(error = %e, "fanning out events failed"),
+/// The engine: fans out, then keeps at most [`CLAIM_BATCH`] attempts in
+/// flight, claiming more as attempts finish, so that a receiver that hangs
+/// until its timeout holds its own attempts and nobody else's.
+pub async fn run(app: Arc<App>, transport: Arc<dyn Transport>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CLAIM_BATCH as usize));
+    loop {
+        let dispatched = dispatch(&app).await;
+        // Wait for at least one free slot, then claim as many as are free.
+        let first = match slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return,
+        };
+        let free = slots.available_permits() + 1;
+        let due = claim(&app, u32::try_from(free).unwrap_or(CLAIM_BATCH)).await;
+        let claimed = due.len();
+        let mut first = Some(first);
+        for d in due {
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let (app, transport) = (app.clone(), transport.clone());
+            tokio::spawn(async move {
+                deliver(&app, transport.as_ref(), d).await;
+                drop(permit);
+            });
+        }
+        drop(first);
+        if claimed < free && !dispatched {
+            tokio::time::sleep(POLL_EVERY).await;
+        }
     }
-    let due = match store
-        .claim_deliveries(app.now(), outbox::LEASE, CLAIM_BATCH)
+}
+
+/// Fans out one batch of events; true when there may be more at once.
+async fn dispatch(app: &App) -> bool {
+    match app.store().dispatch_events(app.now(), DISPATCH_BATCH).await {
+        Ok(n) => n == DISPATCH_BATCH,
+        Err(e) => {
+            tracing::error!(error = %e, "fanning out events failed");
+            false
+        }
+    }
+}
+
+/// Claims at most `limit` due deliveries.
+async fn claim(app: &App, limit: u32) -> Vec<DueDelivery> {
+    match app
+        .store()
+        .claim_deliveries(app.now(), outbox::LEASE, limit)
         .await
     {
         Ok(due) => due,
         Err(e) => {
             tracing::error!(error = %e, "claiming deliveries failed");
-            return false;
+            Vec::new()
         }
+    }
+}
+
+/// One attempt, counted and recorded.
+async fn deliver(app: &App, transport: &dyn Transport, due: DueDelivery) {
+    let (id, outcome) = attempt(app, transport, due).await;
+    let label = match &outcome {
+        Attempt::Delivered => "delivered",
+        Attempt::Failed { .. } => "failed",
     };
+    app.metrics.inc(Counter::Deliveries, &[("outcome", label)]);
+    if let Err(e) = app.store().finish_delivery(id, app.now(), &outcome).await {
+        tracing::error!(error = %e, delivery = id, "recording a delivery failed");
+    }
+}
+
+/// One round, waiting for every attempt it starts: fans out, then sends one
+/// batch. True when there may be more work at once (a full batch). For
+/// measurements; the server runs [`run`].
+pub async fn round(app: &Arc<App>, transport: &Arc<dyn Transport>) -> bool {
+    let mut busy = dispatch(app).await;
+    let due = claim(app, CLAIM_BATCH).await;
     busy |= due.len() == CLAIM_BATCH as usize;
     let mut attempts = tokio::task::JoinSet::new();
     for d in due {
         let (app, transport) = (app.clone(), transport.clone());
-        attempts.spawn(async move {
-            let (id, outcome) = attempt(&app, transport.as_ref(), d).await;
-            let label = match &outcome {
-                Attempt::Delivered => "delivered",
-                Attempt::Failed { .. } => "failed",
-            };
-            app.metrics.inc(Counter::Deliveries, &[("outcome", label)]);
-            if let Err(e) = app.store().finish_delivery(id, app.now(), &outcome).await {
-                tracing::error!(error = %e, delivery = id, "recording a delivery failed");
-            }
-        });
+        attempts.spawn(async move { deliver(&app, transport.as_ref(), d).await });
     }
     while attempts.join_next().await.is_some() {}
     busy

@@ -223,6 +223,28 @@ impl OutboxStore for PgStore {
     }
 
     async fn finish_delivery(&self, id: i64, now: i64, attempt: &Attempt) -> StoreResult<()> {
+        if let Attempt::Failed {
+            error,
+            retry_at: Some(retry_at),
+        } = attempt
+        {
+            // The receiver is failing: the others waiting for it wait until
+            // its retry too.
+            sqlx::query(
+                "WITH failed AS (UPDATE deliveries SET status = 'failed', next_attempt_at = $2, \
+                 last_error = $3 WHERE id = $1 AND status <> 'delivered' RETURNING url) \
+                 UPDATE deliveries d SET next_attempt_at = $2 FROM failed \
+                 WHERE d.url = failed.url AND d.id <> $1 AND d.next_attempt_at IS NOT NULL \
+                 AND d.next_attempt_at < $2",
+            )
+            .bind(id)
+            .bind(*retry_at)
+            .bind(error.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            return Ok(());
+        }
         match attempt {
             Attempt::Delivered => sqlx::query(
                 "UPDATE deliveries SET status = 'delivered', next_attempt_at = NULL, \

@@ -53,6 +53,8 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due_idx ON deliveries (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX deliveries_webhook_idx ON deliveries (webhook_id, id) WHERE webhook_id IS NOT NULL;
 CREATE INDEX deliveries_event_idx ON deliveries (event_seq);
+-- A failed attempt postpones the other deliveries waiting for its URL.
+CREATE INDEX deliveries_url_idx ON deliveries (url) WHERE next_attempt_at IS NOT NULL;
 
 ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT;
 

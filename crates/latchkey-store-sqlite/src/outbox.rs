@@ -276,12 +276,29 @@ impl OutboxStore for SqliteStore {
                          delivered_at = ?2, last_error = NULL WHERE id = ?1",
                     )
                     .and_then(|mut s| s.execute(params![id, now])),
-                Attempt::Failed { error, retry_at } => conn
-                    .prepare_cached(
+                Attempt::Failed { error, retry_at } => {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(backend)?;
+                    tx.prepare_cached(
                         "UPDATE deliveries SET status = 'failed', next_attempt_at = ?2, \
                          last_error = ?3 WHERE id = ?1 AND status <> 'delivered'",
                     )
-                    .and_then(|mut s| s.execute(params![id, retry_at, error])),
+                    .and_then(|mut s| s.execute(params![id, retry_at, error]))
+                    .map_err(backend)?;
+                    // The receiver is failing: the others waiting for it
+                    // wait until its retry too.
+                    if retry_at.is_some() {
+                        tx.prepare_cached(
+                            "UPDATE deliveries SET next_attempt_at = ?2 WHERE url = \
+                             (SELECT url FROM deliveries WHERE id = ?1) AND id <> ?1 \
+                             AND next_attempt_at IS NOT NULL AND next_attempt_at < ?2",
+                        )
+                        .and_then(|mut s| s.execute(params![id, retry_at]))
+                        .map_err(backend)?;
+                    }
+                    tx.commit().map(|_| 0)
+                }
             }
             .map_err(backend)?;
             Ok(())

@@ -124,6 +124,7 @@ macro_rules! suite {
             an_ended_session_of_a_client_is_told_to_it,
             a_delivery_is_claimed_once_whatever_claims_at_once,
             webhooks_are_capped_whatever_arrives_at_once,
+            a_failing_receiver_postpones_its_others,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

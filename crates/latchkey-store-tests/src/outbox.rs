@@ -334,3 +334,53 @@ pub async fn webhooks_are_capped_whatever_arrives_at_once(store: Arc<dyn Store>)
     assert_eq!(added, 5);
     assert_eq!(store.webhooks().await.unwrap().len(), 5);
 }
+
+/// A failed attempt postpones the deliveries waiting for the same URL to
+/// its retry time (a receiver that is down costs one attempt per retry),
+/// and no other URL's.
+pub async fn a_failing_receiver_postpones_its_others(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .insert_webhook(&webhook("wh_down", &["user.created"]), 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_webhook(&webhook("wh_up", &["user.created"]), 10)
+            .await
+            .unwrap()
+    );
+    user(store.as_ref(), "p1").await;
+    user(store.as_ref(), "p2").await;
+    let due = drain(store.as_ref(), NOW).await;
+    assert_eq!(due.len(), 4);
+    let down: Vec<i64> = due
+        .iter()
+        .filter(|d| d.webhook_id.as_deref() == Some("wh_down"))
+        .map(|d| d.id)
+        .collect();
+    store
+        .finish_delivery(
+            down[0],
+            NOW + 1,
+            &Attempt::Failed {
+                error: "connection failed".into(),
+                retry_at: Some(NOW + 100),
+            },
+        )
+        .await
+        .unwrap();
+    // Past the leases: only the other webhook's are due.
+    let again = store.claim_deliveries(NOW + 61, 60, 100).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(
+        again
+            .iter()
+            .all(|d| d.webhook_id.as_deref() == Some("wh_up"))
+    );
+    let later = store.claim_deliveries(NOW + 100, 60, 100).await.unwrap();
+    let mut ids: Vec<i64> = later.iter().map(|d| d.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, down);
+}

@@ -267,3 +267,34 @@ async fn a_client_hears_of_its_sessions_ending() {
     assert!(c.get("nonce").is_none());
     assert_eq!(c["events"], json!({"http://schemas.openid.net/event/backchannel-logout": {}}));
 }
+
+/// A receiver that never answers is given up on after the 10-second
+/// timeout (and tried again later), and holds no one else's deliveries
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_hangs_times_out_and_delays_no_one_else() {
+    let app = start!(&[]);
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start().await;
+    let (hanging, _) = add_webhook(&app, &admin, &receiver.url("/hang"), &["user.created"]).await;
+    add_webhook(&app, &admin, &receiver.url("/ok"), &["user.created"]).await;
+    let started = std::time::Instant::now();
+    app.add_user("erin").await;
+    receiver.until(Duration::from_secs(20), |got| got.iter().any(|r| r.path == "/hang")).await;
+    // A later event for the other webhook goes out while that attempt hangs.
+    app.add_user("frank").await;
+    receiver.until(Duration::from_secs(20), |got| got.iter().filter(|r| r.path == "/ok").count() == 2).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let mut failed = Vec::new();
+    for _ in 0..300 {
+        failed = deliveries(&app, &admin, &hanging, "failed").await;
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!failed.is_empty(), "given up after the timeout");
+    assert!(failed.iter().all(|d| d["last_error"] == "timed out"), "{failed:?}");
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert!(failed[0]["next_attempt_at"].as_i64().is_some(), "and tried again later");
+}

@@ -1,6 +1,6 @@
 //! A real HTTP receiver on a loopback port for the outbox's deliveries:
 //! records every request (headers, body) and answers `204`, or `500` while
-//! told to fail.
+//! told to fail; a request to a path under `/hang` is never answered.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,11 +47,15 @@ impl Receiver {
             axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (sink, fail) = (sink.clone(), fail.clone());
                 async move {
+                    let hang = uri.path().starts_with("/hang");
                     sink.lock().unwrap().push(Received {
                         path: uri.path().to_owned(),
                         headers,
                         body,
                     });
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
                     if fail.load(Ordering::SeqCst) {
                         StatusCode::INTERNAL_SERVER_ERROR
                     } else {
