@@ -58,12 +58,8 @@ CREATE INDEX deliveries_url_idx ON deliveries (url) WHERE next_attempt_at IS NOT
 
 ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT;
 
-CREATE FUNCTION latchkey_event(kind TEXT, at BIGINT, data JSONB) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO outbox (id, type, at, data)
-    VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), kind, at, data::text);
-$$;
-
+-- Each trigger inserts its event itself (a PL/pgSQL INSERT, json built as
+-- text): about half the cost of calling a shared function per event.
 CREATE FUNCTION latchkey_now() RETURNS BIGINT
 LANGUAGE sql AS $$ SELECT EXTRACT(EPOCH FROM now())::BIGINT $$;
 
@@ -71,20 +67,20 @@ CREATE FUNCTION latchkey_session_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM latchkey_event('session.started', NEW.created_at, jsonb_build_object(
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'session.started', NEW.created_at, json_build_object(
             'user_id', NEW.user_id, 'session_id', NEW.id, 'client_id', NEW.client_id,
             'ip', NEW.ip, 'user_agent', NEW.user_agent, 'auth_method', NEW.auth_method,
             'new_device', NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = NEW.user_id
-                AND s.user_agent = NEW.user_agent AND s.id <> NEW.id)));
+                AND s.user_agent = NEW.user_agent AND s.id <> NEW.id))::text);
         RETURN NEW;
     END IF;
     IF NEW.revoked_reason = 'reuse_detected' THEN
-        PERFORM latchkey_event('session.reuse_detected', NEW.revoked_at, jsonb_build_object(
-            'user_id', NEW.user_id, 'session_id', NEW.id, 'client_id', NEW.client_id));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'session.reuse_detected', NEW.revoked_at, json_build_object(
+            'user_id', NEW.user_id, 'session_id', NEW.id, 'client_id', NEW.client_id)::text);
     END IF;
-    PERFORM latchkey_event('session.ended', NEW.revoked_at, jsonb_build_object(
+    INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'session.ended', NEW.revoked_at, json_build_object(
         'user_id', NEW.user_id, 'session_id', NEW.id, 'client_id', NEW.client_id,
-        'reason', NEW.revoked_reason));
+        'reason', NEW.revoked_reason)::text);
     RETURN NEW;
 END
 $$;
@@ -99,23 +95,23 @@ CREATE FUNCTION latchkey_user_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM latchkey_event('user.created', NEW.created_at,
-            jsonb_build_object('user_id', NEW.id, 'username', NEW.username));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'user.created', NEW.created_at,
+            json_build_object('user_id', NEW.id, 'username', NEW.username)::text);
         RETURN NEW;
     END IF;
     IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
-        PERFORM latchkey_event('user.deleted', NEW.deleted_at, jsonb_build_object('user_id', NEW.id));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'user.deleted', NEW.deleted_at, json_build_object('user_id', NEW.id)::text);
         RETURN NEW;
     END IF;
     IF NEW.deleted_at IS NOT NULL THEN
         RETURN NEW;
     END IF;
     IF NEW.username <> OLD.username OR NEW.disabled <> OLD.disabled THEN
-        PERFORM latchkey_event('user.updated', latchkey_now(), jsonb_build_object(
-            'user_id', NEW.id, 'username', NEW.username, 'disabled', NEW.disabled));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'user.updated', latchkey_now(), json_build_object(
+            'user_id', NEW.id, 'username', NEW.username, 'disabled', NEW.disabled)::text);
     END IF;
     IF NEW.password_hash <> OLD.password_hash THEN
-        PERFORM latchkey_event('password.changed', latchkey_now(), jsonb_build_object('user_id', NEW.id));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'password.changed', latchkey_now(), json_build_object('user_id', NEW.id)::text);
     END IF;
     RETURN NEW;
 END
@@ -130,24 +126,24 @@ BEGIN
     IF TG_TABLE_NAME = 'totp_factors' THEN
         IF TG_OP = 'UPDATE' THEN
             IF OLD.confirmed_at IS NULL AND NEW.confirmed_at IS NOT NULL THEN
-                PERFORM latchkey_event('factor.added', NEW.confirmed_at,
-                    jsonb_build_object('user_id', NEW.user_id, 'factor', 'totp'));
+                INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'factor.added', NEW.confirmed_at,
+                    json_build_object('user_id', NEW.user_id, 'factor', 'totp')::text);
             END IF;
             RETURN NEW;
         END IF;
         IF OLD.confirmed_at IS NOT NULL THEN
-            PERFORM latchkey_event('factor.removed', latchkey_now(),
-                jsonb_build_object('user_id', OLD.user_id, 'factor', 'totp'));
+            INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'factor.removed', latchkey_now(),
+                json_build_object('user_id', OLD.user_id, 'factor', 'totp')::text);
         END IF;
         RETURN OLD;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        PERFORM latchkey_event('factor.added', NEW.created_at, jsonb_build_object(
-            'user_id', NEW.user_id, 'factor', 'passkey', 'passkey_id', NEW.id, 'name', NEW.name));
+        INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'factor.added', NEW.created_at, json_build_object(
+            'user_id', NEW.user_id, 'factor', 'passkey', 'passkey_id', NEW.id, 'name', NEW.name)::text);
         RETURN NEW;
     END IF;
-    PERFORM latchkey_event('factor.removed', latchkey_now(), jsonb_build_object(
-        'user_id', OLD.user_id, 'factor', 'passkey', 'passkey_id', OLD.id));
+    INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), 'factor.removed', latchkey_now(), json_build_object(
+        'user_id', OLD.user_id, 'factor', 'passkey', 'passkey_id', OLD.id)::text);
     RETURN OLD;
 END
 $$;
@@ -160,10 +156,10 @@ CREATE TRIGGER passkey_factor_events AFTER INSERT OR DELETE ON passkeys
 CREATE FUNCTION latchkey_login_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM latchkey_event(
+    INSERT INTO outbox (id, type, at, data) VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''),
         CASE NEW.kind WHEN 'login_failed' THEN 'login.failed' ELSE 'login.throttled' END, NEW.at,
-        jsonb_build_object('user_id', NEW.user_id, 'client_id', NEW.client_id, 'ip', NEW.ip,
-            'user_agent', NEW.user_agent, 'detail', NEW.detail));
+        json_build_object('user_id', NEW.user_id, 'client_id', NEW.client_id, 'ip', NEW.ip,
+            'user_agent', NEW.user_agent, 'detail', NEW.detail)::text);
     RETURN NEW;
 END
 $$;

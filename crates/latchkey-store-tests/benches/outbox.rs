@@ -101,7 +101,12 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    for outbox in [true, false] {
+    let order: &[bool] = if std::env::var_os("OUTBOX_BENCH_REVERSED").is_some() {
+        &[false, true]
+    } else {
+        &[true, false]
+    };
+    for &outbox in order {
         let label = if outbox {
             "with_outbox"
         } else {
