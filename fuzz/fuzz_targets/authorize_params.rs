@@ -53,6 +53,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 first_party: false,
                 disabled: false,
                 tokens_valid_after: 0,
+                backchannel_logout_uri: None,
             };
             store.insert_client(&client).await.ok();
         }

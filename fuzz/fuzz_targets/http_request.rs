@@ -60,6 +60,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             first_party: false,
             disabled: false,
             tokens_valid_after: 0,
+            backchannel_logout_uri: None,
         };
         store.insert_client(&client).await.ok();
         let admin = latchkey_app::flows::ClientCredentialsGrant::new(state.issuer.clone())
