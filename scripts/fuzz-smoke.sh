@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target from its seed corpus (FUZZ_SECONDS each,
-# default 10), as CI runs it after the tests. The long runs are in FUZZING.md.
+# default 5), as CI runs it after the tests. The long runs are in FUZZING.md.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -10,7 +10,7 @@ cargo fuzz build -O
 for target in $(cargo fuzz list); do
     scratch=$(mktemp -d)
     if ! cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
-        -max_total_time="${FUZZ_SECONDS:-10}" >"$scratch.log" 2>&1; then
+        -max_total_time="${FUZZ_SECONDS:-5}" >"$scratch.log" 2>&1; then
         tail -n 60 "$scratch.log" >&2
         echo "fuzz smoke: $target failed (the input is in fuzz/artifacts/$target)" >&2
         exit 1
