@@ -203,64 +203,50 @@ impl OutboxStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let claimed = tx
+            let claimed: Vec<i64> = tx
                 .prepare_cached(
                     "UPDATE deliveries SET next_attempt_at = ?1 + ?2, attempts = attempts + 1, \
                      last_attempt_at = ?1 WHERE id IN (SELECT id FROM deliveries \
-                     WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?3) \
-                     RETURNING id, event_seq, channel, webhook_id, client_id, url, attempts, created_at",
+                     WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?3) RETURNING id",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![now, lease, i64::from(limit)], |r| {
-                        Ok((
-                            r.get::<_, i64>("id")?,
-                            r.get::<_, i64>("event_seq")?,
-                            r.get::<_, String>("channel")?,
-                            r.get::<_, Option<String>>("webhook_id")?,
-                            r.get::<_, Option<String>>("client_id")?,
-                            r.get::<_, String>("url")?,
-                            r.get::<_, i64>("attempts")?,
-                            r.get::<_, i64>("created_at")?,
-                        ))
+                    s.query_map(params![now, lease, i64::from(limit)], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(backend)?;
+            // The claimed deliveries with their events and secrets, in one read.
+            let ids = format!("{claimed:?}");
+            let due = tx
+                .prepare_cached(
+                    "SELECT d.id, d.channel, d.webhook_id, d.client_id, d.url, d.attempts, \
+                     d.created_at, o.id, o.type, o.at, o.data, w.secret FROM deliveries d \
+                     JOIN outbox o ON o.seq = d.event_seq LEFT JOIN webhooks w ON w.id = d.webhook_id \
+                     WHERE d.id IN (SELECT value FROM json_each(?1)) ORDER BY d.id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([ids], |r| {
+                        let channel: String = r.get(1)?;
+                        Ok(DueDelivery {
+                            id: r.get(0)?,
+                            channel: Channel::parse(&channel)
+                                .ok_or_else(|| corrupt(format!("channel {channel}")))?,
+                            webhook_id: r.get(2)?,
+                            client_id: r.get(3)?,
+                            url: r.get(4)?,
+                            attempts: count(r.get(5)?),
+                            created_at: r.get(6)?,
+                            event: OutboxEvent {
+                                id: r.get(7)?,
+                                kind: r.get(8)?,
+                                at: r.get(9)?,
+                                data: r.get(10)?,
+                            },
+                            secret: r.get(11)?,
+                        })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(backend)?;
-            let mut due = Vec::with_capacity(claimed.len());
-            for (id, seq, channel, webhook_id, client_id, url, attempts, created_at) in claimed {
-                let event = tx
-                    .prepare_cached("SELECT id, type, at, data FROM outbox WHERE seq = ?")
-                    .and_then(|mut s| {
-                        s.query_row([seq], |r| {
-                            Ok(OutboxEvent {
-                                id: r.get(0)?,
-                                kind: r.get(1)?,
-                                at: r.get(2)?,
-                                data: r.get(3)?,
-                            })
-                        })
-                    })
-                    .map_err(backend)?;
-                let secret = match &webhook_id {
-                    Some(w) => tx
-                        .prepare_cached("SELECT secret FROM webhooks WHERE id = ?")
-                        .and_then(|mut s| s.query_row([w], |r| r.get(0)).optional())
-                        .map_err(backend)?,
-                    None => None,
-                };
-                due.push(DueDelivery {
-                    id,
-                    channel: Channel::parse(&channel)
-                        .ok_or_else(|| StoreError::Corrupt(format!("channel {channel}")))?,
-                    url,
-                    attempts: count(attempts),
-                    created_at,
-                    event,
-                    webhook_id,
-                    secret,
-                    client_id,
-                });
-            }
             tx.commit().map_err(backend)?;
             Ok(due)
         })
