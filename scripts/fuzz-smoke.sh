@@ -6,10 +6,10 @@ cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # The machine has the stable toolchain; cargo fuzz needs its sanitizer flags.
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -O
+cargo fuzz build --dev
 for target in $(cargo fuzz list); do
     scratch=$(mktemp -d)
-    if ! cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+    if ! cargo fuzz run --dev "$target" "$scratch" "corpus/$target" -- \
         -max_total_time="${FUZZ_SECONDS:-5}" >"$scratch.log" 2>&1; then
         tail -n 60 "$scratch.log" >&2
         echo "fuzz smoke: $target failed (the input is in fuzz/artifacts/$target)" >&2
