@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts on loopback what the test suite
-# needs: PostgreSQL and Redis, and Debian's Chromium with its WebDriver for the
-# browser tests (never a browser download of its own). Idempotent: what is installed is not installed
+# needs: PostgreSQL and Redis, Debian's Chromium with its WebDriver for the
+# browser tests (never a browser download of its own), and Debian's aiosmtpd,
+# the SMTP server the mail tests start on loopback (scripts/smtp-sink.py). Idempotent: what is installed is not installed
 # again, what runs is not started again. Used by .ci/run and by hand.
 #
 #   scripts/services.sh          install if missing, then start
@@ -76,10 +77,18 @@ install_browser() {
   install_missing chromium chromium-driver
 }
 
+# The mail tests start their own SMTP server (each its own port and
+# mailbox, stopped and restarted for the outage test): Debian's aiosmtpd,
+# for Debian's python3.
+install_mail() {
+  install_missing python3-aiosmtpd
+}
+
 start_postgres
 start_redis
 install_browser
-log "PostgreSQL and Redis are up; $(chromium --version 2>/dev/null || echo 'chromium missing')"
+install_mail
+log "PostgreSQL and Redis are up; $(chromium --version 2>/dev/null || echo 'chromium missing'); aiosmtpd $(/usr/bin/python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null || echo missing)"
 
 if [ "${1:-}" = "--print" ]; then
   echo "LATCHKEY_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"

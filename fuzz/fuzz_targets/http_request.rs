@@ -42,6 +42,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
                 disabled: false,
                 created_at: 0,
+                email: None,
+                email_verified: false,
             })
             .await
             .ok();

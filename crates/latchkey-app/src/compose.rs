@@ -19,14 +19,14 @@ use crate::config::Config;
 use crate::flows::{
     AccessTokens, AdminSessions, AuthenticatorApps, AuthorizationCodeGrant, Authorizations,
     ClientCredentialsGrant, DeviceCodeGrant, DeviceFlow, GrantRegistry, Introspection, Login,
-    Passkeys, Refresh, SignUp, TokenRevocation,
+    Passkeys, Recovery, Refresh, SignUp, TokenRevocation,
 };
 use crate::keyring::{KeyError, load_keyring, load_refresh_keys};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationCache;
 use crate::service::{
-    Attempts, ClientAuthentication, Clients, DpopProofs, Events, IssuerParts, Keys, LocalFanout,
-    PasswordService, Sessions, TokenIssuer, Users, Webhooks,
+    Attempts, ClientAuthentication, Clients, DpopProofs, Events, IssuerParts, Keys, Links,
+    LocalFanout, PasswordService, Sessions, TokenIssuer, Users, Webhooks,
 };
 use crate::throttle::Throttle;
 
@@ -107,12 +107,14 @@ impl Services {
             .map(|n| n.get())
             .unwrap_or(2);
         let passwords = Arc::new(PasswordService::new(cores));
+        let links = Links::new(store.clone(), config.issuer.clone(), clock.clone());
         let users = Users::new(
             store.clone(),
             clock.clone(),
             passwords.clone(),
             sessions.clone(),
             events.clone(),
+            links,
         );
         let clients = Clients::new(
             store.clone(),
@@ -194,6 +196,8 @@ pub struct App {
     pub passkeys: Passkeys,
     /// Self-service sign-up.
     pub signup: SignUp,
+    /// Resets, verification, password changes, not-me.
+    pub recovery: Recovery,
     /// Sessions the admin API makes.
     pub admin_sessions: AdminSessions,
     /// Introspection.
@@ -275,6 +279,7 @@ impl App {
             passwords.clone(),
             attempts.clone(),
             store.clone(),
+            store.clone(),
             apps.clone(),
         ));
         let refresh = Arc::new(Refresh::new(issuer.clone(), store.clone()));
@@ -314,6 +319,16 @@ impl App {
                 store.clone(),
                 store.clone(),
                 attempts.clone(),
+            ),
+            recovery: Recovery::new(
+                issuer.clone(),
+                store.clone(),
+                passwords.clone(),
+                attempts.clone(),
+                users.clone(),
+                apps.clone(),
+                sessions.clone(),
+                config.throttle_reset,
             ),
             signup: SignUp::new(issuer.clone(), users.clone(), attempts),
             admin_sessions: AdminSessions::new(issuer.clone()),

@@ -49,6 +49,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("audit_retention", "90d"),
     ("reauth_window", "10m"),
     ("rp_id", ""),
+    ("smtp_url", ""),
+    ("mail_from", ""),
+    ("throttle_reset", "5/1h"),
 ];
 
 /// Environment variables with the `LATCHKEY_` prefix that are not settings
@@ -144,6 +147,17 @@ pub struct Config {
     /// issuer's host or a domain it is under. Default: the issuer's host.
     /// An IP address turns passkeys off (WebAuthn refuses one).
     pub rp_id: String,
+    /// `LATCHKEY_SMTP_URL`: where mail goes (`smtp://host:port` with
+    /// STARTTLS when offered, `smtps://…` for TLS from the start, with
+    /// `user:password@` when the server wants them). Unset: no mail is sent;
+    /// the events still carry every link (SPEC §13).
+    pub smtp_url: Option<String>,
+    /// `LATCHKEY_MAIL_FROM`: the sender of every mail. Default
+    /// `Latchkey <no-reply@HOST>`, HOST being the issuer's.
+    pub mail_from: String,
+    /// `LATCHKEY_THROTTLE_RESET`: password reset requests per address and
+    /// per account. Default `5/1h`.
+    pub throttle_reset: Limit,
 }
 
 /// At most `max` events per `window` seconds.
@@ -354,6 +368,9 @@ impl Config {
             audit_retention: v.positive_duration("audit_retention")?,
             reauth_window: v.positive_duration("reauth_window")?,
             rp_id: v.rp_id(&issuer)?,
+            smtp_url: v.smtp_url()?,
+            mail_from: v.mail_from(&issuer)?,
+            throttle_reset: v.limit("throttle_reset")?,
             issuer,
         })
     }
@@ -519,6 +536,44 @@ impl Values<'_> {
         }
     }
 
+    fn smtp_url(&self) -> Result<Option<String>, ConfigError> {
+        match self.set("smtp_url") {
+            Some((url, origin)) if !(url.starts_with("smtp://") || url.starts_with("smtps://")) => {
+                Err(Self::fail(
+                    &origin,
+                    "expected smtp://HOST:PORT or smtps://…",
+                ))
+            }
+            set => Ok(set.map(|(url, _)| url)),
+        }
+    }
+
+    fn mail_from(&self, issuer: &str) -> Result<String, ConfigError> {
+        match self.set("mail_from") {
+            Some((from, origin)) => {
+                let address = from
+                    .rsplit_once('<')
+                    .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'));
+                latchkey_core::account::check_email(address)
+                    .map_err(|e| Self::fail(&origin, e.to_string()))?;
+                Ok(from)
+            }
+            None => {
+                let host = url::Url::parse(issuer)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| "localhost".into());
+                // An IPv6 host is no domain of an address.
+                let host = if host.contains(':') || host.starts_with('[') {
+                    "localhost"
+                } else {
+                    host.as_str()
+                };
+                Ok(format!("Latchkey <no-reply@{host}>"))
+            }
+        }
+    }
+
     /// The issuer, without a trailing slash, and its origin.
     fn issuer(&self) -> Result<(String, String), ConfigError> {
         let (issuer, origin) = self.get("issuer");
@@ -615,7 +670,7 @@ impl Values<'_> {
     /// Unset: the default scope and `openid`, never whatever a login asks.
     fn scopes(&self, default_scope: &Scope) -> Result<Scope, ConfigError> {
         let Some(set) = self.0.get("scopes") else {
-            return Ok(default_scope.union(&Scope::parse("openid").unwrap_or_default()));
+            return Ok(default_scope.union(&Scope::parse("openid email").unwrap_or_default()));
         };
         let scopes = Scope::parse(&set.value.replace(',', " "))
             .map_err(|_| Self::fail(&set.origin, "not a list of valid scope tokens"))?;
@@ -730,6 +785,39 @@ mod tests {
         assert!(!c.password_grant);
         assert_eq!(c.allowed_origins, vec!["http://127.0.0.1:8080".to_string()]);
         assert!(c.master_key.is_none());
+    }
+
+    #[test]
+    fn mail_settings_are_checked_and_default_to_the_issuers_host() {
+        let c = Config::defaults();
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.mail_from, "Latchkey <no-reply@127.0.0.1>");
+        assert_eq!(
+            c.throttle_reset,
+            Limit {
+                max: 5,
+                window: 3600
+            }
+        );
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).map(|l| l.config);
+        let c = load(&[
+            ("LATCHKEY_ISSUER", "https://id.example.com"),
+            ("LATCHKEY_SMTP_URL", "smtps://u:p@mail.example.com:465"),
+        ])
+        .unwrap();
+        assert_eq!(c.mail_from, "Latchkey <no-reply@id.example.com>");
+        assert_eq!(
+            c.smtp_url.as_deref(),
+            Some("smtps://u:p@mail.example.com:465")
+        );
+        let c = load(&[("LATCHKEY_ISSUER", "http://[::1]:8080")]).unwrap();
+        assert_eq!(c.mail_from, "Latchkey <no-reply@localhost>");
+        let bad = load(&[("LATCHKEY_SMTP_URL", "http://mail.example.com")]).unwrap_err();
+        assert_eq!(bad.setting, "LATCHKEY_SMTP_URL");
+        let bad = load(&[("LATCHKEY_MAIL_FROM", "Accounts <not an address>")]).unwrap_err();
+        assert_eq!(bad.setting, "LATCHKEY_MAIL_FROM");
+        let c = load(&[("LATCHKEY_MAIL_FROM", "Accounts <accounts@example.com>")]).unwrap();
+        assert_eq!(c.mail_from, "Accounts <accounts@example.com>");
     }
 
     #[test]

@@ -14,8 +14,8 @@
 //! others when its lease ends, so a delivery may go out twice then (at
 //! least once); in the normal case it goes out once.
 //!
-//! This crate does not speak HTTP: the server gives the engine a
-//! [`Transport`] that posts.
+//! This crate does not speak HTTP or SMTP: the server gives the engine a
+//! [`Transport`] that posts and mails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use latchkey_core::outbox::{self, Attempt, Channel, DueDelivery};
 
 use crate::App;
+use crate::mail::Mail;
 use crate::metrics::Counter;
 use crate::service::open_secret;
 
@@ -49,12 +50,26 @@ pub struct Post {
     pub body: String,
 }
 
-/// Posts for the engine: the server's HTTP client.
+/// Posts and mails for the engine: the server's HTTP client and SMTP
+/// transport.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Sends `post` and answers its status code, or why there is none
     /// (connection refused, timeout…). Must give up after `timeout`.
     async fn post(&self, post: Post, timeout: Duration) -> Result<u16, String>;
+
+    /// Hands `mail` to the mail server: `Ok` once it accepted it. Must give
+    /// up after `timeout`. By default there is no mail server.
+    async fn mail(&self, mail: Mail, timeout: Duration) -> Result<(), String> {
+        let _ = (mail, timeout);
+        Err("no mail server is set up".into())
+    }
+}
+
+/// What one delivery sends.
+enum Outgoing {
+    Post(Post),
+    Mail(Mail),
 }
 
 /// Starts the engine; it runs until the runtime stops.
@@ -101,7 +116,12 @@ pub async fn run(app: Arc<App>, transport: Arc<dyn Transport>) {
 
 /// Fans out one batch of events; true when there may be more at once.
 async fn dispatch(app: &App) -> bool {
-    match app.store().dispatch_events(app.now(), DISPATCH_BATCH).await {
+    let mail = app.config.smtp_url.is_some();
+    match app
+        .store()
+        .dispatch_events(app.now(), DISPATCH_BATCH, mail)
+        .await
+    {
         Ok(n) => n == DISPATCH_BATCH,
         Err(e) => {
             tracing::error!(error = %e, "fanning out events failed");
@@ -157,15 +177,22 @@ pub async fn round(app: &Arc<App>, transport: &Arc<dyn Transport>) -> bool {
 /// One attempt of one delivery.
 async fn attempt(app: &App, transport: &dyn Transport, due: DueDelivery) -> (i64, Attempt) {
     let id = due.id;
-    let post = match request(app, &due) {
-        Ok(post) => post,
+    let outgoing = match request(app, &due) {
+        Ok(outgoing) => outgoing,
         Err(why) => {
             tracing::error!(delivery = id, error = %why, "a delivery could not be made");
             let failed = outbox::failed_attempt(why, due.attempts, due.created_at, app.now());
             return (id, failed);
         }
     };
-    let outcome = match transport.post(post, outbox::ATTEMPT_TIMEOUT).await {
+    let sent = match outgoing {
+        Outgoing::Post(post) => transport.post(post, outbox::ATTEMPT_TIMEOUT).await,
+        Outgoing::Mail(mail) => transport
+            .mail(mail, outbox::ATTEMPT_TIMEOUT)
+            .await
+            .map(|()| 200),
+    };
+    let outcome = match sent {
         Ok(status) if (200..300).contains(&status) => Attempt::Delivered,
         Ok(status) => outbox::failed_attempt(
             format!("HTTP {status}"),
@@ -188,9 +215,14 @@ async fn attempt(app: &App, transport: &dyn Transport, due: DueDelivery) -> (i64
     (id, outcome)
 }
 
-/// The request of a delivery: a signed webhook post, or a logout token.
-fn request(app: &App, due: &DueDelivery) -> Result<Post, String> {
+/// What a delivery sends: a signed webhook post, a logout token, or a mail.
+fn request(app: &App, due: &DueDelivery) -> Result<Outgoing, String> {
     match due.channel {
+        Channel::Mail => {
+            let data: serde_json::Value =
+                serde_json::from_str(&due.event.data).map_err(|e| e.to_string())?;
+            crate::mail::compose(&due.event.kind, &data, &app.config.issuer).map(Outgoing::Mail)
+        }
         Channel::Webhook => {
             let stored = due.secret.as_deref().ok_or("the webhook is gone")?;
             let webhook_id = due.webhook_id.as_deref().ok_or("no webhook")?;
@@ -199,7 +231,7 @@ fn request(app: &App, due: &DueDelivery) -> Result<Post, String> {
             let body = due.event.webhook_body();
             let timestamp = app.now();
             let signature = outbox::sign(&secret, &due.event.id, timestamp, &body);
-            Ok(Post {
+            Ok(Outgoing::Post(Post {
                 url: due.url.clone(),
                 content_type: "application/json",
                 headers: vec![
@@ -208,7 +240,7 @@ fn request(app: &App, due: &DueDelivery) -> Result<Post, String> {
                     ("webhook-signature", signature),
                 ],
                 body,
-            })
+            }))
         }
         Channel::Backchannel => {
             let data: serde_json::Value =
@@ -225,12 +257,12 @@ fn request(app: &App, due: &DueDelivery) -> Result<Post, String> {
                 .logout_token(&field("user_id")?, &field("session_id")?, &client_id)
                 .map_err(|e| e.to_string())?;
             let body: String = form_urlencoded_pair("logout_token", &token);
-            Ok(Post {
+            Ok(Outgoing::Post(Post {
                 url: due.url.clone(),
                 content_type: "application/x-www-form-urlencoded",
                 headers: Vec::new(),
                 body,
-            })
+            }))
         }
     }
 }

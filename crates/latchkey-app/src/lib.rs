@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod flows;
 pub mod hashing;
 pub mod keyring;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod revocation;

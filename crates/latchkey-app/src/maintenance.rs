@@ -91,6 +91,14 @@ pub async fn collect(app: &App) {
         Ok(ceremonies) => tracing::info!(ceremonies, "deleted ended passkey ceremonies"),
         Err(e) => tracing::error!(error = %e, "deleting ended passkey ceremonies failed"),
     }
+    match store
+        .prune_accounts(now, now - latchkey_core::account::DEVICE_MEMORY)
+        .await
+    {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "deleted ended links and devices not seen for 90 days"),
+        Err(e) => tracing::error!(error = %e, "deleting ended links and old devices failed"),
+    }
     let retention = app.config.audit_retention;
     match store.prune_audit(now - retention).await {
         Ok(0) => {}

@@ -138,6 +138,8 @@ mod tests {
             password_hash: String::new(),
             disabled: false,
             created_at: 0,
+            email: None,
+            email_verified: false,
         };
         (session, user)
     }

@@ -107,6 +107,12 @@ pub struct IdClaims {
     /// SHA-512 for Ed25519, SHA-256 for ES256 and RS256), base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
+    /// The user's address, with the `email` scope (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether they verified it, with the `email` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 /// `at_hash` for `access_token` under `alg` (OpenID Connect Core §3.1.3.6).

@@ -21,6 +21,7 @@
 //! assert_eq!(keys.successor(&token).expose(), keys.successor(&token).expose());
 //! ```
 
+pub mod account;
 pub mod client_secret;
 pub mod clock;
 pub mod code;

@@ -24,6 +24,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "login.failed",
     "login.throttled",
     "password.changed",
+    "password.reset_requested",
+    "email.verification_requested",
     "factor.added",
     "factor.removed",
 ];
@@ -102,6 +104,8 @@ pub enum Channel {
     Webhook,
     /// An OpenID Connect back-channel logout to a client.
     Backchannel,
+    /// A mail to a user (SPEC §13); its URL is `mailto:` the address.
+    Mail,
 }
 
 impl Channel {
@@ -110,6 +114,7 @@ impl Channel {
         match self {
             Channel::Webhook => "webhook",
             Channel::Backchannel => "backchannel",
+            Channel::Mail => "mail",
         }
     }
 
@@ -118,6 +123,7 @@ impl Channel {
         match s {
             "webhook" => Some(Channel::Webhook),
             "backchannel" => Some(Channel::Backchannel),
+            "mail" => Some(Channel::Mail),
             _ => None,
         }
     }

@@ -18,6 +18,10 @@ pub struct User {
     pub disabled: bool,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Their e-mail address, as given (unique without regard to case).
+    pub email: Option<String>,
+    /// Whether they proved they read it (SPEC §13).
+    pub email_verified: bool,
 }
 
 /// A registered OAuth client.

@@ -48,6 +48,9 @@ pub struct SessionStart {
     pub first_token: RefreshRecord,
     /// Its `login` event.
     pub audit: AuditEvent,
+    /// The device it came from, and the notice to send if it is new to the
+    /// user (SPEC §13); `None` when nobody is to be told.
+    pub device: Option<crate::account::Sighting>,
 }
 
 /// The session `new` starts under `policy`: it ends `absolute_ttl` after
@@ -87,6 +90,7 @@ pub fn start(policy: &Policy, new: NewSession<'_>) -> SessionStart {
         session,
         first_token,
         audit,
+        device: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::account::AccountLink;
 use crate::coordination::RevocationFeed;
 use crate::outbox::{Attempt, DeliveryRecord, DeliveryStatus, DueDelivery, Webhook};
 use crate::refresh::TokenHash;
@@ -36,6 +37,7 @@ pub trait Store:
     + ProofStore
     + AuditStore
     + OutboxStore
+    + AccountStore
 {
 }
 
@@ -51,14 +53,15 @@ impl<T> Store for T where
         + ProofStore
         + AuditStore
         + OutboxStore
+        + AccountStore
 {
 }
 
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore, OutboxStore,
-        PasskeyStore, ProofStore, SessionStore, UserStore,
+        AccountStore, AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore,
+        OutboxStore, PasskeyStore, ProofStore, SessionStore, UserStore,
     };
 }
 
@@ -465,9 +468,10 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Fans out at most `limit` events not yet dispatched, oldest first, in
     /// one transaction: a delivery for each webhook that wants the event's
     /// type and, for `session.ended`, one for the back-channel logout URI
-    /// of the session's client. Returns how many events it took (another
-    /// instance's are skipped, not waited for).
-    async fn dispatch_events(&self, now: i64, limit: u32) -> StoreResult<u32>;
+    /// of the session's client, and with `mail`, one to `data.email` for
+    /// the [`crate::account::MAILED_EVENTS`]. Returns how many events it took
+    /// (another instance's are skipped, not waited for).
+    async fn dispatch_events(&self, now: i64, limit: u32, mail: bool) -> StoreResult<u32>;
     /// Claims at most `limit` deliveries due at `now`, oldest due first:
     /// each is leased (not due again) until `now + lease` and counts one
     /// more attempt. A delivery is claimed by one caller at a time.
@@ -485,4 +489,68 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// delivered or given up, with those deliveries; returns how many
     /// events.
     async fn prune_outbox(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// What recovering an account needs (SPEC §13): addresses, the links mailed
+/// to them (single use, stored hashed, each written with its event in one
+/// transaction), and the devices users signed in from.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// The user whose address has this key ([`crate::account::email_key`]).
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<User>>;
+    /// Sets or clears a user's address, unverified: the user's verification
+    /// links die with the old one, and an old verified address is told
+    /// (a `mail.email_changed` event). [`StoreError::Conflict`] if another
+    /// user has it; false if there is no such user.
+    async fn set_email(&self, user_id: &str, email: Option<&str>) -> StoreResult<bool>;
+    /// Stores a link with its event (`link.purpose`'s type, `event_data` as
+    /// its JSON data), replacing the user's other links of that purpose (the
+    /// newest wins). False, nothing stored, if the user is gone (or, for a
+    /// verification link, has another address by now).
+    async fn insert_link(&self, link: &AccountLink, event_data: &str) -> StoreResult<bool>;
+    /// The link with this hash, if it is there and alive at `now`.
+    async fn link(&self, hash: &TokenHash, now: i64) -> StoreResult<Option<AccountLink>>;
+    /// Spends a verification link: the user's address is verified if it is
+    /// still the one the link was made for. The user's id, or `None` if the
+    /// link was not there (used, ended, voided). Of spends at once, one wins.
+    async fn verify_email(&self, hash: &TokenHash, now: i64) -> StoreResult<Option<String>>;
+    /// Spends a reset link, sets the password and revokes every session of
+    /// the user (`password_reset`), in one transaction: the user's id and the
+    /// revoked sessions, or `None` if the link was not there. Of spends at
+    /// once, one wins.
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<(String, Vec<String>)>>;
+    /// Sets a user's password and revokes their other sessions
+    /// (`password_changed`), keeping `keep`, in one transaction: the revoked
+    /// sessions, or `None` if there is no such user.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Option<Vec<String>>>;
+    /// Spends a not-me link and revokes its session (`not_me`): the user and
+    /// session ids and whether the session was live until now, or `None` if
+    /// the link was not there.
+    async fn not_me(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> StoreResult<Option<(String, String, bool)>>;
+    /// Whether the user named `username` signed in successfully from
+    /// `device` at or after `since`.
+    async fn known_device(
+        &self,
+        username: &str,
+        device: &TokenHash,
+        since: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes links that ended before `now` and devices not seen since
+    /// `devices_before`; how many rows went.
+    async fn prune_accounts(&self, now: i64, devices_before: i64) -> StoreResult<u64>;
 }

@@ -325,6 +325,29 @@
     $('signed-in').hidden = false;
   }
 
+  // Changes the password: the other sessions end, this one stays.
+  async function changePassword(event) {
+    event.preventDefault();
+    const button = event.submitter ?? $('change-password').querySelector('button');
+    $('password-error').textContent = '';
+    await act(button, async () => {
+      const current = $('current-password').value;
+      const next = $('new-password').value;
+      try {
+        if (!current || !next) throw new Error('Enter your current password and a new one.');
+        await api('POST', '/auth/password', { current_password: current, new_password: next });
+      } catch (error) {
+        if (error instanceof SignedOut) throw error;
+        $('password-error').textContent = error.message;
+        return;
+      }
+      $('current-password').value = '';
+      $('new-password').value = '';
+      say('Your password is changed. Your other devices were signed out.');
+      await loadSessions();
+    });
+  }
+
   // Runs a button's action: the button is disabled meanwhile, and a failure
   // is said in the status line (or signs the page out).
   async function act(button, action) {
@@ -492,6 +515,7 @@
     $('add-passkey').addEventListener('submit', addPasskey);
     $('setup-totp').addEventListener('click', setUpApp);
     $('totp-confirm').addEventListener('submit', confirmApp);
+    $('change-password').addEventListener('submit', changePassword);
     $('reload').addEventListener('click', (e) => act(e.currentTarget, loadSessions));
     $('logout').addEventListener('click', (e) => act(e.currentTarget, async () => {
       await endSession();

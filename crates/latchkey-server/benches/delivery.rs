@@ -48,6 +48,8 @@ async fn run(received: Arc<AtomicUsize>, receiver: &str) -> f64 {
                 password_hash: "$argon2id$placeholder".into(),
                 disabled: false,
                 created_at: 0,
+                email: None,
+                email_verified: false,
             })
             .await
             .unwrap();

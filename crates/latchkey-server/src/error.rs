@@ -260,7 +260,13 @@ impl From<latchkey_app::service::ServiceError> for ApiError {
             | ServiceError::InvalidUrl
             | ServiceError::InvalidEventType(_)
             | ServiceError::InvalidUsername(_)
+            | ServiceError::InvalidEmail(_)
             | ServiceError::WeakPassword(_) => Self::invalid_request(e.to_string()),
+            ServiceError::EmailTaken => Self::Plain {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                description: e.to_string(),
+            },
             ServiceError::Taken => Self::Plain {
                 status: StatusCode::CONFLICT,
                 code: "conflict",

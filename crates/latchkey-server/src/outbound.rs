@@ -1,8 +1,9 @@
-//! The outbox's HTTP client ([`latchkey_app::delivery::Transport`]): posts
-//! webhooks and back-channel logout tokens. No redirects are followed (a
-//! receiver answers where it was registered), TLS is rustls on aws-lc-rs
-//! with the system's roots, and every attempt has its timeout. The answer's
-//! body is never read.
+//! The outbox's way out ([`latchkey_app::delivery::Transport`]): posts
+//! webhooks and back-channel logout tokens, and hands mail to the SMTP
+//! server of `LATCHKEY_SMTP_URL`. No redirects are followed (a receiver
+//! answers where it was registered), TLS is rustls on aws-lc-rs with the
+//! system's roots, and every attempt has its timeout. The answer's body is
+//! never read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +18,43 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use latchkey_app::delivery::{Post, Transport};
+use latchkey_app::mail::Mail;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// Posts over HTTP and HTTPS.
+/// Posts over HTTP and HTTPS, and mails over SMTP when set up.
 pub struct HttpTransport {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    mailer: Option<Mailer>,
+}
+
+/// The SMTP side.
+struct Mailer {
+    smtp: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// A mailer for `url` (`smtp://` with STARTTLS when the server offers
+    /// it, unless the URL says `?tls=required` or `?tls=none`; `smtps://`
+    /// for TLS from the start) sending as `from`.
+    fn new(url: &str, from: &str) -> Result<Self, String> {
+        let url = if url.contains("tls=") || url.starts_with("smtps://") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&tls=opportunistic")
+        } else {
+            format!("{url}?tls=opportunistic")
+        };
+        let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+            .map_err(|e| format!("LATCHKEY_SMTP_URL: {e}"))?
+            .timeout(Some(latchkey_core::outbox::ATTEMPT_TIMEOUT))
+            .build();
+        let from = from
+            .parse::<Mailbox>()
+            .map_err(|e| format!("LATCHKEY_MAIL_FROM: {e}"))?;
+        Ok(Self { smtp, from })
+    }
 }
 
 impl HttpTransport {
@@ -40,7 +74,19 @@ impl HttpTransport {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(4)
             .build(https);
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            mailer: None,
+        })
+    }
+
+    /// The transport of `config`: with mail when `LATCHKEY_SMTP_URL` is set.
+    pub fn for_config(config: &latchkey_app::config::Config) -> Result<Self, String> {
+        let mut transport = Self::new()?;
+        if let Some(url) = &config.smtp_url {
+            transport.mailer = Some(Mailer::new(url, &config.mail_from)?);
+        }
+        Ok(transport)
     }
 }
 
@@ -62,6 +108,28 @@ impl Transport for HttpTransport {
             Ok(Err(e)) if e.is_connect() => Err("connection failed".to_owned()),
             Ok(Err(_)) => Err("request failed".to_owned()),
             Ok(Ok(response)) => Ok(response.status().as_u16()),
+        }
+    }
+
+    async fn mail(&self, mail: Mail, timeout: Duration) -> Result<(), String> {
+        let Some(mailer) = &self.mailer else {
+            return Err("no mail server is set up".into());
+        };
+        let to = mail
+            .to
+            .parse::<Mailbox>()
+            .map_err(|e| format!("not an address: {e}"))?;
+        let message = Message::builder()
+            .from(mailer.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")).to_owned())
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .map_err(|e| format!("the mail cannot be built: {e}"))?;
+        match tokio::time::timeout(timeout, mailer.smtp.send(message)).await {
+            Err(_) => Err("timed out".to_owned()),
+            Ok(Err(e)) => Err(format!("SMTP: {e}")),
+            Ok(Ok(_)) => Ok(()),
         }
     }
 }

@@ -938,3 +938,129 @@ async fn the_account_page_says_in_plain_words_why_sessions_ended() {
     browser.wait_for_text("which looks like theft").await;
     browser.quit().await;
 }
+
+/// The recovery pages (SPEC §13), driven as a person would: `Forgot
+/// password?` from the login form, the mail's link, `New password` and
+/// `Set password`; the verification link's `Verify`; on the account page
+/// `Current password`, `New password` and `Change password`; and a new
+/// device's `This wasn't me`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_is_recovered_and_its_password_changed_through_the_pages() {
+    let Some(smtp) = common::smtp::Smtp::start().await else {
+        return;
+    };
+    let smtp_url = smtp.url();
+    let app = start!(&[("LATCHKEY_SMTP_URL", smtp_url.as_str())]);
+    let alice = app.add_user("alice").await;
+    app.state
+        .users
+        .set_email(
+            &alice,
+            Some("alice@example.com"),
+            &latchkey_app::service::Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let wait = Duration::from_secs(20);
+    let browser = browser!();
+
+    // The verification link opens a page whose button verifies.
+    let mail = smtp
+        .wait_for("alice@example.com", "Confirm your e-mail", 1, wait)
+        .await;
+    browser.goto(&mail[0].link(&app.base)).await;
+    browser.button("Verify").await.click().await.unwrap();
+    browser.wait_for_text("Address confirmed").await;
+    assert!(
+        app.state
+            .store()
+            .user_by_id(&alice.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+
+    // Forgot password? from the login form.
+    browser.goto(&app.url("/")).await;
+    browser
+        .named("a", "Forgot password?")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .field("Email")
+        .await
+        .send_keys("alice@example.com")
+        .await
+        .unwrap();
+    browser
+        .button("Send reset link")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("Check your mail").await;
+    let mail = smtp
+        .wait_for("alice@example.com", "Reset your password", 1, wait)
+        .await;
+    browser.goto(&mail[0].link(&app.base)).await;
+    browser
+        .field("New password")
+        .await
+        .send_keys("a brand new passphrase")
+        .await
+        .unwrap();
+    browser.button("Set password").await.click().await.unwrap();
+    browser.wait_for_text("Your password is set").await;
+
+    // The account page changes it again.
+    browser
+        .log_in(&app.base, "alice", "a brand new passphrase")
+        .await;
+    browser
+        .field("Current password")
+        .await
+        .send_keys("a brand new passphrase")
+        .await
+        .unwrap();
+    browser
+        .field("New password")
+        .await
+        .send_keys("the third passphrase")
+        .await
+        .unwrap();
+    browser
+        .button("Change password")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("Your password is changed.").await;
+    assert_eq!(
+        app.post_form(
+            "/auth/login",
+            &[("username", "alice"), ("password", "the third passphrase")]
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // Another device's sign-in (the login just above, from another user
+    // agent) is told; its page's button ends it.
+    let notice = smtp
+        .wait_for("alice@example.com", "New sign-in", 1, wait)
+        .await;
+    browser.goto(&notice[0].link(&app.base)).await;
+    browser
+        .button("This wasn't me")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("That sign-in has ended").await;
+    browser.named("a", "Reset your password").await;
+    browser.quit().await;
+}

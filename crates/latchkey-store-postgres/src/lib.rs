@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 // One module per storage role (each an `impl` of its trait), beside the
 // row readers and writers they share, the batched rotations and the
 // database's revocation feed.
+mod accounts;
 mod audit;
 mod batch;
 mod clients;

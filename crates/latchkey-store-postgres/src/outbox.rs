@@ -131,7 +131,7 @@ impl OutboxStore for PgStore {
         rows.iter().map(delivery_from).collect()
     }
 
-    async fn dispatch_events(&self, now: i64, limit: u32) -> StoreResult<u32> {
+    async fn dispatch_events(&self, now: i64, limit: u32, mail: bool) -> StoreResult<u32> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let seqs: Vec<i64> = sqlx::query_scalar(
             "SELECT seq FROM outbox WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 \
@@ -167,6 +167,20 @@ impl OutboxStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if mail {
+            sqlx::query(
+                "INSERT INTO deliveries (event_seq, channel, url, next_attempt_at, created_at) \
+                 SELECT o.seq, 'mail', 'mailto:' || (o.data::jsonb ->> 'email'), $2, $2 FROM outbox o \
+                 WHERE o.seq = ANY($1) AND o.type IN ('email.verification_requested', \
+                 'password.reset_requested', 'mail.new_device', 'mail.email_changed') \
+                 AND (o.data::jsonb ->> 'email') IS NOT NULL ORDER BY o.seq",
+            )
+            .bind(&seqs)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         sqlx::query("UPDATE outbox SET dispatched_at = $2 WHERE seq = ANY($1)")
             .bind(&seqs)
             .bind(now)

@@ -84,6 +84,9 @@ impl SessionStore for PgStore {
         .map_err(backend)?;
         insert_token(&mut tx, token).await?;
         insert_audit(&mut tx, created).await?;
+        if let Some(sighting) = &start.device {
+            super::accounts::sight_device(&mut tx, session, sighting).await?;
+        }
         // The other live sessions beyond the cap (the new one counts first),
         // newest first: by time, then by `created_seq`, which the logins of
         // one user (serialised by the lock above) take in order.

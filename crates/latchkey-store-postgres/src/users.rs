@@ -5,12 +5,18 @@ use super::*;
 #[async_trait]
 impl UserStore for PgStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
             .bind(&user.id)
             .bind(&user.username)
             .bind(&user.password_hash)
             .bind(user.disabled)
             .bind(user.created_at)
+            .bind(&user.email)
+            .bind(user.email.as_deref().map(latchkey_core::account::email_key))
+            .bind(user.email_verified)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -99,7 +105,7 @@ impl UserStore for PgStore {
         // Control characters never occur in a username, so the tombstone's
         // name frees the old one and collides with none.
         let done = sqlx::query(
-            "UPDATE users SET disabled = TRUE, deleted_at = $1, username = chr(1) || 'deleted ' || id \
+            "UPDATE users SET disabled = TRUE, deleted_at = $1, username = chr(1) || 'deleted ' || id, email = NULL, email_key = NULL, email_verified = FALSE \
              WHERE id = $2 AND deleted_at IS NULL",
         )
         .bind(now)
@@ -119,6 +125,8 @@ impl UserStore for PgStore {
             "mfa_challenges",
             "passkeys",
             "webauthn_challenges",
+            "account_links",
+            "known_devices",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)

@@ -32,6 +32,8 @@ async fn user(store: &PgStore, name: &str) -> User {
         password_hash: "$argon2id$placeholder".to_owned(),
         disabled: false,
         created_at: now(),
+        email: None,
+        email_verified: false,
     };
     store.insert_user(&user).await.unwrap();
     user
@@ -72,6 +74,7 @@ async fn session(store: &PgStore, user: &User, name: &str, token: u8, expires_at
         .create_session(
             &latchkey_core::session::SessionStart {
                 audit: AuditEvent::login(&session),
+                device: None,
                 session: session.clone(),
                 first_token: record.clone(),
             },

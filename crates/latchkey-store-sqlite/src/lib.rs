@@ -30,6 +30,7 @@
 
 // One module per storage role (each an `impl` of its trait), beside the
 // row readers and writers they share and the grouped rotation.
+mod accounts;
 mod audit;
 mod clients;
 mod codes;
@@ -270,6 +271,8 @@ mod tests {
             password_hash: "$argon2id$placeholder".into(),
             disabled: false,
             created_at: 100,
+            email: None,
+            email_verified: false,
         };
         store.insert_user(&user).await.unwrap();
         let session = Session {
@@ -304,6 +307,7 @@ mod tests {
             .create_session(
                 &latchkey_core::session::SessionStart {
                     audit: AuditEvent::login(&session),
+                    device: None,
                     session: session.clone(),
                     first_token: first.clone(),
                 },

@@ -131,7 +131,7 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    async fn dispatch_events(&self, now: i64, limit: u32) -> StoreResult<u32> {
+    async fn dispatch_events(&self, now: i64, limit: u32, mail: bool) -> StoreResult<u32> {
         // A cheap look first: most calls find nothing and take no lock.
         let waiting: bool = self.read(|conn| {
             conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE dispatched_at IS NULL)")?
@@ -173,6 +173,18 @@ impl OutboxStore for SqliteStore {
             )
             .and_then(|mut s| s.execute(params![first, last, now]))
             .map_err(backend)?;
+            if mail {
+                tx.prepare_cached(
+                    "INSERT INTO deliveries (event_seq, channel, url, next_attempt_at, created_at) \
+                     SELECT o.seq, 'mail', 'mailto:' || json_extract(o.data, '$.email'), ?3, ?3 \
+                     FROM outbox o WHERE o.seq BETWEEN ?1 AND ?2 AND o.dispatched_at IS NULL \
+                     AND o.type IN ('email.verification_requested', 'password.reset_requested', \
+                     'mail.new_device', 'mail.email_changed') \
+                     AND json_extract(o.data, '$.email') IS NOT NULL ORDER BY o.seq",
+                )
+                .and_then(|mut s| s.execute(params![first, last, now]))
+                .map_err(backend)?;
+            }
             tx.prepare_cached(
                 "UPDATE outbox SET dispatched_at = ?3 WHERE seq BETWEEN ?1 AND ?2 AND dispatched_at IS NULL",
             )

@@ -75,6 +75,9 @@ impl SessionStore for SqliteStore {
             .map_err(backend)?;
             insert_token(&tx, token).map_err(backend)?;
             insert_audit(&tx, created).map_err(backend)?;
+            if let Some(sighting) = &start.device {
+                super::accounts::sight_device(&tx, session, sighting).map_err(backend)?;
+            }
             // The user's other live sessions through the same client (the
             // cap is per user and client, so that one application's sessions
             // never evict another's), newest first: by time, then by rowid,

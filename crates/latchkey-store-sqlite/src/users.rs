@@ -7,8 +7,18 @@ impl UserStore for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO users (id, username, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)",
-                params![user.id, user.username, user.password_hash, user.disabled, user.created_at],
+                "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    user.id,
+                    user.username,
+                    user.password_hash,
+                    user.disabled,
+                    user.created_at,
+                    user.email,
+                    user.email.as_deref().map(latchkey_core::account::email_key),
+                    user.email_verified
+                ],
             )
             .map_err(backend)?;
             Ok(())
@@ -100,7 +110,8 @@ impl UserStore for SqliteStore {
             // tombstone's name frees the old one and collides with none.
             let done = tx
                 .execute(
-                    "UPDATE users SET disabled = 1, deleted_at = ?1, username = char(1) || 'deleted ' || id \
+                    "UPDATE users SET disabled = 1, deleted_at = ?1, username = char(1) || 'deleted ' || id, \
+                     email = NULL, email_key = NULL, email_verified = 0 \
                      WHERE id = ?2 AND deleted_at IS NULL",
                     params![now, user_id],
                 )
@@ -118,6 +129,8 @@ impl UserStore for SqliteStore {
                 "mfa_challenges",
                 "passkeys",
                 "webauthn_challenges",
+                "account_links",
+                "known_devices",
             ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?"), [user_id])
                     .map_err(backend)?;

@@ -102,6 +102,8 @@ async fn run(ops: Vec<Op>, grace: i64) {
         password_hash: "$argon2id$x".into(),
         disabled: false,
         created_at: START,
+        email: None,
+        email_verified: false,
     };
     store.insert_user(&user).await.unwrap();
     let start = session::start(

@@ -42,6 +42,8 @@ async fn prepare(store: &dyn Store) -> User {
         password_hash: "$argon2id$placeholder".into(),
         disabled: false,
         created_at: NOW,
+        email: None,
+        email_verified: false,
     };
     store.insert_user(&user).await.expect("user");
     user

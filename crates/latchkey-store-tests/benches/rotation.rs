@@ -34,6 +34,8 @@ async fn prepare(store: &dyn Store) {
         password_hash: "$argon2id$placeholder".into(),
         disabled: false,
         created_at: NOW,
+        email: None,
+        email_verified: false,
     };
     store.insert_user(&user).await.expect("user");
     let session = Session {
@@ -68,6 +70,7 @@ async fn prepare(store: &dyn Store) {
         .create_session(
             &latchkey_core::session::SessionStart {
                 audit: AuditEvent::login(&session),
+                device: None,
                 session: session.clone(),
                 first_token: token.clone(),
             },

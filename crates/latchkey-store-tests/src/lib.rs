@@ -12,11 +12,13 @@
 
 use std::sync::Arc;
 
+mod accounts;
 mod devices;
 mod factors;
 mod outbox;
 mod passkeys;
 
+pub use accounts::*;
 pub use devices::*;
 pub use factors::*;
 pub use outbox::*;
@@ -125,6 +127,11 @@ macro_rules! suite {
             a_delivery_is_claimed_once_whatever_claims_at_once,
             webhooks_are_capped_whatever_arrives_at_once,
             a_failing_receiver_postpones_its_others,
+            addresses_are_unique_without_regard_to_case,
+            a_verification_link_is_spent_once_and_dies_with_its_address,
+            the_newest_reset_link_wins_and_is_spent_once,
+            a_change_keeps_its_session_and_not_me_ends_one,
+            a_new_device_is_noticed_and_a_known_one_is_not,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
@@ -160,6 +167,8 @@ async fn user(store: &dyn Store, name: &str) -> User {
         password_hash: "$argon2id$placeholder".to_owned(),
         disabled: false,
         created_at: NOW,
+        email: None,
+        email_verified: false,
     };
     store.insert_user(&user).await.expect("insert user");
     user
@@ -658,6 +667,7 @@ pub async fn a_failed_session_creation_changes_nothing(store: Arc<dyn Store>) {
                     session: second.clone(),
                     first_token: taken.clone(),
                     audit: created.clone(),
+                    device: None,
                 },
                 1,
             )

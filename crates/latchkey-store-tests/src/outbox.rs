@@ -24,7 +24,7 @@ fn webhook(id: &str, events: &[&str]) -> Webhook {
 
 /// Fans out everything and claims every due delivery.
 async fn drain(store: &dyn Store, now: i64) -> Vec<DueDelivery> {
-    while store.dispatch_events(now, 100).await.unwrap() > 0 {}
+    while store.dispatch_events(now, 100, false).await.unwrap() > 0 {}
     let mut all = Vec::new();
     loop {
         let batch = store.claim_deliveries(now, 60, 100).await.unwrap();
@@ -223,7 +223,7 @@ pub async fn a_delivery_is_claimed_once_whatever_claims_at_once(store: Arc<dyn S
         fanouts.push(tokio::spawn(async move {
             let mut n = 0;
             loop {
-                let taken = store.dispatch_events(NOW, 7).await.unwrap();
+                let taken = store.dispatch_events(NOW, 7, false).await.unwrap();
                 if taken == 0 {
                     return n;
                 }

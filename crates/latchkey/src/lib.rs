@@ -107,6 +107,9 @@ enum UserCommand {
         /// Read the password from one line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// The user's e-mail address (it gets a verification link).
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
     },
     /// Change a user's password.
     Passwd {
@@ -438,8 +441,14 @@ async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         ),
     }
     latchkey_app::maintenance::spawn(state.app().clone());
-    let transport = latchkey_server::HttpTransport::new()
+    let transport = latchkey_server::HttpTransport::for_config(state.config())
         .map_err(|e| anyhow::anyhow!("cannot make the delivery client: {e}"))?;
+    match &state.config().smtp_url {
+        Some(_) => tracing::info!(from = %state.config().mail_from, "mail on"),
+        None => tracing::info!(
+            "mail off (LATCHKEY_SMTP_URL unset): the events carry the links for an application to mail"
+        ),
+    }
     latchkey_app::delivery::spawn(state.app().clone(), Arc::new(transport));
     let limits = latchkey_server::Limits::of(state.config());
     latchkey_server::serve(listener, app(state), limits, shutdown_signal()).await;
@@ -507,13 +516,25 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
         UserCommand::Add {
             name,
             password_stdin,
+            email,
         } => {
-            // The name is checked before a password is asked for.
+            // The name and the address are checked before a password is
+            // asked for.
             let canonical = canonical_username(&name)?;
+            if let Some(email) = &email {
+                latchkey_core::account::check_email(email)?;
+            }
             let password = read_password(password_stdin)?;
-            match users.add(&name, password, &cli).await {
-                Ok(user) => println!("user {} added (id {})", user.username, user.id),
+            match users.add(&name, password, email.as_deref(), &cli).await {
+                Ok(user) => match &user.email {
+                    Some(email) => println!(
+                        "user {} added (id {}); a verification link was sent to {email}",
+                        user.username, user.id
+                    ),
+                    None => println!("user {} added (id {})", user.username, user.id),
+                },
                 Err(ServiceError::Taken) => bail!("a user named {canonical:?} already exists"),
+                Err(ServiceError::EmailTaken) => bail!("another user has this e-mail address"),
                 Err(e) => return Err(e.into()),
             }
         }

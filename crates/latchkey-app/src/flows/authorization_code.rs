@@ -139,6 +139,12 @@ impl AuthorizationCodeGrant {
                 nonce: found.nonce,
                 sid,
                 at_hash: None,
+                email: scope
+                    .contains("email")
+                    .then(|| user.email.clone())
+                    .flatten(),
+                email_verified: (scope.contains("email") && user.email.is_some())
+                    .then_some(user.email_verified),
             };
             issued.id_token = Some(issuer.sign_id_token(claims, &issued.access_token)?);
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use latchkey_core::store::{Client, UserStore};
+use latchkey_core::store::{AccountStore, Client, UserStore};
 use latchkey_core::strength::AuthMethod;
 
 use super::{AuthenticatorApps, Grant, TokenRequest};
@@ -27,18 +27,20 @@ pub struct Login {
     passwords: Arc<PasswordService>,
     attempts: Attempts,
     users: Arc<dyn UserStore>,
+    devices: Arc<dyn AccountStore>,
     apps: Arc<AuthenticatorApps>,
 }
 
 impl Login {
     /// Logins of `users`, passwords checked by `passwords`, counted by
-    /// `attempts`, second steps asked by `apps`, sessions opened by
-    /// `issuer`.
+    /// `attempts` (per known device in `devices`), second steps asked by
+    /// `apps`, sessions opened by `issuer`.
     pub fn new(
         issuer: Arc<TokenIssuer>,
         passwords: Arc<PasswordService>,
         attempts: Attempts,
         users: Arc<dyn UserStore>,
+        devices: Arc<dyn AccountStore>,
         apps: Arc<AuthenticatorApps>,
     ) -> Self {
         Self {
@@ -46,7 +48,32 @@ impl Login {
             passwords,
             attempts,
             users,
+            devices,
             apps,
+        }
+    }
+
+    /// The attempt counters of a login: the account's and the address's,
+    /// or, from a browser that signed in to this account before (review
+    /// finding L12, OWASP's device cookies), that device's own budget in
+    /// place of the account's, so that failures elsewhere never lock the
+    /// owner out of their own browser.
+    async fn keys(&self, username: &str, ctx: &RequestContext) -> LoginKeys {
+        let keys = LoginKeys::new(username, &ctx.ip);
+        let Some(device) = &ctx.device else {
+            return keys;
+        };
+        let Ok(name) = latchkey_core::username::canonical(username) else {
+            return keys;
+        };
+        let since = self.issuer.now() - latchkey_core::account::DEVICE_MEMORY;
+        match self.devices.known_device(&name, device, since).await {
+            Ok(true) => keys.on_device(device),
+            Ok(false) => keys,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading known devices failed; the account's budget applies");
+                keys
+            }
         }
     }
 
@@ -70,7 +97,7 @@ impl Login {
         let client_id = client.map(|c| c.id.as_str());
         // The attempt counts before any hashing: however many arrive at
         // once, at most the limit are checked, and a flood costs no Argon2id.
-        let keys = LoginKeys::new(username, &ctx.ip);
+        let keys = self.keys(username, ctx).await;
         if let Err(blocked) = self.attempts.take_login(&keys).await {
             self.attempts
                 .throttled(&blocked, client_id, ctx, "failed-login limit reached")

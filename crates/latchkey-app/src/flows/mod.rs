@@ -10,6 +10,7 @@
 //! | authorization code: redeeming a code | [`AuthorizationCodeGrant`] | `authorization_code.rs` |
 //! | device authorization (RFC 8628) | [`DeviceFlow`], [`DeviceCodeGrant`] | `device_code.rs` |
 //! | sign-up | [`SignUp`] | `signup.rs` |
+//! | recovery: reset, verification, password change, not me | [`Recovery`] | `recovery.rs` |
 //! | authenticator apps and the second step of a sign-in | [`AuthenticatorApps`] | `totp.rs` |
 //! | passkeys: registering, removing, signing in with one | [`Passkeys`] | `passkeys.rs` |
 //! | sessions made by the admin API | [`AdminSessions`] | `admin_sessions.rs` |
@@ -31,6 +32,7 @@ mod device_code;
 mod introspection;
 mod login;
 mod passkeys;
+mod recovery;
 mod refresh;
 mod revocation;
 mod signup;
@@ -56,6 +58,7 @@ pub use passkeys::{
     CEREMONY_TTL, MAX_CREDENTIAL_BYTES, MAX_NAME_CHARS, MAX_PASSKEYS_PER_USER,
     MAX_WAITING_CEREMONIES, PasskeyView, Passkeys, passkeys_off,
 };
+pub use recovery::{LinkView, MAX_PENDING_FORGOT, NotMe, Recovery};
 pub use refresh::Refresh;
 pub use revocation::TokenRevocation;
 pub use signup::{SignUp, SignUpRefusal};

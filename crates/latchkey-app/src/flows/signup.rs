@@ -31,17 +31,22 @@ impl SignUp {
         }
     }
 
-    /// Creates the account `username` and starts its first session.
-    /// [`ServiceError::Taken`] for a name in use (sign-up cannot hide that a
-    /// name exists).
+    /// Creates the account `username` (with `email`, which gets a
+    /// verification link) and starts its first session.
+    /// [`ServiceError::Taken`] for a name in use, [`ServiceError::EmailTaken`]
+    /// for an address in use (sign-up cannot hide that either exists).
     pub async fn sign_up(
         &self,
         username: &str,
         password: String,
+        email: Option<&str>,
         scope: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Issued, SignUpRefusal> {
         canonical_username(username)?;
+        if let Some(email) = email {
+            latchkey_core::account::check_email(email).map_err(ServiceError::from)?;
+        }
         check_new_password(&password).map_err(ServiceError::from)?;
         let scope = self.issuer.user_scope(scope, None)?;
         // Every sign-up counts against its address, successful or not, and
@@ -52,7 +57,10 @@ impl SignUp {
             .take_per_address(&key, ctx, "sign-up limit reached")
             .await
             .map_err(Refusal::from)?;
-        let user = self.users.add(username, password, &ctx.actor(None)).await?;
+        let user = self
+            .users
+            .add(username, password, email, &ctx.actor(None))
+            .await?;
         match self
             .issuer
             .start_session(&user, None, &scope, ctx, "signup", AuthMethod::Password)

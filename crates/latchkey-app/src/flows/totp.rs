@@ -346,6 +346,33 @@ impl AuthenticatorApps {
             .ok_or_else(|| Refusal::invalid_grant(EXPIRED))
     }
 
+    /// Whether the user has a confirmed authenticator app (a password
+    /// reset then needs one of its codes too).
+    pub async fn has_app(&self, user_id: &str) -> Result<bool, Refusal> {
+        Ok(self
+            .factors
+            .totp_of(user_id)
+            .await?
+            .is_some_and(|f| f.confirmed_at.is_some()))
+    }
+
+    /// Checks (and spends) a code of the user's app or a recovery code
+    /// outside a sign-in (a password reset), counted like the second step's.
+    pub async fn verify_code(
+        &self,
+        user_id: &str,
+        code: SecondFactor<'_>,
+        ctx: &RequestContext,
+    ) -> Result<bool, Refusal> {
+        let key = self.take_attempt(user_id, ctx).await?;
+        if !self.check(user_id, code).await? {
+            self.wrong_code(user_id, ctx).await;
+            return Ok(false);
+        }
+        self.attempts.clear(&key).await;
+        Ok(true)
+    }
+
     /// Takes one of the user's code attempts (the per-account limit of
     /// failed logins); the key, to clear on success.
     async fn take_attempt(&self, user_id: &str, ctx: &RequestContext) -> Result<String, Refusal> {

@@ -28,6 +28,16 @@ impl LoginKeys {
             address: format!("ip:{}", address_key(ip)),
         }
     }
+
+    /// The same from a device that signed in to the account before: the
+    /// device's own budget for the account in place of the account's.
+    pub fn on_device(self, device: &latchkey_core::refresh::TokenHash) -> Self {
+        let tag: String = device.0[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            account: format!("{}#device:{tag}", self.account),
+            address: self.address,
+        }
+    }
 }
 
 /// The part of a client's address its attempts count against (an IPv6
@@ -86,6 +96,17 @@ impl Attempts {
         detail: &str,
     ) -> Result<(), Blocked> {
         self.take_within(self.account, key, ctx, detail).await
+    }
+
+    /// The same within `limit`.
+    pub async fn take_limited(
+        &self,
+        limit: Limit,
+        key: &str,
+        ctx: &RequestContext,
+        detail: &str,
+    ) -> Result<(), Blocked> {
+        self.take_within(limit, key, ctx, detail).await
     }
 
     async fn take_within(

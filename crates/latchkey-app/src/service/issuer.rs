@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::account::{self, LinkPurpose, LinkToken, Notice, Sighting};
 use latchkey_core::clock::Clock;
 use latchkey_core::id::random_id;
 use latchkey_core::jwt::{
@@ -37,6 +38,10 @@ pub struct RequestContext {
     /// The DPoP key the request proved it holds, if it sent a proof: the
     /// access tokens minted for it are bound to the key.
     pub dpop: Option<DpopKey>,
+    /// The browser's device (SPEC §13): the hash of its device cookie
+    /// ([`latchkey_core::account::device_of_cookie`]), which the server sets
+    /// on browser sign-ins.
+    pub device: Option<latchkey_core::refresh::TokenHash>,
 }
 
 impl RequestContext {
@@ -318,6 +323,31 @@ impl TokenIssuer {
             .await
     }
 
+    /// The device a new session comes from, and the new-device notice's
+    /// link (when mail is set up) should it be new to the user.
+    fn sighting(
+        &self,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+        now: i64,
+    ) -> Result<Sighting, Refusal> {
+        let device = ctx
+            .device
+            .unwrap_or_else(|| account::device_of_client(client_id, &ctx.user_agent));
+        let notice = match self.config.smtp_url {
+            Some(_) => {
+                let token = LinkToken::generate(self.rng())?;
+                Some(Notice {
+                    link_hash: token.hash(),
+                    link: token.url(&self.config.issuer, LinkPurpose::NotMe),
+                    link_expires_at: now + LinkPurpose::NotMe.ttl(),
+                })
+            }
+            None => None,
+        };
+        Ok(Sighting { device, notice })
+    }
+
     /// [`Self::start_session`] with the session's id chosen beforehand and
     /// the time the user authenticated (an authorization code records both).
     pub async fn open_session(
@@ -339,7 +369,7 @@ impl TokenIssuer {
         } = opening;
         let jti = random_id("", rng)?;
         let token = RefreshToken::generate(rng)?;
-        let start = session::start(
+        let mut start = session::start(
             &config.policy,
             NewSession {
                 id: session_id.clone(),
@@ -362,6 +392,7 @@ impl TokenIssuer {
                     .map(|d| d.jkt.clone()),
             },
         );
+        start.device = Some(self.sighting(client_id, ctx, now)?);
         // The login's audit event, and those of the sessions the cap
         // revokes, are written in the session's own transaction.
         let Some(evicted) = self

@@ -12,7 +12,7 @@ use latchkey_core::password::{PasswordHasher, WeakPassword, check_new_password};
 use latchkey_core::store::{RevocationReason, Store, StoreError, User, UserStore};
 use latchkey_core::username::UsernameError;
 
-use super::{Actor, Events, Sessions};
+use super::{Actor, Events, Links, Sessions};
 
 /// Why an account operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,12 @@ pub enum ServiceError {
     /// The username is taken.
     #[error("a user with this name already exists")]
     Taken,
+    /// The address breaks the rule.
+    #[error("{0}")]
+    InvalidEmail(#[from] latchkey_core::account::InvalidEmail),
+    /// Another user has the address.
+    #[error("another user has this e-mail address")]
+    EmailTaken,
     /// No such user.
     #[error("no such user")]
     NotFound,
@@ -170,16 +176,19 @@ pub struct Users {
     hashing: Arc<dyn PasswordHashing>,
     sessions: Sessions,
     events: Events,
+    links: Links,
 }
 
 impl Users {
-    /// Accounts in `store`; their sessions revoked through `sessions`.
+    /// Accounts in `store`; their sessions revoked through `sessions`,
+    /// their addresses verified through `links`.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hashing: Arc<dyn PasswordHashing>,
         sessions: Sessions,
         events: Events,
+        links: Links,
     ) -> Self {
         Self {
             store,
@@ -187,7 +196,44 @@ impl Users {
             hashing,
             sessions,
             events,
+            links,
         }
+    }
+
+    /// The links this service sends.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// Sets or clears a user's address (unverified; a verification link
+    /// goes to a new one, and a verified old one is told).
+    pub async fn set_email(
+        &self,
+        user: &User,
+        email: Option<&str>,
+        actor: &Actor,
+    ) -> Result<User, ServiceError> {
+        let email = email.map(latchkey_core::account::check_email).transpose()?;
+        let same = match (&email, &user.email) {
+            (Some(new), Some(old)) => new == old,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Ok(user.clone());
+        }
+        match self.store.set_email(&user.id, email.as_deref()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ServiceError::NotFound),
+            Err(StoreError::Conflict) => return Err(ServiceError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        }
+        self.events
+            .audit("email_changed", Some(&user.id), None, actor, "")
+            .await;
+        let user = self.by_id(&user.id).await?;
+        self.links.send_verification(&user).await?;
+        Ok(user)
     }
 
     /// The user named `name` (see [`find_user`]).
@@ -217,10 +263,11 @@ impl Users {
     pub async fn add_without_password(
         &self,
         name: &str,
+        email: Option<&str>,
         actor: &Actor,
     ) -> Result<User, ServiceError> {
         let secret = latchkey_core::id::random_id("", &SystemRandom::new())?;
-        self.add(name, secret, actor).await
+        self.add(name, secret, email, actor).await
     }
 
     /// Deletes a user: every session revoked (returned, and announced) in
@@ -241,27 +288,54 @@ impl Users {
         Ok(revoked)
     }
 
-    /// Adds a user, checking the name and the password first.
+    /// Adds a user, checking the name, the address and the password first;
+    /// a verification link goes to the address.
     pub async fn add(
         &self,
         name: &str,
         password: String,
+        email: Option<&str>,
         actor: &Actor,
     ) -> Result<User, ServiceError> {
         let username = canonical_username(name)?;
+        let email = email.map(latchkey_core::account::check_email).transpose()?;
         check_new_password(&password)?;
+        if let Some(email) = &email
+            && self.email_taken(email).await?
+        {
+            return Err(ServiceError::EmailTaken);
+        }
         let user = User {
             id: random_id("usr_", &SystemRandom::new())?,
             username,
             password_hash: self.hashing.hash(password).await?,
             disabled: false,
             created_at: self.clock.now(),
+            email,
+            email_verified: false,
         };
-        self.store.insert_user(&user).await?;
+        if let Err(e) = self.store.insert_user(&user).await {
+            // Which was taken meanwhile: the name or the address?
+            return Err(match (&e, &user.email) {
+                (StoreError::Conflict, Some(email)) if self.email_taken(email).await? => {
+                    ServiceError::EmailTaken
+                }
+                _ => e.into(),
+            });
+        }
         self.events
             .audit("user_added", Some(&user.id), None, actor, "")
             .await;
+        self.links.send_verification(&user).await?;
         Ok(user)
+    }
+
+    async fn email_taken(&self, email: &str) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .user_by_email(&latchkey_core::account::email_key(email))
+            .await?
+            .is_some())
     }
 
     /// Replaces a user's password; with `revoke_sessions`, ends every

@@ -200,6 +200,8 @@ fn path_id(id: &str) -> Result<&str, ApiError> {
 struct UserView {
     id: String,
     username: String,
+    email: Option<String>,
+    email_verified: bool,
     disabled: bool,
     created_at: i64,
 }
@@ -209,6 +211,8 @@ impl From<User> for UserView {
         Self {
             id: u.id,
             username: u.username,
+            email: u.email,
+            email_verified: u.email_verified,
             disabled: u.disabled,
             created_at: u.created_at,
         }
@@ -288,6 +292,7 @@ impl From<latchkey_core::store::Client> for ClientView {
 struct NewUser {
     username: String,
     password: Option<String>,
+    email: Option<String>,
 }
 
 async fn create_user(
@@ -301,8 +306,16 @@ async fn create_user(
     let actor = admin.actor(&ctx);
     let users = &state.users;
     let user = match new.password {
-        Some(password) => users.add(&new.username, password, &actor).await?,
-        None => users.add_without_password(&new.username, &actor).await?,
+        Some(password) => {
+            users
+                .add(&new.username, password, new.email.as_deref(), &actor)
+                .await?
+        }
+        None => {
+            users
+                .add_without_password(&new.username, new.email.as_deref(), &actor)
+                .await?
+        }
     };
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
@@ -341,10 +354,19 @@ async fn read_user(
 struct UserChange {
     disabled: Option<bool>,
     password: Option<String>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
 }
 
-/// A new password is checked before anything changes, and applies to the
-/// next login (sessions stay); disabling revokes every session.
+/// A field that is present, `null` or not.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Every change is checked before anything changes. A new password revokes
+/// every session (`password_changed`), disabling too (`user_disabled`); a
+/// new address is unverified and gets a verification link.
 async fn update_user(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -354,20 +376,27 @@ async fn update_user(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let change: UserChange = json_body(&headers, &body)?;
-    if change.disabled.is_none() && change.password.is_none() {
+    if change.disabled.is_none() && change.password.is_none() && change.email.is_none() {
         return Err(ApiError::invalid_request(
-            "nothing to change: give disabled or password",
+            "nothing to change: give disabled, password or email",
         ));
     }
     if let Some(password) = &change.password {
         latchkey_core::password::check_new_password(password)
             .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     }
+    if let Some(Some(email)) = &change.email {
+        latchkey_core::account::check_email(email)
+            .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    }
     let users = &state.users;
     let mut user = users.by_id(path_id(&id)?).await?;
     let actor = admin.actor(&ctx);
+    if let Some(email) = &change.email {
+        user = users.set_email(&user, email.as_deref(), &actor).await?;
+    }
     if let Some(password) = change.password {
-        users.set_password(&user, password, false, &actor).await?;
+        users.set_password(&user, password, true, &actor).await?;
     }
     if let Some(disabled) = change.disabled
         && disabled != user.disabled

@@ -190,7 +190,13 @@ async fn signup(
     let password = params.require("password")?;
     let issued = state
         .signup
-        .sign_up(username, password.to_owned(), params.get("scope"), &ctx)
+        .sign_up(
+            username,
+            password.to_owned(),
+            params.get("email"),
+            params.get("scope"),
+            &ctx,
+        )
         .await?;
     delivery.respond(&state, &issued)
 }

@@ -653,7 +653,8 @@ fn redirect(uri: &str, pairs: &[(&str, String)], status: StatusCode) -> Response
     response
 }
 
-/// `GET`/`POST /oauth/userinfo`: `sub`, and with `profile` the username.
+/// `GET`/`POST /oauth/userinfo`: `sub`, with `profile` the username, with
+/// `email` the address and whether it is verified.
 async fn userinfo(Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
     let Some(user) = principal.user else {
         return Err(ApiError::forbidden("a client's own token has no user"));
@@ -665,6 +666,12 @@ async fn userinfo(Authenticated(principal): Authenticated) -> Result<Response, A
     let mut info = json!({ "sub": user.id });
     if scope.contains("profile") {
         info["preferred_username"] = json!(user.username);
+    }
+    if scope.contains("email")
+        && let Some(email) = &user.email
+    {
+        info["email"] = json!(email);
+        info["email_verified"] = json!(user.email_verified);
     }
     Ok(Json(info).into_response())
 }

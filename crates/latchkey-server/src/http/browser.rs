@@ -24,6 +24,10 @@ pub(crate) const BROWSER_HEADER: &str = "x-latchkey-browser";
 
 /// The refresh-token cookie's name: `__Secure-` prefixed unless
 /// `LATCHKEY_COOKIE_SECURE=false` (plain-http development).
+pub(crate) fn refresh_cookie_name(config: &Config) -> &'static str {
+    cookie_name(config)
+}
+
 fn cookie_name(config: &Config) -> &'static str {
     if config.cookie_secure {
         "__Secure-lk_rt"

@@ -45,7 +45,9 @@ async fn openid_configuration(State(state): State<AppState>) -> impl IntoRespons
         "nonce",
         "sid",
         "at_hash",
-        "preferred_username"
+        "preferred_username",
+        "email",
+        "email_verified"
     ]);
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc))
 }

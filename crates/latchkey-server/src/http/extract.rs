@@ -38,11 +38,13 @@ impl FromRequestParts<AppState> for RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect())
             .unwrap_or_default();
+        let device = super::devices::device_of(&parts.headers, &parts.extensions, state.config());
         Ok(RequestContext {
             ip,
             user_agent,
             fingerprint: None,
             dpop: None,
+            device,
         })
     }
 }

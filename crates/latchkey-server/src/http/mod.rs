@@ -7,6 +7,7 @@ mod authorize;
 mod browser;
 mod client_auth;
 mod device;
+mod devices;
 mod discovery;
 mod dpop;
 mod extract;
@@ -17,6 +18,7 @@ mod health;
 mod me;
 mod oauth;
 mod pages;
+mod recovery;
 mod sessions;
 
 use std::time::Instant;
@@ -45,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(discovery::router())
         .merge(auth::router())
+        .merge(recovery::router())
         .merge(authorize::router())
         .merge(device::router())
         .merge(oauth::router())
@@ -53,6 +56,10 @@ pub fn app(state: AppState) -> Router {
         .merge(me::router())
         .merge(health::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            devices::device_cookie,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::{AppState, RequestContext};
 
-pub(super) fn sign_in_cookie_name(config: &Config) -> &'static str {
+pub(crate) fn sign_in_cookie_name(config: &Config) -> &'static str {
     if config.cookie_secure {
         "__Host-lk_signin"
     } else {
@@ -42,7 +42,7 @@ pub(super) fn csrf_cookie_name(config: &Config) -> &'static str {
 /// is `SameSite=Lax`, since a client sends the browser here by a cross-site
 /// navigation; the CSRF cookie `Strict`, since only this server's own forms
 /// post back.
-pub(super) fn host_cookie(
+pub(crate) fn host_cookie(
     config: &Config,
     name: &str,
     value: &str,
@@ -137,18 +137,7 @@ pub(super) fn csrf_token(state: &AppState, headers: &HeaderMap) -> Option<String
 
 /// Escapes text for HTML content and attribute values.
 pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    latchkey_app::mail::escape(text)
 }
 
 pub(super) fn html_page(
@@ -479,7 +468,8 @@ pub(super) async fn replace_sign_in(
 pub(super) const LOGIN_FIELDS: &str = r#"<p><label for="username">Username</label>
 <input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="256"></p>
 <p><label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"></p>"#;
+<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024">
+<a href="/auth/password/forgot">Forgot password?</a></p>"#;
 
 /// A scope as the items of a list, one `<li>` per scope.
 pub(super) fn scope_items(scope: &latchkey_core::scope::Scope) -> String {

@@ -109,12 +109,16 @@ async fn users_are_created_read_changed_and_deleted() {
     let enabled = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"disabled": false}))).await;
     assert_eq!(enabled.status(), 200);
 
-    // A new password applies to the next login; the session stays.
-    let pair: Value = login_as(&app, "carol", PASSWORD).await.json().await.unwrap();
+    // A new password revokes every session (SPEC §11: `password_changed`)
+    // and applies to the next login.
+    let before: Value = login_as(&app, "carol", PASSWORD).await.json().await.unwrap();
     let changed = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"password": NEW_PASSWORD}))).await;
     assert_eq!(changed.status(), 200);
+    assert_eq!(app.me(field(&before, "access_token")).await.status(), 401);
+    let ended: Value = app.refresh(field(&before, "refresh_token")).await.json().await.unwrap();
+    assert_eq!(ended["end_reason"], "password_changed");
     assert_eq!(login_as(&app, "carol", PASSWORD).await.status(), 400);
-    assert_eq!(login_as(&app, "carol", NEW_PASSWORD).await.status(), 200);
+    let pair: Value = login_as(&app, "carol", NEW_PASSWORD).await.json().await.unwrap();
     assert_eq!(app.me(field(&pair, "access_token")).await.status(), 200);
 
     // Deleting revokes every session and frees the name; the trail stays.

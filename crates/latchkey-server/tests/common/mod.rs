@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub mod agent;
 pub mod authenticator;
 pub mod receiver;
+pub mod smtp;
 
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::password::PasswordHasher;
@@ -127,7 +128,10 @@ impl TestApp {
         latchkey_app::maintenance::spawn(state.app().clone());
         latchkey_app::delivery::spawn(
             state.app().clone(),
-            Arc::new(latchkey_server::HttpTransport::new().expect("delivery client")),
+            Arc::new(
+                latchkey_server::HttpTransport::for_config(state.config())
+                    .expect("delivery client"),
+            ),
         );
         let limits = latchkey_server::Limits::of(state.config());
         let router = app(state.clone());
@@ -286,6 +290,8 @@ impl TestApp {
                 .unwrap(),
             disabled: false,
             created_at: 0,
+            email: None,
+            email_verified: false,
         };
         self.state.store().insert_user(&user).await.unwrap();
         user
