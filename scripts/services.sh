@@ -2,7 +2,8 @@
 # Installs (from Debian's packages) and starts on loopback what the test suite
 # needs: PostgreSQL and Redis, Debian's Chromium with its WebDriver for the
 # browser tests (never a browser download of its own), and Debian's aiosmtpd,
-# the SMTP server the mail tests start on loopback (scripts/smtp-sink.py). Idempotent: what is installed is not installed
+# the SMTP server the mail tests start on loopback (scripts/smtp-sink.py),
+# and promtool for the Prometheus alert rules. Idempotent: what is installed is not installed
 # again, what runs is not started again. Used by .ci/run and by hand.
 #
 #   scripts/services.sh          install if missing, then start
@@ -77,6 +78,12 @@ install_browser() {
   install_missing chromium chromium-driver
 }
 
+# promtool (Debian's prometheus package) checks the alert rules in
+# contrib/prometheus (tests/monitoring.rs); the daemon itself is not started.
+install_monitoring() {
+  install_missing prometheus
+}
+
 # The mail tests start their own SMTP server (each its own port and
 # mailbox, stopped and restarted for the outage test): Debian's aiosmtpd,
 # for Debian's python3.
@@ -88,6 +95,7 @@ start_postgres
 start_redis
 install_browser
 install_mail
+install_monitoring
 log "PostgreSQL and Redis are up; $(chromium --version 2>/dev/null || echo 'chromium missing'); aiosmtpd $(/usr/bin/python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null || echo missing)"
 
 if [ "${1:-}" = "--print" ]; then

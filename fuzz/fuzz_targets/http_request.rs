@@ -44,6 +44,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 created_at: 0,
                 email: None,
                 email_verified: false,
+                admin: false,
             })
             .await
             .ok();

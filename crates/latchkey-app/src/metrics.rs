@@ -32,14 +32,16 @@ pub enum Counter {
     SessionLookups,
     /// DPoP proofs presented again.
     DpopReplays,
-    /// Delivery attempts of the outbox (webhooks, back-channel logouts), by
-    /// outcome.
+    /// Delivery attempts of the outbox (webhooks, back-channel logouts,
+    /// mail), by outcome.
     Deliveries,
+    /// Answers, by class of status (`2xx` … `5xx`).
+    Responses,
 }
 
 impl Counter {
     /// Every counter, in the order they are rendered.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::TokensIssued,
         Self::Refreshes,
         Self::ReuseDetected,
@@ -50,6 +52,7 @@ impl Counter {
         Self::SessionLookups,
         Self::DpopReplays,
         Self::Deliveries,
+        Self::Responses,
     ];
 
     /// The series name.
@@ -65,6 +68,7 @@ impl Counter {
             Self::SessionLookups => "latchkey_session_lookups_total",
             Self::DpopReplays => "latchkey_dpop_replays_total",
             Self::Deliveries => "latchkey_deliveries_total",
+            Self::Responses => "latchkey_http_responses_total",
         }
     }
 
@@ -80,8 +84,9 @@ impl Counter {
             Self::SessionLookups => "Sessions read from the database to check an access token.",
             Self::DpopReplays => "DPoP proofs presented again (refused).",
             Self::Deliveries => {
-                "Outbox delivery attempts (webhooks, back-channel logouts), by outcome."
+                "Outbox delivery attempts (webhooks, back-channel logouts, mail), by outcome."
             }
+            Self::Responses => "Answers of the routes, by class of status.",
         }
     }
 }
@@ -99,6 +104,8 @@ struct Histogram {
 #[derive(Default)]
 struct Inner {
     counters: BTreeMap<(&'static str, String), u64>,
+    /// Answers by class of status, `1xx` to `5xx`.
+    responses: [u64; 5],
     latency: BTreeMap<(String, String), Histogram>,
 }
 
@@ -143,10 +150,12 @@ impl Metrics {
             .or_default() += n;
     }
 
-    /// Records one request's latency.
-    pub fn observe_request(&self, method: &str, route: &str, elapsed: Duration) {
+    /// Records one request's latency, and its answer's class of status.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
+        let class = usize::from((status / 100).clamp(1, 5) - 1);
         let mut inner = self.inner();
+        inner.responses[class] += 1;
         let histogram = inner
             .latency
             .entry((method_label(method).to_owned(), route.to_owned()))
@@ -172,6 +181,12 @@ impl Metrics {
         for counter in Counter::ALL {
             let (name, help) = (counter.name(), counter.help());
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if counter == Counter::Responses {
+                for (i, n) in inner.responses.iter().enumerate() {
+                    let _ = writeln!(out, "{name}{{class=\"{}xx\"}} {n}", i + 1);
+                }
+                continue;
+            }
             let mut any = false;
             for ((n, l), value) in &inner.counters {
                 if *n == name {
@@ -235,9 +250,11 @@ mod tests {
         let m = Metrics::default();
         m.inc(Counter::Refreshes, &[("outcome", "rotated")]);
         m.inc(Counter::Refreshes, &[("outcome", "rotated")]);
-        m.observe_request("POST", "/oauth/token", Duration::from_millis(3));
+        m.observe_request("POST", "/oauth/token", 200, Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("latchkey_refreshes_total{outcome=\"rotated\"} 2"));
+        assert!(text.contains("latchkey_http_responses_total{class=\"2xx\"} 1"));
+        assert!(text.contains("latchkey_http_responses_total{class=\"5xx\"} 0"));
         assert!(text.contains("latchkey_reuse_detected_total 0"));
         // Every declared counter is exported, used yet or not.
         for counter in Counter::ALL {

@@ -140,6 +140,7 @@ mod tests {
             created_at: 0,
             email: None,
             email_verified: false,
+            admin: false,
         };
         (session, user)
     }

@@ -22,6 +22,8 @@ pub struct User {
     pub email: Option<String>,
     /// Whether they proved they read it (SPEC §13).
     pub email_verified: bool,
+    /// An operator: may sign in to the console (SPEC §15).
+    pub admin: bool,
 }
 
 /// A registered OAuth client.

@@ -93,6 +93,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// garbage collection removes it with the last one. Audit events stay.
     /// `None` if there is no such user.
     async fn delete_user(&self, user_id: &str, now: i64) -> StoreResult<Option<Vec<String>>>;
+    /// Grants or withdraws the admin role (SPEC §15); false if there is no
+    /// such user.
+    async fn set_admin(&self, user_id: &str, admin: bool) -> StoreResult<bool>;
     /// Disables or enables a user; disabling revokes all their sessions,
     /// whose ids it returns. `None` if there is no such user.
     async fn set_disabled(

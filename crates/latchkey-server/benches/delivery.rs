@@ -50,6 +50,7 @@ async fn run(received: Arc<AtomicUsize>, receiver: &str) -> f64 {
                 created_at: 0,
                 email: None,
                 email_verified: false,
+                admin: false,
             })
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(crate) const USER_COLUMNS: &str = "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at, u.email, u.email_verified";
+pub(crate) const USER_COLUMNS: &str = "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at, u.email, u.email_verified, u.admin";
 
 pub(crate) fn hash_of(row: &PgRow, column: &str) -> StoreResult<TokenHash> {
     let bytes: Vec<u8> = row.try_get(column).map_err(backend)?;
@@ -20,6 +20,7 @@ pub(crate) fn user_from(row: &PgRow) -> StoreResult<User> {
         created_at: row.try_get("u_created_at").map_err(backend)?,
         email: row.try_get("email").map_err(backend)?,
         email_verified: row.try_get("email_verified").map_err(backend)?,
+        admin: row.try_get("admin").map_err(backend)?,
     })
 }
 

@@ -6,8 +6,8 @@ use super::*;
 impl UserStore for PgStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified, admin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
             .bind(&user.id)
             .bind(&user.username)
@@ -17,6 +17,7 @@ impl UserStore for PgStore {
             .bind(&user.email)
             .bind(user.email.as_deref().map(latchkey_core::account::email_key))
             .bind(user.email_verified)
+            .bind(user.admin)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -136,6 +137,15 @@ impl UserStore for PgStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
+    }
+    async fn set_admin(&self, user_id: &str, admin: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET admin = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(admin)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
     async fn set_disabled(
         &self,

@@ -34,6 +34,7 @@ async fn user(store: &PgStore, name: &str) -> User {
         created_at: now(),
         email: None,
         email_verified: false,
+        admin: false,
     };
     store.insert_user(&user).await.unwrap();
     user

@@ -273,6 +273,7 @@ mod tests {
             created_at: 100,
             email: None,
             email_verified: false,
+            admin: false,
         };
         store.insert_user(&user).await.unwrap();
         let session = Session {

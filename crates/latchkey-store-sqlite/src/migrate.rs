@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_end_reasons.sql"),
     include_str!("../migrations/0014_outbox.sql"),
     include_str!("../migrations/0015_accounts.sql"),
+    include_str!("../migrations/0016_admins.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

@@ -19,7 +19,7 @@ pub(crate) const TOKEN_COLUMN_COUNT: usize = 10;
 /// How many columns `SESSION_COLUMNS` names.
 pub(crate) const SESSION_COLUMN_COUNT: usize = 14;
 
-pub(crate) const USER_COLUMNS: &str = "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at, u.email, u.email_verified";
+pub(crate) const USER_COLUMNS: &str = "u.id AS u_id, u.username, u.password_hash, u.disabled, u.created_at AS u_created_at, u.email, u.email_verified, u.admin";
 
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scope, created_at, redirect_uris, first_party, disabled, tokens_valid_after, backchannel_logout_uri";
 
@@ -45,6 +45,7 @@ pub(crate) fn user_from(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get("u_created_at")?,
         email: row.get("email")?,
         email_verified: row.get("email_verified")?,
+        admin: row.get("admin")?,
     })
 }
 

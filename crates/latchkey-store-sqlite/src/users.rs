@@ -7,8 +7,8 @@ impl UserStore for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO users (id, username, password_hash, disabled, created_at, email, email_key, email_verified, admin) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     user.id,
                     user.username,
@@ -17,7 +17,8 @@ impl UserStore for SqliteStore {
                     user.created_at,
                     user.email,
                     user.email.as_deref().map(latchkey_core::account::email_key),
-                    user.email_verified
+                    user.email_verified,
+                    user.admin
                 ],
             )
             .map_err(backend)?;
@@ -137,6 +138,18 @@ impl UserStore for SqliteStore {
             }
             tx.commit().map_err(backend)?;
             Ok(Some(revoked))
+        })
+        .await
+    }
+    async fn set_admin(&self, user_id: &str, admin: bool) -> StoreResult<bool> {
+        self.write(|conn| {
+            let done = conn
+                .execute(
+                    "UPDATE users SET admin = ? WHERE id = ? AND deleted_at IS NULL",
+                    params![admin, user_id],
+                )
+                .map_err(backend)?;
+            Ok(done == 1)
         })
         .await
     }

@@ -104,6 +104,7 @@ async fn run(ops: Vec<Op>, grace: i64) {
         created_at: START,
         email: None,
         email_verified: false,
+        admin: false,
     };
     store.insert_user(&user).await.unwrap();
     let start = session::start(

@@ -44,6 +44,7 @@ async fn prepare(store: &dyn Store) -> User {
         created_at: NOW,
         email: None,
         email_verified: false,
+        admin: false,
     };
     store.insert_user(&user).await.expect("user");
     user

@@ -36,6 +36,7 @@ async fn prepare(store: &dyn Store) {
         created_at: NOW,
         email: None,
         email_verified: false,
+        admin: false,
     };
     store.insert_user(&user).await.expect("user");
     let session = Session {

@@ -169,6 +169,7 @@ async fn user(store: &dyn Store, name: &str) -> User {
         created_at: NOW,
         email: None,
         email_verified: false,
+        admin: false,
     };
     store.insert_user(&user).await.expect("insert user");
     user

@@ -110,6 +110,17 @@ enum UserCommand {
         /// The user's e-mail address (it gets a verification link).
         #[arg(long, value_name = "ADDRESS")]
         email: Option<String>,
+        /// Give the user the admin role (the operator's console).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Grant or withdraw the admin role (who may sign in to the console).
+    Admin {
+        /// Login name.
+        name: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     /// Change a user's password.
     Passwd {
@@ -517,6 +528,7 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
             name,
             password_stdin,
             email,
+            admin,
         } => {
             // The name and the address are checked before a password is
             // asked for.
@@ -526,6 +538,13 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
             }
             let password = read_password(password_stdin)?;
             match users.add(&name, password, email.as_deref(), &cli).await {
+                Ok(user) if admin => {
+                    let user = users.set_admin(&user, true, &cli).await?;
+                    println!("user {} added (id {}), an admin", user.username, user.id);
+                    if let Some(email) = &user.email {
+                        println!("a verification link was sent to {email}");
+                    }
+                }
                 Ok(user) => match &user.email {
                     Some(email) => println!(
                         "user {} added (id {}); a verification link was sent to {email}",
@@ -559,6 +578,16 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
                 );
             }
         }
+        UserCommand::Admin { name, state } => {
+            let user = find_user(users, &name).await?;
+            let on = state == "on";
+            users.set_admin(&user, on, &cli).await?;
+            if on {
+                println!("{name} is an admin");
+            } else {
+                println!("{name} is no longer an admin");
+            }
+        }
         UserCommand::Disable { name } => {
             let user = find_user(users, &name).await?;
             users.set_disabled(&user, true, &cli).await?;
@@ -579,14 +608,18 @@ async fn user(command: UserCommand, services: &Services) -> Result<()> {
             if json {
                 let list: Vec<_> = users
                     .iter()
-                    .map(|u| serde_json::json!({"id": u.id, "username": u.username, "disabled": u.disabled, "created_at": u.created_at}))
+                    .map(|u| serde_json::json!({"id": u.id, "username": u.username, "email": u.email, "email_verified": u.email_verified, "admin": u.admin, "disabled": u.disabled, "created_at": u.created_at}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{:<24} {:<28} {:<8}", "USERNAME", "ID", "STATUS")?;
                 for u in users {
-                    let status = if u.disabled { "disabled" } else { "active" };
+                    let status = match (u.disabled, u.admin) {
+                        (true, _) => "disabled",
+                        (false, true) => "admin",
+                        (false, false) => "active",
+                    };
                     writeln!(out, "{:<24} {:<28} {:<8}", u.username, u.id, status)?;
                 }
             }

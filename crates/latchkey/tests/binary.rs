@@ -189,6 +189,55 @@ async fn password_stdin_reads_one_line_without_its_newline() {
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
 }
 
+/// `user add --email --admin`, `user admin NAME on|off` (SPEC §13, §15).
+#[tokio::test]
+async fn users_get_an_address_and_the_admin_role_from_the_command_line() {
+    let env = Env::new(&[]);
+    let added = env.ok(
+        &[
+            "user",
+            "add",
+            "erin",
+            "--password-stdin",
+            "--email",
+            "Erin@Example.com",
+            "--admin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(added.contains("an admin"), "{added}");
+    assert!(
+        added.contains("a verification link was sent to Erin@Example.com"),
+        "{added}"
+    );
+    let users: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"], None)).unwrap();
+    assert_eq!(users[0]["email"], "Erin@Example.com");
+    assert_eq!(users[0]["email_verified"], false);
+    assert_eq!(users[0]["admin"], true);
+    env.ok(&["user", "admin", "erin", "off"], None);
+    let users: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"], None)).unwrap();
+    assert_eq!(users[0]["admin"], false);
+    let bad = env.cli(&["user", "admin", "erin", "maybe"], None);
+    assert!(!bad.status.success());
+    let taken = env.cli(
+        &[
+            "user",
+            "add",
+            "frank",
+            "--password-stdin",
+            "--email",
+            "erin@example.COM",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("another user has this e-mail address")
+    );
+    let malformed = env.cli(&["user", "add", "gina", "--email", "no address"], None);
+    assert!(!malformed.status.success());
+}
+
 #[tokio::test]
 async fn keys_and_sessions_survive_kill_9() {
     let env = Env::new(&[]);

@@ -313,6 +313,7 @@ impl Users {
             created_at: self.clock.now(),
             email,
             email_verified: false,
+            admin: false,
         };
         if let Err(e) = self.store.insert_user(&user).await {
             // Which was taken meanwhile: the name or the address?
@@ -362,6 +363,31 @@ impl Users {
             .sessions
             .revoke_all(&user.id, RevocationReason::PasswordChanged, actor)
             .await?)
+    }
+
+    /// Grants (`on`) or withdraws the admin role: who may sign in to the
+    /// console (SPEC §15).
+    pub async fn set_admin(
+        &self,
+        user: &User,
+        on: bool,
+        actor: &Actor,
+    ) -> Result<User, ServiceError> {
+        if !self.store.set_admin(&user.id, on).await? {
+            return Err(ServiceError::NotFound);
+        }
+        let kind = if on {
+            "admin_granted"
+        } else {
+            "admin_withdrawn"
+        };
+        self.events
+            .audit(kind, Some(&user.id), None, actor, "")
+            .await;
+        Ok(User {
+            admin: on,
+            ..user.clone()
+        })
     }
 
     /// Disables a user and revokes every session of theirs (returned), or

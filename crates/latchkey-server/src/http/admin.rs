@@ -202,6 +202,7 @@ struct UserView {
     username: String,
     email: Option<String>,
     email_verified: bool,
+    admin: bool,
     disabled: bool,
     created_at: i64,
 }
@@ -213,6 +214,7 @@ impl From<User> for UserView {
             username: u.username,
             email: u.email,
             email_verified: u.email_verified,
+            admin: u.admin,
             disabled: u.disabled,
             created_at: u.created_at,
         }
@@ -293,6 +295,7 @@ struct NewUser {
     username: String,
     password: Option<String>,
     email: Option<String>,
+    admin: Option<bool>,
 }
 
 async fn create_user(
@@ -316,6 +319,10 @@ async fn create_user(
                 .add_without_password(&new.username, new.email.as_deref(), &actor)
                 .await?
         }
+    };
+    let user = match new.admin {
+        Some(true) => users.set_admin(&user, true, &actor).await?,
+        _ => user,
     };
     Ok((StatusCode::CREATED, Json(UserView::from(user))).into_response())
 }
@@ -357,6 +364,7 @@ struct UserChange {
     /// Absent: unchanged; `null`: cleared.
     #[serde(default, deserialize_with = "present")]
     email: Option<Option<String>>,
+    admin: Option<bool>,
 }
 
 /// A field that is present, `null` or not.
@@ -376,9 +384,13 @@ async fn update_user(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let change: UserChange = json_body(&headers, &body)?;
-    if change.disabled.is_none() && change.password.is_none() && change.email.is_none() {
+    if change.disabled.is_none()
+        && change.password.is_none()
+        && change.email.is_none()
+        && change.admin.is_none()
+    {
         return Err(ApiError::invalid_request(
-            "nothing to change: give disabled, password or email",
+            "nothing to change: give disabled, password, email or admin",
         ));
     }
     if let Some(password) = &change.password {
@@ -397,6 +409,11 @@ async fn update_user(
     }
     if let Some(password) = change.password {
         users.set_password(&user, password, true, &actor).await?;
+    }
+    if let Some(admin) = change.admin
+        && admin != user.admin
+    {
+        user = users.set_admin(&user, admin, &actor).await?;
     }
     if let Some(disabled) = change.disabled
         && disabled != user.disabled

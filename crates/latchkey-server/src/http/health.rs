@@ -20,9 +20,19 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// The counters and histogram of this instance, and the gauges read from
+/// the database (the same on every instance): deliveries waiting.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    match state.store().deliveries_waiting().await {
+        Ok(waiting) => {
+            let name = "latchkey_deliveries_waiting";
+            text.push_str(&format!(
+                "# HELP {name} Outbox deliveries still to be sent (webhooks, back-channel logouts, mail), from the database.\n\
+                 # TYPE {name} gauge\n{name} {waiting}\n"
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "counting the deliveries waiting failed"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

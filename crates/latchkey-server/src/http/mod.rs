@@ -128,8 +128,11 @@ async fn track_latency(State(state): State<AppState>, request: Request, next: Ne
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
-    state
-        .metrics
-        .observe_request(method.as_str(), &route, started.elapsed());
+    state.metrics.observe_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }

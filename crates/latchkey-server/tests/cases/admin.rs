@@ -53,6 +53,27 @@ async fn login_as(app: &TestApp, name: &str, password: &str) -> reqwest::Respons
     app.post_form("/auth/login", &[("username", name), ("password", password)]).await
 }
 
+/// The admin role (SPEC §15): given at creation, shown, changed.
+#[tokio::test]
+async fn the_admin_role_is_given_shown_and_withdrawn() {
+    let app = start!(&[]);
+    let admin = admin_token(&app).await;
+    let created = create(&app, &admin, json!({"username": "olga", "password": PASSWORD, "admin": true})).await;
+    assert_eq!(created.status(), 201);
+    let olga: Value = created.json().await.unwrap();
+    assert_eq!(olga["admin"], true);
+    let plain: Value = create(&app, &admin, json!({"username": "pete", "password": PASSWORD})).await.json().await.unwrap();
+    assert_eq!(plain["admin"], false);
+    let path = format!("/admin/users/{}", field(&olga, "id"));
+    let changed = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"admin": false}))).await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(get_json(&app, &admin, &path).await["admin"], false);
+    let bad = call(&app, &admin, reqwest::Method::PATCH, &path, Some(json!({"admin": "yes"}))).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(app.audit("admin_granted").await.len(), 1);
+    assert_eq!(app.audit("admin_withdrawn").await.len(), 1);
+}
+
 #[tokio::test]
 async fn the_admin_api_needs_an_admin_clients_token() {
     let app = start!(&[]);
@@ -337,7 +358,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         ("application/json", ""),
         ("application/json", "{"),
         ("application/json", r#"["eve"]"#),
-        ("application/json", r#"{"username":"eve","password":"correct horse battery","admin":true}"#),
+        ("application/json", r#"{"username":"eve","password":"correct horse battery","role":"admin"}"#),
+        ("application/json", r#"{"username":"eve","password":"correct horse battery","admin":"yes"}"#),
         ("application/json", r#"{"username":"eve","username":"mallory","password":"correct horse battery"}"#),
         ("application/json", r#"{"username":"e\u0000ve","password":"correct horse battery"}"#),
         ("application/json", r#"{"username":"eve","password":"short"}"#),

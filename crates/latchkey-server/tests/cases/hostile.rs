@@ -155,7 +155,7 @@ impl Endpoint {
                 let duplicated = format!("{{\"{first}\":{},{}", first_value, &text[1..]);
                 cases.push(self.case("duplicated field", path.clone(), Some(JSON), duplicated.into_bytes()));
                 let mut unknown = map.clone();
-                unknown.insert("admin".into(), json!(true));
+                unknown.insert("superuser".into(), json!(true));
                 cases.push(self.case("unknown field", path.clone(), Some(JSON), serde_json::to_vec(&unknown).unwrap()));
                 cases.push(self.case("wrong type", path.clone(), Some(JSON), with(json!([1, 2]))));
                 cases.push(self.case("missing fields", path.clone(), Some(JSON), b"{}".to_vec()));
@@ -187,7 +187,7 @@ impl Endpoint {
                     // The admin API is strict; OAuth endpoints ignore what
                     // they do not know (RFC 6749 §3.1).
                     let mut unknown = query.clone();
-                    unknown.push(("admin".into(), "1".into()));
+                    unknown.push(("superuser".into(), "1".into()));
                     cases.push(self.case("unknown parameter", at(&unknown), None, Vec::new()));
                 }
                 let rest = encode(&query[1..]);
@@ -407,6 +407,30 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
             pairs: pairs(&[("mfa_token", "lk_mfa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("otp", "123456")]),
             json: true,
         }),
+        // Recovery (SPEC §13): an address that is nobody's, dead links, and a
+        // wrong current password, so that no variant changes anything.
+        Endpoint::new(Method::POST, "/auth/password/forgot", Input::Form {
+            pairs: pairs(&[("email", "nobody@example.com")]),
+            json: true,
+        }),
+        Endpoint::new(Method::POST, "/auth/password/reset", Input::Form {
+            pairs: pairs(&[("token", "lk_ln_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("password", "a long enough password")]),
+            json: true,
+        }),
+        Endpoint::new(Method::POST, "/auth/email/verify", Input::Form {
+            pairs: pairs(&[("token", "lk_ln_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]),
+            json: true,
+        }),
+        Endpoint::new(Method::POST, "/auth/not-me", Input::Form {
+            pairs: pairs(&[("token", "lk_ln_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]),
+            json: true,
+        }),
+        Endpoint::new(Method::GET, "/auth/password/reset", Input::Query(pairs(&[("token", "lk_ln_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]), true)),
+        Endpoint::new(Method::POST, "/auth/password", Input::Form {
+            pairs: pairs(&[("current_password", "not the password"), ("new_password", "a long enough password")]),
+            json: true,
+        })
+        .header("authorization", &bearer),
         Endpoint::new(Method::POST, "/auth/totp/confirm", Input::Form { pairs: pairs(&[("code", "123456")]), json: true })
             .header("authorization", &bearer),
         Endpoint::new(Method::DELETE, "/auth/totp", Input::Form { pairs: pairs(&[("code", "123456")]), json: true })

@@ -292,6 +292,7 @@ impl TestApp {
             created_at: 0,
             email: None,
             email_verified: false,
+            admin: false,
         };
         self.state.store().insert_user(&user).await.unwrap();
         user

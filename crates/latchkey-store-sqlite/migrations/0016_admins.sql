@@ -1,0 +1,2 @@
+-- The operator's console (SPEC §15): users with the admin role.
+ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
