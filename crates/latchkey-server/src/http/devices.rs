@@ -5,9 +5,10 @@
 //! in to an account before keeps its own failed-login budget for it, so
 //! that an attacker elsewhere cannot lock the owner out.
 //!
-//! Only sign-ins (a `POST` that sets the refresh-token or sign-in cookie)
-//! get the cookie; a request without one is given a candidate value, which
-//! its sign-in records and the answer then sets.
+//! Only sign-ins (a `POST` to a route that signs in, whose answer sets the
+//! refresh-token or sign-in cookie) get the cookie; a request without one
+//! is given a candidate value, which its sign-in records and the answer
+//! then sets. The layer wraps only the routes that sign in.
 
 use aws_lc_rs::rand::SecureRandom;
 use axum::extract::{Request, State};

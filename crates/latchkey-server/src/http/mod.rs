@@ -42,24 +42,28 @@ pub const MAX_TARGET_BYTES: usize = 8 * 1024;
 
 /// The whole HTTP interface over `state`.
 pub fn app(state: AppState) -> Router {
+    // The routes that sign browsers in set their device cookie; no other
+    // route (the hot ones among them) passes through that layer.
+    let sign_ins = Router::new()
+        .merge(auth::router())
+        .merge(authorize::router())
+        .merge(device::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            devices::device_cookie,
+        ));
     Router::new()
         .merge(account::router())
         .merge(admin::router())
         .merge(discovery::router())
-        .merge(auth::router())
+        .merge(sign_ins)
         .merge(recovery::router())
-        .merge(authorize::router())
-        .merge(device::router())
         .merge(oauth::router())
         .merge(sessions::router())
         .merge(factors::router())
         .merge(me::router())
         .merge(health::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            devices::device_cookie,
-        ))
         .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
