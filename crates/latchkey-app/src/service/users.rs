@@ -350,19 +350,25 @@ impl Users {
     ) -> Result<Vec<String>, ServiceError> {
         check_new_password(&password)?;
         let hash = self.hashing.hash(password).await?;
-        if !self.store.set_password(&user.id, &hash).await? {
+        // With its revocations, the new password commits in one transaction
+        // (the store's password change, keeping no session).
+        let revoked = if revoke_sessions {
+            self.store
+                .change_password(&user.id, &hash, None, self.clock.now())
+                .await?
+                .ok_or(ServiceError::NotFound)?
+        } else if self.store.set_password(&user.id, &hash).await? {
+            Vec::new()
+        } else {
             return Err(ServiceError::NotFound);
-        }
+        };
         self.events
             .audit("password_changed", Some(&user.id), None, actor, "")
             .await;
-        if !revoke_sessions {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .sessions
-            .revoke_all(&user.id, RevocationReason::PasswordChanged, actor)
-            .await?)
+        self.sessions
+            .revoked(&revoked, &user.id, RevocationReason::PasswordChanged, actor)
+            .await;
+        Ok(revoked)
     }
 
     /// Grants (`on`) or withdraws the admin role: who may sign in to the
