@@ -455,3 +455,41 @@ pub async fn a_new_device_is_noticed_and_a_known_one_is_not(store: Arc<dyn Store
             .unwrap()
     );
 }
+
+/// A user's remembered devices have a bound: past
+/// [`MAX_DEVICES_PER_USER`](latchkey_core::account::MAX_DEVICES_PER_USER),
+/// the least recently seen is forgotten, whatever arrives at once.
+pub async fn remembered_devices_are_capped_per_user(store: Arc<dyn Store>) {
+    let cap = latchkey_core::account::MAX_DEVICES_PER_USER;
+    let ann = user(store.as_ref(), "ann").await;
+    let total = cap + 10;
+    let mut sign_ins = Vec::new();
+    for i in 0..total {
+        let store = store.clone();
+        let ann = ann.clone();
+        sign_ins.push(tokio::spawn(async move {
+            let n = u8::try_from(i).unwrap();
+            let mut start = login_start(&ann, &format!("ses_{i}"), hash(n), NOW + i64::from(n));
+            start.device = Some(Sighting {
+                device: TokenHash([n; 32]),
+                notice: None,
+            });
+            store.create_session(&start, 1000).await.unwrap().unwrap();
+        }));
+    }
+    for s in sign_ins {
+        s.await.unwrap();
+    }
+    let mut known = 0;
+    for i in 0..total {
+        let n = u8::try_from(i).unwrap();
+        if store
+            .known_device("ann", &TokenHash([n; 32]), 0)
+            .await
+            .unwrap()
+        {
+            known += 1;
+        }
+    }
+    assert_eq!(known, cap, "{total} devices, at most {cap} remembered");
+}

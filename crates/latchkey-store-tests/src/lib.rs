@@ -132,6 +132,7 @@ macro_rules! suite {
             the_newest_reset_link_wins_and_is_spent_once,
             a_change_keeps_its_session_and_not_me_ends_one,
             a_new_device_is_noticed_and_a_known_one_is_not,
+            remembered_devices_are_capped_per_user,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
