@@ -15,6 +15,7 @@ use latchkey_core::coordination::{
 use latchkey_core::jwt;
 use latchkey_core::store::Store;
 
+use crate::activity::ActivityLog;
 use crate::config::Config;
 use crate::flows::{
     AccessTokens, AdminSessions, AuthenticatorApps, AuthorizationCodeGrant, Authorizations,
@@ -206,6 +207,9 @@ pub struct App {
     pub revocation: TokenRevocation,
     /// The token endpoint's grants.
     pub grants: GrantRegistry,
+    /// The console's overview: this instance's counts, added up in the
+    /// database.
+    pub activity: Arc<ActivityLog>,
 }
 
 impl App {
@@ -307,7 +311,13 @@ impl App {
         if config.password_grant {
             grants.register(login.clone());
         }
+        let activity = Arc::new(ActivityLog::new(
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+        ));
         Ok(Self {
+            activity,
             authorizations: Authorizations::new(
                 issuer.clone(),
                 store.clone(),

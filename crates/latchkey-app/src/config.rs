@@ -9,6 +9,7 @@ use latchkey_core::keys::SigningAlg;
 use latchkey_core::rotation::{BindingPolicy, Policy};
 use latchkey_core::scope::Scope;
 use latchkey_core::seal::MasterKey;
+use latchkey_core::strength::Acr;
 
 /// Every setting, by its TOML key (the environment variable is `LATCHKEY_` +
 /// the key in upper case), with its default as the text a user would write:
@@ -31,6 +32,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("cookie_fingerprint", "false"),
     ("password_grant", "false"),
     ("signup", "off"),
+    ("console_acr", "mfa"),
     ("dpop_nonce", "required"),
     ("allowed_origins", ""),
     ("master_key", ""),
@@ -93,6 +95,10 @@ pub struct Config {
     /// `LATCHKEY_SIGNUP`: `open` lets anyone create an account at
     /// `POST /auth/signup`. Default `off`.
     pub signup_open: bool,
+    /// `LATCHKEY_CONSOLE_ACR`: how strongly an admin must sign in for the
+    /// operator's console to get `latchkey:admin`: `pwd`, `mfa` or `phr`.
+    /// Default `mfa`.
+    pub console_acr: Acr,
     /// `LATCHKEY_DPOP_NONCE`: `required` (a token request's DPoP proof must
     /// carry a fresh server nonce, RFC 9449 §8) or `optional` (checked when
     /// present). Default `required`.
@@ -349,6 +355,10 @@ impl Config {
             cookie_secure: v.boolean("cookie_secure")?,
             cookie_fingerprint: v.boolean("cookie_fingerprint")?,
             signup_open: v.choice("signup", &[("off", false), ("open", true)])?,
+            console_acr: v.choice(
+                "console_acr",
+                &[("pwd", Acr::Pwd), ("mfa", Acr::Mfa), ("phr", Acr::Phr)],
+            )?,
             dpop_nonce_required: v
                 .choice("dpop_nonce", &[("required", true), ("optional", false)])?,
             password_grant: v.boolean("password_grant")?,

@@ -17,6 +17,7 @@
 //! This crate depends on the domain (`latchkey-core`) and its traits, never
 //! on axum, hyper or tower: a rule of layers broken is a build error.
 
+pub mod activity;
 pub mod compose;
 pub mod config;
 pub mod delivery;

@@ -30,6 +30,17 @@ pub fn spawn(app: Arc<App>) {
     if app.feed.is_some() {
         tokio::spawn(listen(app.clone()));
     }
+    let activity = app.activity.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(ACTIVITY_FLUSH);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = activity.flush().await {
+                tracing::warn!(error = %e, "activity counts could not be stored; the next flush adds them");
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(keys);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,6 +51,9 @@ pub fn spawn(app: Arc<App>) {
         }
     });
 }
+
+/// How often this instance adds its counts to the console's overview.
+pub const ACTIVITY_FLUSH: Duration = Duration::from_secs(10);
 
 /// How long an ended session is kept, so that its end is told (SPEC §14:
 /// the last 30 days), in seconds.
@@ -109,6 +123,9 @@ pub async fn collect(app: &App) {
         Ok(0) => {}
         Ok(events) => tracing::info!(events, "deleted outbox events long delivered"),
         Err(e) => tracing::error!(error = %e, "pruning the outbox failed"),
+    }
+    if let Err(e) = app.activity.prune().await {
+        tracing::error!(error = %e, "pruning the activity counts failed");
     }
 }
 

@@ -150,6 +150,15 @@ impl Metrics {
             .or_default() += n;
     }
 
+    /// Every counter's value now, with its labels as rendered (`{k="v"}`).
+    pub fn counters(&self) -> Vec<(&'static str, String, u64)> {
+        self.inner()
+            .counters
+            .iter()
+            .map(|((name, labels), n)| (*name, labels.clone(), *n))
+            .collect()
+    }
+
     /// Records one request's latency, and its answer's class of status.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();

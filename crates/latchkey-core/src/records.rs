@@ -407,6 +407,8 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// Free-form detail; never a token or a password.
     pub detail: String,
+    /// The admin user who acted through the console, if one did.
+    pub actor_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -421,6 +423,7 @@ impl AuditEvent {
             ip: Some(session.ip.clone()),
             user_agent: Some(session.user_agent.clone()),
             detail: String::new(),
+            actor_id: None,
         }
     }
 
@@ -434,6 +437,17 @@ impl AuditEvent {
             ..self.clone()
         }
     }
+}
+
+/// How many of one kind of thing happened in one minute (SPEC §15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    /// The minute: Unix seconds / 60.
+    pub minute: i64,
+    /// What was counted, e.g. `logins_failed` or `ended:logout`.
+    pub series: String,
+    /// How many.
+    pub n: u64,
 }
 
 /// Which audit events to read.
@@ -483,6 +497,7 @@ impl AuditEvent {
             ip: None,
             user_agent: None,
             detail: reason.as_str().into(),
+            actor_id: None,
         }
     }
 }

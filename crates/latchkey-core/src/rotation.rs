@@ -241,6 +241,7 @@ pub fn decide(
         ip: Some(req.ip.clone()),
         user_agent: Some(req.user_agent.clone()),
         detail: String::new(),
+        actor_id: None,
     });
     Decision::Rotate {
         scope,

@@ -3,6 +3,11 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+/// The scope of the admin API (SPEC §11): a registered client's, or the
+/// operator's console's for an admin user who signed in strongly enough
+/// (SPEC §15).
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
 /// At most this many scope tokens in one request.
 const MAX_TOKENS: usize = 32;
 /// At most this many bytes in one scope token.
@@ -55,6 +60,13 @@ impl Scope {
     /// The tokens in both.
     pub fn intersection(&self, other: &Scope) -> Scope {
         Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// The set without `token`.
+    pub fn without(&self, token: &str) -> Scope {
+        let mut set = self.0.clone();
+        set.remove(token);
+        Self(set)
     }
 
     /// The tokens in either.

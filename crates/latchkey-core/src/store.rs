@@ -13,9 +13,9 @@ use crate::session::SessionStart;
 
 pub use crate::device::Poll;
 pub use crate::records::{
-    AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant, DeviceStatus,
-    MfaChallenge, PasskeyRecord, Redemption, RefreshRecord, RevocationReason, Session, StoredKey,
-    TotpFactor, User, WebauthnCeremony,
+    Activity, AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant,
+    DeviceStatus, MfaChallenge, PasskeyRecord, Redemption, RefreshRecord, RevocationReason,
+    Session, StoredKey, TotpFactor, User, WebauthnCeremony,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -38,6 +38,7 @@ pub trait Store:
     + AuditStore
     + OutboxStore
     + AccountStore
+    + ConsoleStore
 {
 }
 
@@ -54,14 +55,15 @@ impl<T> Store for T where
         + AuditStore
         + OutboxStore
         + AccountStore
+        + ConsoleStore
 {
 }
 
 /// Every storage role, to bring their methods into scope.
 pub mod roles {
     pub use super::{
-        AccountStore, AuditStore, ClientStore, CodeStore, DeviceStore, FactorStore, KeyStore,
-        OutboxStore, PasskeyStore, ProofStore, SessionStore, UserStore,
+        AccountStore, AuditStore, ClientStore, CodeStore, ConsoleStore, DeviceStore, FactorStore,
+        KeyStore, OutboxStore, PasskeyStore, ProofStore, SessionStore, UserStore,
     };
 }
 
@@ -492,6 +494,32 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// delivered or given up, with those deliveries; returns how many
     /// events.
     async fn prune_outbox(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// What the operator's console reads (SPEC §15): activity counted per
+/// minute (each instance adds what it counted, so every instance shows the
+/// same), the numbers of users and live sessions, and users found by the
+/// start of their name or address.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync + 'static {
+    /// Adds `counts` (series name, how many) to `minute` (Unix seconds / 60).
+    async fn add_activity(&self, minute: i64, counts: &[(&str, u64)]) -> StoreResult<()>;
+    /// Every count from `since` (a minute) on, oldest first.
+    async fn activity(&self, since: i64) -> StoreResult<Vec<Activity>>;
+    /// Deletes the counts of minutes before `before`; returns how many went.
+    async fn prune_activity(&self, before: i64) -> StoreResult<u64>;
+    /// Users not deleted.
+    async fn count_users(&self) -> StoreResult<u64>;
+    /// Sessions neither ended nor past their absolute end at `now`.
+    async fn count_live_sessions(&self, now: i64) -> StoreResult<u64>;
+    /// Users not deleted whose name or address (lower-cased) starts with
+    /// `prefix`, by name, after the name `after`, at most `limit`.
+    async fn search_users(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<User>>;
 }
 
 /// What recovering an account needs (SPEC §13): addresses, the links mailed

@@ -29,8 +29,9 @@ impl AuditStore for PgStore {
     }
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {
         let rows = sqlx::query(
-            "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
-             WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2) \
+            "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail, actor_id \
+             FROM audit_events \
+             WHERE ($1::text IS NULL OR user_id = $1 OR actor_id = $1) AND ($2::text IS NULL OR kind = $2) \
              AND ($3::bigint IS NULL OR at >= $3) AND ($4::bigint IS NULL OR at < $4) \
              AND ($5::bigint IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
         )
@@ -54,6 +55,7 @@ impl AuditStore for PgStore {
                     ip: r.try_get("ip").map_err(backend)?,
                     user_agent: r.try_get("user_agent").map_err(backend)?,
                     detail: r.try_get("detail").map_err(backend)?,
+                    actor_id: r.try_get("actor_id").map_err(backend)?,
                 };
                 Ok((r.try_get("id").map_err(backend)?, event))
             })

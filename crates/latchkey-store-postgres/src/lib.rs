@@ -43,6 +43,7 @@ mod audit;
 mod batch;
 mod clients;
 mod codes;
+mod console;
 mod devices;
 mod factors;
 mod feed;

@@ -134,8 +134,8 @@ pub(crate) async fn insert_token(conn: &mut PgConnection, t: &RefreshRecord) -> 
 
 pub(crate) async fn insert_audit(conn: &mut PgConnection, e: &AuditEvent) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail, \
+         actor_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(e.at)
     .bind(&e.kind)
@@ -145,6 +145,7 @@ pub(crate) async fn insert_audit(conn: &mut PgConnection, e: &AuditEvent) -> Sto
     .bind(&e.ip)
     .bind(&e.user_agent)
     .bind(&e.detail)
+    .bind(&e.actor_id)
     .execute(conn)
     .await
     .map_err(backend)?;

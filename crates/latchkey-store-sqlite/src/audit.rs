@@ -31,8 +31,8 @@ impl AuditStore for SqliteStore {
     async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<(i64, AuditEvent)>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail FROM audit_events \
-                 WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) \
+                "SELECT id, at, kind, user_id, session_id, client_id, ip, user_agent, detail, actor_id \
+                 FROM audit_events WHERE (?1 IS NULL OR user_id = ?1 OR actor_id = ?1) AND (?2 IS NULL OR kind = ?2) \
                  AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) AND (?5 IS NULL OR id < ?5) \
                  ORDER BY id DESC LIMIT ?6",
             )?

@@ -34,6 +34,7 @@ mod accounts;
 mod audit;
 mod clients;
 mod codes;
+mod console;
 mod devices;
 mod factors;
 mod grouped;

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_outbox.sql"),
     include_str!("../migrations/0015_accounts.sql"),
     include_str!("../migrations/0016_admins.sql"),
+    include_str!("../migrations/0017_console.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

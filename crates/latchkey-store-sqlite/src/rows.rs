@@ -152,6 +152,7 @@ pub(crate) fn audit_from(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         ip: row.get("ip")?,
         user_agent: row.get("user_agent")?,
         detail: row.get("detail")?,
+        actor_id: row.get("actor_id")?,
     })
 }
 
@@ -217,8 +218,8 @@ pub(crate) fn insert_token(conn: &Connection, t: &RefreshRecord) -> rusqlite::Re
 
 pub(crate) fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_events (at, kind, user_id, session_id, client_id, ip, user_agent, detail, \
+         actor_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         e.at,
@@ -229,6 +230,7 @@ pub(crate) fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Resul
         e.ip,
         e.user_agent,
         e.detail,
+        e.actor_id,
     ])?;
     Ok(())
 }

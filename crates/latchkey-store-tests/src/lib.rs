@@ -825,6 +825,7 @@ pub async fn audit_events_filter_newest_first(store: Arc<dyn Store>) {
             ip: Some("127.0.0.1".into()),
             user_agent: None,
             detail: String::new(),
+            actor_id: None,
         };
         store.append_audit(&event).await.unwrap();
     }
@@ -1250,6 +1251,7 @@ pub async fn deleting_a_user_revokes_everything_and_frees_the_name(store: Arc<dy
             ip: None,
             user_agent: None,
             detail: String::new(),
+            actor_id: None,
         })
         .await
         .unwrap();
@@ -1308,6 +1310,7 @@ pub async fn audit_pages_by_id_and_time(store: Arc<dyn Store>) {
                 ip: None,
                 user_agent: None,
                 detail: i.to_string(),
+                actor_id: None,
             })
             .await
             .unwrap();
@@ -1355,6 +1358,7 @@ pub async fn pruning_the_audit_trail_deletes_only_what_is_older(store: Arc<dyn S
                 ip: None,
                 user_agent: None,
                 detail: i.to_string(),
+                actor_id: None,
             })
             .await
             .unwrap();

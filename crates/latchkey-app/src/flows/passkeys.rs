@@ -25,7 +25,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::config::Config;
-use crate::service::{Attempts, Issued, Refusal, RequestContext, TokenIssuer, address_key};
+use crate::service::{Actor, Attempts, Issued, Refusal, RequestContext, TokenIssuer, address_key};
 
 /// How long a ceremony waits for its answer, in seconds.
 pub const CEREMONY_TTL: i64 = 300;
@@ -338,25 +338,13 @@ impl Passkeys {
     }
 
     /// Removes the user's passkey `id`; false if they have none such.
-    /// `actor_client` names the admin client when the admin API removes it.
-    pub async fn remove(
-        &self,
-        user_id: &str,
-        id: &str,
-        actor_client: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Result<bool, Refusal> {
+    /// `actor` is the user themselves, or whoever acts through the admin API.
+    pub async fn remove(&self, user_id: &str, id: &str, actor: &Actor) -> Result<bool, Refusal> {
         let removed = self.passkeys.delete_passkey(user_id, id).await?;
         if removed {
             self.issuer
-                .audit(
-                    "passkey_removed",
-                    Some(user_id),
-                    None,
-                    actor_client,
-                    ctx,
-                    id,
-                )
+                .events()
+                .audit("passkey_removed", Some(user_id), None, actor, id)
                 .await;
         }
         Ok(removed)

@@ -18,7 +18,7 @@ use latchkey_core::store::{FactorStore, MfaChallenge, TotpFactor, User, UserStor
 use latchkey_core::strength::AuthMethod;
 use latchkey_core::totp;
 
-use crate::service::{Attempts, Issued, Refusal, RequestContext, TokenIssuer};
+use crate::service::{Actor, Attempts, Issued, Refusal, RequestContext, TokenIssuer};
 
 /// Seconds an `mfa_token` lives.
 pub const MFA_TOKEN_TTL: i64 = 300;
@@ -226,15 +226,13 @@ impl AuthenticatorApps {
             .collect())
     }
 
-    /// Removes the user's factor `factor_id` (for the admin client
-    /// `client_id`, which the audit trail names); false if the user has no
-    /// such factor.
+    /// Removes the user's factor `factor_id` (for the admin API's `actor`,
+    /// whom the audit trail names); false if the user has no such factor.
     pub async fn remove_factor(
         &self,
         user_id: &str,
         factor_id: &str,
-        client_id: &str,
-        ctx: &RequestContext,
+        actor: &Actor,
     ) -> Result<bool, Refusal> {
         let theirs = self
             .factors
@@ -245,12 +243,12 @@ impl AuthenticatorApps {
             return Ok(false);
         }
         self.issuer
+            .events()
             .audit(
                 "totp_removed",
                 Some(user_id),
                 None,
-                Some(client_id),
-                ctx,
+                actor,
                 "by the admin API",
             )
             .await;

@@ -52,6 +52,7 @@ impl Events {
             ip: Some(actor.ip.clone()),
             user_agent: (!actor.user_agent.is_empty()).then(|| actor.user_agent.clone()),
             detail: detail.to_owned(),
+            actor_id: actor.admin_id.clone(),
         };
         Self::log(&event);
         if let Err(e) = self.store.append_audit(&event).await {
@@ -69,6 +70,7 @@ impl Events {
             session_id = event.session_id.as_deref(),
             client_id = event.client_id.as_deref(),
             ip = event.ip.as_deref().unwrap_or_default(),
+            actor_id = event.actor_id.as_deref(),
             detail = %event.detail,
             "audit"
         );

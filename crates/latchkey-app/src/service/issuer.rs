@@ -14,7 +14,7 @@ use latchkey_core::jwt::{
 };
 use latchkey_core::refresh::{RefreshKeys, RefreshToken};
 use latchkey_core::rotation::RevocationReason;
-use latchkey_core::scope::Scope;
+use latchkey_core::scope::{ADMIN_SCOPE, Scope};
 use latchkey_core::session::{self, NewSession, SessionStart};
 use latchkey_core::store::{Client, KeyStore, SessionStore, User};
 use latchkey_core::strength::AuthMethod;
@@ -254,7 +254,11 @@ impl TokenIssuer {
             Some(client) => config
                 .scopes
                 .intersection(&Scope::parse(&client.scope).unwrap_or_default()),
-            None => config.scopes.clone(),
+            // A first-party sign-in may ask for the console's scope; whether
+            // it gets it is decided when the session opens.
+            None => config
+                .scopes
+                .union(&Scope::parse(ADMIN_SCOPE).unwrap_or_default()),
         };
         match requested {
             Some(text) if !text.trim().is_empty() => {
@@ -268,6 +272,31 @@ impl TokenIssuer {
                 Ok(scope)
             }
             _ => Ok(config.default_scope.intersection(&allowed)),
+        }
+    }
+
+    /// `scope` as a new session of `user` may hold it: `latchkey:admin`
+    /// (SPEC §15) stays only for an admin's own sign-in to the console (a
+    /// password login, its second step, or a passkey; no client, no
+    /// application acting for the user) that reached `LATCHKEY_CONSOLE_ACR`.
+    /// Anything else gets the rest of what it asked for, as RFC 6749 §3.3
+    /// allows, and the token response says which.
+    fn session_scope(
+        &self,
+        scope: &Scope,
+        user: &User,
+        client_id: Option<&str>,
+        auth_method: AuthMethod,
+        grant_name: &str,
+    ) -> Scope {
+        let console = user.admin
+            && client_id.is_none()
+            && matches!(grant_name, "login" | "passkey")
+            && auth_method.acr() >= self.config.console_acr;
+        if console || !scope.contains(ADMIN_SCOPE) {
+            scope.clone()
+        } else {
+            scope.without(ADMIN_SCOPE)
         }
     }
 
@@ -367,6 +396,7 @@ impl TokenIssuer {
             auth_time,
             auth_method,
         } = opening;
+        let scope = &self.session_scope(scope, user, client_id, auth_method, grant_name);
         let jti = random_id("", rng)?;
         let token = RefreshToken::generate(rng)?;
         let mut start = session::start(

@@ -57,6 +57,8 @@ pub struct Actor {
     pub ip: String,
     /// The user agent, if any.
     pub user_agent: String,
+    /// The admin user acting through the operator's console, if one is.
+    pub admin_id: Option<String>,
 }
 
 impl Actor {
@@ -66,6 +68,7 @@ impl Actor {
             client_id: None,
             ip: "cli".into(),
             user_agent: String::new(),
+            admin_id: None,
         }
     }
 
@@ -75,6 +78,16 @@ impl Actor {
             client_id: client_id.map(str::to_owned),
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
+            admin_id: None,
+        }
+    }
+
+    /// An admin user (`admin_id`) acting through the console, from this
+    /// address and user agent.
+    pub fn console(ctx: &RequestContext, admin_id: &str) -> Self {
+        Self {
+            admin_id: Some(admin_id.to_owned()),
+            ..Self::request(ctx, None)
         }
     }
 }

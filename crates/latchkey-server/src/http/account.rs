@@ -43,7 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// The headers every part of the page is served with.
-fn served(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn served(content_type: &'static str, body: &'static str) -> Response {
     // Every part is compiled in: nothing a request sends reaches the body.
     let mut response = body.into_response();
     let headers = response.headers_mut();

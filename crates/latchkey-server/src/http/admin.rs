@@ -15,8 +15,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_core::rotation::RevocationReason;
-use latchkey_core::scope::Scope;
+use latchkey_core::scope::{ADMIN_SCOPE, Scope};
 use latchkey_core::store::{AuditFilter, Session, User};
+use latchkey_core::strength::Acr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -28,8 +29,8 @@ use crate::state::{AppState, RequestContext};
 use latchkey_app::service::Actor;
 use latchkey_core::jwt::FIRST_PARTY_CLIENT_ID;
 
-/// The scope an admin client's token must hold.
-pub(crate) const ADMIN_SCOPE: &str = "latchkey:admin";
+/// The longest search of users (`q`): longer than any name or address.
+const MAX_SEARCH_CHARS: usize = 320;
 
 /// Page sizes: the default, and the most a caller may ask for.
 const DEFAULT_LIMIT: u32 = 50;
@@ -48,6 +49,11 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/admin/users/{id}/factors", get(user_factors))
         .route(
+            "/admin/users/{id}/password-reset",
+            post(send_password_reset),
+        )
+        .route("/admin/overview", get(overview))
+        .route(
             "/admin/users/{id}/factors/{factor_id}",
             delete(remove_user_factor),
         )
@@ -64,14 +70,21 @@ pub(crate) fn router() -> Router<AppState> {
         )
 }
 
-/// The admin client behind a request.
+/// Who calls the admin API: a registered client with its own token, or an
+/// admin user signed in to the operator's console (SPEC §15).
 struct Admin {
-    client_id: String,
+    /// The client, for a client's own token.
+    client_id: Option<String>,
+    /// The admin user, for a console token.
+    user_id: Option<String>,
 }
 
 impl Admin {
     fn actor(&self, ctx: &RequestContext) -> Actor {
-        Actor::request(ctx, Some(&self.client_id))
+        match &self.user_id {
+            Some(user_id) => Actor::console(ctx, user_id),
+            None => Actor::request(ctx, self.client_id.as_deref()),
+        }
     }
 }
 
@@ -87,23 +100,45 @@ impl FromRequestParts<AppState> for Admin {
                 .await?;
         let claims = &principal.claims;
         let refuse = || {
-            ApiError::forbidden("the admin API needs a client token with the scope latchkey:admin")
+            ApiError::forbidden(
+                "the admin API needs a token with the scope latchkey:admin: a client's own, \
+                 or an admin's console sign-in",
+            )
         };
-        // A client's own token (client_credentials): no user, no session.
-        if principal.user.is_some() || claims.sid.is_some() {
-            return Err(refuse());
-        }
-        // Authenticating a client's own token checked its client: still
-        // registered and enabled, the token's scope within the client's
-        // scope now (so a withdrawn `latchkey:admin` ends it at once), and
-        // issued after its last rotation. Only confidential clients get such
-        // tokens (`client_credentials`).
         if !Scope::parse(&claims.scope).is_ok_and(|s| s.contains(ADMIN_SCOPE)) {
             return Err(refuse());
         }
-        Ok(Self {
-            client_id: claims.client_id.clone(),
-        })
+        match (&principal.user, &claims.sid) {
+            // A client's own token (client_credentials). Authenticating it
+            // checked its client: still registered and enabled, the token's
+            // scope within the client's scope now (so a withdrawn
+            // `latchkey:admin` ends it at once), and issued after its last
+            // rotation. Only confidential clients get such tokens.
+            (None, None) => Ok(Self {
+                client_id: Some(claims.client_id.clone()),
+                user_id: None,
+            }),
+            // A console sign-in: only an admin's own first-party session
+            // got the scope; the role and the sign-in's strength are read
+            // again now (the session's user may be a cached copy), so that
+            // withdrawing the role, or asking for more, holds at once.
+            (Some(user), Some(_)) if claims.client_id == FIRST_PARTY_CLIENT_ID => {
+                let fresh = state.users.by_id(&user.id).await.map_err(|_| refuse())?;
+                let strong = claims
+                    .acr
+                    .as_deref()
+                    .and_then(Acr::parse)
+                    .is_some_and(|acr| acr >= state.config().console_acr);
+                if !fresh.admin || fresh.disabled || !strong {
+                    return Err(refuse());
+                }
+                Ok(Self {
+                    client_id: None,
+                    user_id: Some(fresh.id),
+                })
+            }
+            _ => Err(refuse()),
+        }
     }
 }
 
@@ -332,14 +367,31 @@ async fn list_users(
     _admin: Admin,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = query(raw.as_deref(), &["limit", "cursor"])?;
+    let params = query(raw.as_deref(), &["limit", "cursor", "q"])?;
     let limit = limit(&params)?;
     let after = params.get("cursor").map(decode_cursor).transpose()?;
+    let search = params.get("q").map(str::trim).filter(|q| !q.is_empty());
     // One more than asked tells whether another page follows.
-    let mut users = state.users.page(after.as_deref(), limit + 1).await?;
+    let mut users = match search {
+        None => state.users.page(after.as_deref(), limit + 1).await?,
+        Some(q) => {
+            if q.chars().count() > MAX_SEARCH_CHARS || q.chars().any(char::is_control) {
+                return Err(ApiError::invalid_request(format!(
+                    "q is at most {MAX_SEARCH_CHARS} characters, none of them a control character"
+                )));
+            }
+            state
+                .store()
+                .search_users(&q.to_lowercase(), after.as_deref(), limit + 1)
+                .await?
+        }
+    };
     let next_cursor = if users.len() > limit as usize {
         users.truncate(limit as usize);
-        users.last().map(|u| encode_cursor(&u.id))
+        // A search pages by name, the full list by id.
+        users
+            .last()
+            .map(|u| encode_cursor(if search.is_some() { &u.username } else { &u.id }))
     } else {
         None
     };
@@ -479,7 +531,7 @@ async fn update_client(
         Scope::parse(scope).map_err(|_| ApiError::invalid_request("not a valid scope"))?;
     }
     let id = path_id(&id)?;
-    if change.disabled == Some(true) && id == admin.client_id {
+    if change.disabled == Some(true) && admin.client_id.as_deref() == Some(id) {
         return Err(ApiError::invalid_request(
             "an admin client cannot disable itself",
         ));
@@ -523,7 +575,7 @@ async fn remove_client(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
-    if id == admin.client_id {
+    if admin.client_id.as_deref() == Some(id) {
         return Err(ApiError::invalid_request(
             "an admin client cannot remove itself",
         ));
@@ -602,12 +654,12 @@ async fn remove_user_factor(
     let removed = if factor_id.starts_with("pk_") {
         state
             .passkeys
-            .remove(&user.id, factor_id, Some(&admin.client_id), &ctx)
+            .remove(&user.id, factor_id, &admin.actor(&ctx))
             .await?
     } else {
         state
             .apps
-            .remove_factor(&user.id, factor_id, &admin.client_id, &ctx)
+            .remove_factor(&user.id, factor_id, &admin.actor(&ctx))
             .await?
     };
     if !removed {
@@ -670,13 +722,20 @@ async fn create_session(
     // A proof sent along binds the new session to the end user's key.
     let proof = super::dpop::token_proof(&state, &headers, "/admin/sessions").await?;
     super::dpop::bind(&mut ctx, proof.as_ref(), client.as_ref());
+    // Sessions for users are for applications' back ends, which
+    // authenticated the user themselves; the console signs nobody in.
+    let Some(admin_client) = admin.client_id.as_deref() else {
+        return Err(ApiError::forbidden(
+            "sessions for users are made by an application's own token, not the console",
+        ));
+    };
     let Some(issued) = state
         .admin_sessions
         .start(
             &user,
             client.as_ref(),
             new.scope.as_deref(),
-            &admin.client_id,
+            admin_client,
             &ctx,
         )
         .await?
@@ -700,6 +759,9 @@ struct EventView {
     ip: Option<String>,
     user_agent: Option<String>,
     detail: String,
+    /// The admin user who acted through the console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_id: Option<String>,
 }
 
 fn time(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
@@ -710,6 +772,57 @@ fn time(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
                 .map_err(|_| ApiError::invalid_request(format!("{name} is Unix seconds")))
         })
         .transpose()
+}
+
+/// Mails the user a password-reset link (the console's `Send password
+/// reset`): `202`; `409 conflict` when they have no address to send it to,
+/// `503` when mail is not set up.
+async fn send_password_reset(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = state.users.by_id(path_id(&id)?).await?;
+    if state.config().smtp_url.is_none() {
+        return Err(ApiError::Plain {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "temporarily_unavailable",
+            description: "mail is not set up (LATCHKEY_SMTP_URL)".into(),
+        });
+    }
+    if !state.recovery.send_reset_to(&user.id).await? {
+        return Err(ApiError::Plain {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            description: "the user has no e-mail address".into(),
+        });
+    }
+    state
+        .issuer
+        .events()
+        .audit(
+            "password_reset_sent",
+            Some(&user.id),
+            None,
+            &admin.actor(&ctx),
+            "by an administrator",
+        )
+        .await;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// The console's overview (SPEC §15): the last hour per minute, the last
+/// day per hour, and the numbers of users and live sessions, read from the
+/// database so that every instance shows the same.
+async fn overview(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query(raw.as_deref(), &[])?;
+    let overview = state.activity.overview().await?;
+    Ok(Json(overview).into_response())
 }
 
 async fn audit(
@@ -758,6 +871,7 @@ async fn audit(
             ip: e.ip,
             user_agent: e.user_agent,
             detail: e.detail,
+            actor_id: e.actor_id,
         })
         .collect();
     Ok(Json(json!({ "events": events, "next_cursor": next_cursor })).into_response())

@@ -193,7 +193,11 @@ async fn remove_passkey(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = recent_user(&state, &principal).await?;
-    if !state.passkeys.remove(&user.id, &id, None, &ctx).await? {
+    if !state
+        .passkeys
+        .remove(&user.id, &id, &ctx.actor(None))
+        .await?
+    {
         return Err(ApiError::not_found("no such passkey"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

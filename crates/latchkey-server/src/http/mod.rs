@@ -6,6 +6,7 @@ mod auth;
 mod authorize;
 mod browser;
 mod client_auth;
+mod console;
 mod device;
 mod devices;
 mod discovery;
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .merge(account::router())
+        .merge(console::router())
         .merge(admin::router())
         .merge(discovery::router())
         .merge(sign_ins)

@@ -232,6 +232,7 @@ async fn garbage_collection_enforces_the_audit_retention() {
                 ip: None,
                 user_agent: None,
                 detail: detail.into(),
+                actor_id: None,
             })
             .await
             .unwrap();
