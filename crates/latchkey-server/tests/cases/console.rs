@@ -365,3 +365,25 @@ async fn the_console_in_chromium() {
     browser.wait_for_text("HTTP 500").await;
     browser.quit().await;
 }
+
+/// `GET /console` and its parts are served from this origin under the
+/// account page's strict policy, and name nothing from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_under_the_account_pages_policy() {
+    let app = start!(&[]);
+    let account = app.http.get(app.url("/")).send().await.unwrap();
+    let policy = account.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    for (path, kind) in [("/console", "text/html"), ("/assets/console.js", "text/javascript"), ("/assets/console.css", "text/css")] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-security-policy"].to_str().unwrap(), policy, "{path}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        let body = response.text().await.unwrap();
+        for outside in ["src=\"http", "href=\"http", "url(http", "fetch('http", "//cdn"] {
+            assert!(!body.contains(outside), "{path} names {outside}");
+        }
+    }
+}

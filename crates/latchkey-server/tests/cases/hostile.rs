@@ -476,6 +476,11 @@ async fn bad_input_at_every_endpoint_gets_a_clear_4xx_and_changes_nothing() {
         Endpoint::new(Method::POST, "/admin/sessions", Input::Json(json!({"user_id": alice.id})))
             .header("authorization", &admin),
         Endpoint::new(Method::GET, "/admin/users", Input::Query(pairs(&[("limit", "10")]), true)).header("authorization", &admin),
+        Endpoint::new(Method::GET, "/admin/users", Input::Query(pairs(&[("q", "ali"), ("limit", "10")]), true))
+            .header("authorization", &admin),
+        Endpoint::new(Method::GET, "/admin/overview", Input::Bare).header("authorization", &admin),
+        Endpoint::new(Method::POST, &format!("/admin/users/{}/password-reset", alice.id), Input::Bare)
+            .header("authorization", &admin),
         Endpoint::new(Method::DELETE, &format!("/admin/users/{}/factors/fac_none", alice.id), Input::Bare)
             .header("authorization", &admin),
         Endpoint::new(Method::GET, "/admin/audit", Input::Query(pairs(&[("limit", "10")]), true)).header("authorization", &admin),
