@@ -96,12 +96,20 @@ impl ConsoleStore for PgStore {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<User>> {
+        // One index range per column, each cut to a page before the two
+        // are merged: a broad prefix costs a page, not every match.
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
-             AND ((u.username COLLATE \"C\" >= $1 AND u.username COLLATE \"C\" < $2) \
-                  OR (u.email_key COLLATE \"C\" >= $1 AND u.email_key COLLATE \"C\" < $2)) \
-             AND ($3::text IS NULL OR u.username COLLATE \"C\" > $3) \
-             ORDER BY u.username COLLATE \"C\" LIMIT $4"
+            "SELECT * FROM ( \
+               (SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+                 AND u.username COLLATE \"C\" >= $1 AND u.username COLLATE \"C\" < $2 \
+                 AND ($3::text IS NULL OR u.username COLLATE \"C\" > $3) \
+                 ORDER BY u.username COLLATE \"C\" LIMIT $4) \
+               UNION \
+               (SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+                 AND u.email_key COLLATE \"C\" >= $1 AND u.email_key COLLATE \"C\" < $2 \
+                 AND ($3::text IS NULL OR u.username COLLATE \"C\" > $3) \
+                 ORDER BY u.username COLLATE \"C\" LIMIT $4)) AS found \
+             ORDER BY username COLLATE \"C\" LIMIT $4"
         );
         let rows = sqlx::query(&sql)
             .bind(prefix)

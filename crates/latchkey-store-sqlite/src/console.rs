@@ -91,10 +91,18 @@ impl ConsoleStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<User>> {
         let end = prefix_end(prefix);
+        // One index range per column, each cut to a page before the two
+        // are merged: a broad prefix costs a page, not every match.
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
-             AND ((u.username >= ?1 AND u.username < ?2) OR (u.email_key >= ?1 AND u.email_key < ?2)) \
-             AND (?3 IS NULL OR u.username > ?3) ORDER BY u.username LIMIT ?4"
+            "SELECT * FROM ( \
+               SELECT * FROM (SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+                 AND u.username >= ?1 AND u.username < ?2 AND (?3 IS NULL OR u.username > ?3) \
+                 ORDER BY u.username LIMIT ?4) \
+               UNION \
+               SELECT * FROM (SELECT {USER_COLUMNS} FROM users u WHERE u.deleted_at IS NULL \
+                 AND u.email_key >= ?1 AND u.email_key < ?2 AND (?3 IS NULL OR u.username > ?3) \
+                 ORDER BY u.username LIMIT ?4)) \
+             ORDER BY username LIMIT ?4"
         );
         self.read(|conn| {
             conn.prepare_cached(&sql)?
