@@ -3,7 +3,8 @@
 # needs: PostgreSQL and Redis, Debian's Chromium with its WebDriver for the
 # browser tests (never a browser download of its own), and Debian's aiosmtpd,
 # the SMTP server the mail tests start on loopback (scripts/smtp-sink.py),
-# and promtool for the Prometheus alert rules. Idempotent: what is installed is not installed
+# promtool for the Prometheus alert rules, and curl and jq for the book's
+# examples. Idempotent: what is installed is not installed
 # again, what runs is not started again. Used by .ci/run and by hand.
 #
 #   scripts/services.sh          install if missing, then start
@@ -91,8 +92,15 @@ install_mail() {
   install_missing python3-aiosmtpd
 }
 
+# The book's getting-started examples run as a reader runs them
+# (crates/latchkey/tests/book.rs): with curl and jq.
+install_shell_tools() {
+  install_missing curl jq
+}
+
 start_postgres
 start_redis
+install_shell_tools
 install_browser
 install_mail
 install_monitoring
