@@ -13,12 +13,14 @@
 use std::sync::Arc;
 
 mod accounts;
+mod console;
 mod devices;
 mod factors;
 mod outbox;
 mod passkeys;
 
 pub use accounts::*;
+pub use console::*;
 pub use devices::*;
 pub use factors::*;
 pub use outbox::*;
@@ -133,6 +135,9 @@ macro_rules! suite {
             a_change_keeps_its_session_and_not_me_ends_one,
             a_new_device_is_noticed_and_a_known_one_is_not,
             remembered_devices_are_capped_per_user,
+            activity_added_at_once_is_all_counted,
+            users_and_live_sessions_are_counted,
+            users_are_found_by_a_prefix,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
