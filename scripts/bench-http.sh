@@ -5,7 +5,11 @@
 #   scripts/bench-http.sh sqlite            # a fresh SQLite file
 #   scripts/bench-http.sh postgres          # a fresh schema on the local PostgreSQL (scripts/services.sh)
 #
-# CONCURRENCY (default 64) and SECONDS (default 10) tune the runs.
+# CONCURRENCY (default 64) and SECONDS (default 10) tune the runs. With
+# CURVE_CSV=FILE it runs instead `healthz`, `me` and `refresh` at 1, 4, 16
+# and 64 clients (CURVE_CONCURRENCY) and appends one CSV row per run to FILE
+# (backend,scenario,concurrency,rps,p50_ms,p99_ms,server_cpu_us,server_rss_kib),
+# which scripts/plot-benchmarks.sh draws.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +69,18 @@ run() {
 # cores (BENCHMARKS.md, "What bounds refresh"), so the run says which applied.
 autogroup=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo unknown)
 echo "backend=$backend cores=$(nproc) date=$(date -u +%F) sched_autogroup_enabled=$autogroup"
+if [ -n "${CURVE_CSV:-}" ]; then
+  [ -s "$CURVE_CSV" ] || echo "backend,scenario,concurrency,rps,p50_ms,p99_ms,server_cpu_us,server_rss_kib" >"$CURVE_CSV"
+  field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+  for clients in ${CURVE_CONCURRENCY:-1 4 16 64}; do
+    for scenario in healthz me refresh; do
+      line=$(run "$scenario" "$clients")
+      echo "$line"
+      echo "$backend,$scenario,$clients,$(echo " $line" | field rps),$(echo " $line" | field p50_ms),$(echo " $line" | field p99_ms),$(echo " $line" | field server_cpu_us_per_request),$(echo " $line" | field server_rss_kib)" >>"$CURVE_CSV"
+    done
+  done
+  exit 0
+fi
 run me "$concurrency"
 run refresh "$concurrency"
 run login 8

@@ -52,6 +52,8 @@ enum Scenario {
     Refresh,
     Me,
     Mixed,
+    /// `GET /healthz`: the HTTP stack's own cost, beside which `me` is read.
+    Healthz,
 }
 
 /// The HTTP interface spoken.
@@ -355,7 +357,7 @@ async fn run_worker(
     let mut conn = Conn::new(&args.target);
     let username = username(&args, client);
     let pair = match args.scenario {
-        Scenario::Login => Tokens::default(),
+        Scenario::Login | Scenario::Healthz => Tokens::default(),
         _ => match login(&mut conn, &args, &username).await {
             Ok(pair) => pair,
             Err(e) => {
@@ -382,6 +384,10 @@ async fn run_worker(
         let sent = Instant::now();
         let ok = match args.scenario {
             Scenario::Login => login(&mut conn, &args, &username).await.is_ok(),
+            Scenario::Healthz => conn
+                .send(Method::GET, "/healthz", None, None)
+                .await
+                .is_ok_and(|(status, _)| status.is_success()),
             Scenario::Me => conn
                 .send(Method::GET, api.me_path(), Some(&access_token), None)
                 .await
