@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use latchkey_core::store::{Session, User};
+use latchkey_core::store::{Session, SessionChanges, User};
 
 /// Revoked sessions kept at most (an id and a time each); past this,
 /// those whose access tokens have all expired are dropped.
@@ -111,6 +111,73 @@ impl RevocationCache {
     }
 }
 
+/// What an instance without a revocation feed (SQLite) keeps in memory:
+/// sessions it has looked up, each trusted only while the backend's change
+/// log ([`latchkey_core::store::SessionStore::session_changes`]) names no
+/// change to it or its user. Every check reads the log past the last change
+/// seen (one indexed read that finds nothing, almost always), so a
+/// revocation by any process is seen by the next request.
+#[derive(Default)]
+pub struct ChangeLogCache {
+    inner: Mutex<Logged>,
+}
+
+#[derive(Default)]
+struct Logged {
+    /// The newest change applied; `None` until the first read.
+    seen: Option<u64>,
+    by_id: HashMap<String, (Session, User)>,
+}
+
+impl ChangeLogCache {
+    /// The newest change applied, to read the log after.
+    pub fn seen(&self) -> u64 {
+        locked(&self.inner).seen.unwrap_or(0)
+    }
+
+    /// Applies changes read after `seen()`; returns the change number the
+    /// cache now stands at, to pass to [`Self::remember`].
+    pub fn apply(&self, changes: SessionChanges) -> u64 {
+        let mut logged = locked(&self.inner);
+        if !changes.complete || logged.seen.is_none() {
+            logged.by_id.clear();
+        } else {
+            for sid in &changes.sessions {
+                logged.by_id.remove(sid);
+            }
+            if !changes.users.is_empty() {
+                logged
+                    .by_id
+                    .retain(|_, (_, user)| !changes.users.contains(&user.id));
+            }
+        }
+        // Applied out of order by concurrent requests, changes only ever
+        // drop entries; the number never goes back.
+        let seen = logged.seen.map_or(changes.upto, |s| s.max(changes.upto));
+        logged.seen = Some(seen);
+        seen
+    }
+
+    /// A session looked up before and not changed since.
+    pub fn session(&self, sid: &str) -> Option<(Session, User)> {
+        locked(&self.inner).by_id.get(sid).cloned()
+    }
+
+    /// Remembers a session read from the database after the log was read
+    /// up to `seen`; nothing if newer changes have been applied since (one
+    /// of them may be this session's, read before it was made).
+    pub fn remember(&self, session: Session, user: User, seen: u64) {
+        let mut logged = locked(&self.inner);
+        if logged.seen != Some(seen) {
+            return;
+        }
+        if logged.by_id.len() >= MAX_SESSIONS {
+            logged.by_id.clear();
+        }
+        logged.by_id.insert(session.id.clone(), (session, user));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +264,55 @@ mod tests {
         cache.disconnected();
         assert_eq!(cache.trusted(), None);
         assert!(cache.session("ses_1").is_none());
+    }
+
+    fn changes(upto: u64, sessions: &[&str], users: &[&str], complete: bool) -> SessionChanges {
+        SessionChanges {
+            upto,
+            sessions: sessions.iter().map(|s| (*s).to_owned()).collect(),
+            users: users.iter().map(|s| (*s).to_owned()).collect(),
+            complete,
+        }
+    }
+
+    #[test]
+    fn the_change_log_drops_what_it_names_and_refuses_stale_lookups() {
+        let cache = ChangeLogCache::default();
+        let seen = cache.apply(changes(4, &[], &[], true));
+        assert_eq!(seen, 4);
+        let (s, u) = session("ses_1");
+        cache.remember(s, u, seen);
+        assert!(cache.session("ses_1").is_some());
+        // A change to another session leaves this one.
+        assert_eq!(cache.apply(changes(5, &["ses_2"], &[], true)), 5);
+        assert!(cache.session("ses_1").is_some());
+        // A lookup made before change 5 was applied is not kept.
+        let (s, u) = session("ses_3");
+        cache.remember(s, u, 4);
+        assert!(cache.session("ses_3").is_none());
+        // Its user changed: gone.
+        cache.apply(changes(6, &[], &["usr_a"], true));
+        assert!(cache.session("ses_1").is_none());
+        let (s, u) = session("ses_1");
+        cache.remember(s, u, 6);
+        // Changes applied late, out of order, still drop; the number stays.
+        assert_eq!(cache.apply(changes(5, &["ses_1"], &[], true)), 6);
+        assert!(cache.session("ses_1").is_none());
+        let (s, u) = session("ses_1");
+        cache.remember(s, u, 6);
+        // Too many changes to tell: everything goes.
+        assert_eq!(cache.apply(changes(9000, &[], &[], false)), 9000);
+        assert!(cache.session("ses_1").is_none());
+    }
+
+    #[test]
+    fn the_change_log_cache_is_bounded() {
+        let cache = ChangeLogCache::default();
+        let seen = cache.apply(changes(1, &[], &[], true));
+        for n in 0..MAX_SESSIONS * 2 + 1 {
+            let (s, u) = session(&format!("ses_{n}"));
+            cache.remember(s, u, seen);
+        }
+        assert!(locked(&cache.inner).by_id.len() <= MAX_SESSIONS);
     }
 }

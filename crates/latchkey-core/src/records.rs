@@ -467,6 +467,26 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// Changes to sessions and users, read from a backend's change log
+/// ([`crate::store::SessionStore::session_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionChanges {
+    /// The newest change read: what to ask after next time.
+    pub upto: u64,
+    /// Sessions that changed.
+    pub sessions: Vec<String>,
+    /// Users that changed (each of their sessions with them).
+    pub users: Vec<String>,
+    /// False when the changes since the asked sequence number could not all
+    /// be told (too many, or pruned): forget every cached session.
+    pub complete: bool,
+}
+
+impl SessionChanges {
+    /// Changes read at most per call; past this, `complete` is false.
+    pub const MAX: usize = 1024;
+}
+
 /// What a garbage collection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {

@@ -15,7 +15,7 @@ pub use crate::device::Poll;
 pub use crate::records::{
     Activity, AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, DeviceGrant,
     DeviceStatus, MfaChallenge, PasskeyRecord, Redemption, RefreshRecord, RevocationReason,
-    Session, StoredKey, TotpFactor, User, WebauthnCeremony,
+    Session, SessionChanges, StoredKey, TotpFactor, User, WebauthnCeremony,
 };
 pub use crate::rotation::Outcome;
 pub use crate::store_error::{StoreError, StoreResult};
@@ -191,6 +191,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Sessions revoked at or after `since`: their ids and revocation
     /// times, oldest first (the revocation feed).
     async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>>;
+    /// The changes to sessions and users committed after sequence number
+    /// `after` (revocations, ends, users changed or deleted), for an
+    /// instance that caches sessions without a revocation feed; at most
+    /// [`SessionChanges::MAX`] of them. `None` when the backend keeps no
+    /// such log (its instances follow a feed instead).
+    async fn session_changes(&self, _after: u64) -> StoreResult<Option<SessionChanges>> {
+        Ok(None)
+    }
     /// A refresh token and its session.
     async fn refresh_token(
         &self,

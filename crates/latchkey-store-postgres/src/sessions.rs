@@ -411,6 +411,12 @@ impl SessionStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        // Hours gone by are never read again.
+        sqlx::query("DELETE FROM session_expiries WHERE hour < $1 / 3600")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         let users = sqlx::query(
             "DELETE FROM users WHERE deleted_at IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = users.id)",

@@ -68,7 +68,8 @@ impl ConsoleStore for SqliteStore {
 
     async fn count_users(&self) -> StoreResult<u64> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT count(*) FROM users WHERE deleted_at IS NULL")?
+            // Kept by triggers (migration 0018): no rows are counted.
+            conn.prepare_cached("SELECT n FROM tallies WHERE name = 'users'")?
                 .query_row([], |row| row.get::<_, i64>(0))
         })
         .map(|n| u64::try_from(n).unwrap_or_default())
@@ -76,8 +77,12 @@ impl ConsoleStore for SqliteStore {
 
     async fn count_live_sessions(&self, now: i64) -> StoreResult<u64> {
         self.read(|conn| {
+            // The hours to come from their tallies, the current hour from
+            // the index of live sessions (migration 0018).
             conn.prepare_cached(
-                "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?",
+                "SELECT (SELECT coalesce(sum(n), 0) FROM session_expiries WHERE hour > ?1 / 3600) \
+                      + (SELECT count(*) FROM sessions WHERE revoked_at IS NULL \
+                           AND expires_at > ?1 AND expires_at < (?1 / 3600 + 1) * 3600)",
             )?
             .query_row([now], |row| row.get::<_, i64>(0))
         })

@@ -63,7 +63,7 @@ use latchkey_core::rotation::{
 use latchkey_core::session::SessionStart;
 use latchkey_core::store::{
     AuditEvent, AuditFilter, AuthorizationCode, Client, Collected, Outcome, Redemption,
-    RefreshRecord, Session, StoreError, StoreResult, StoredKey, User, roles::*,
+    RefreshRecord, Session, SessionChanges, StoreError, StoreResult, StoredKey, User, roles::*,
 };
 use latchkey_core::strength::AuthMethod;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -82,6 +82,10 @@ const WAL_BACKSTOP_PAGES: u32 = 20_000;
 /// Sessions deleted per garbage-collection transaction: bounds how long one
 /// collection holds the writer.
 const GC_BATCH: i64 = 500;
+
+/// Changes kept in the change log past each garbage collection. An
+/// instance that falls further behind forgets the sessions it cached.
+const SESSION_CHANGES_KEPT: i64 = 10_000;
 
 /// A Latchkey store on one SQLite file.
 #[derive(Clone, Debug)]

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0015_accounts.sql"),
     include_str!("../migrations/0016_admins.sql"),
     include_str!("../migrations/0017_console.sql"),
+    include_str!("../migrations/0018_growth.sql"),
 ];
 
 /// Brings the schema up to date, in one `IMMEDIATE` transaction, so two

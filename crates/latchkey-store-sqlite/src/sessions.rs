@@ -222,6 +222,50 @@ impl SessionStore for SqliteStore {
             .collect()
         })
     }
+    async fn session_changes(&self, after: u64) -> StoreResult<Option<SessionChanges>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let rows: Vec<(i64, Option<String>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT seq, session_id, user_id FROM session_changes \
+                     WHERE seq > ? ORDER BY seq LIMIT ?",
+                )?
+                .query_map(params![after, SessionChanges::MAX as i64 + 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(&(first, ..)) = rows.first() else {
+                return Ok(Some(SessionChanges {
+                    upto: after as u64,
+                    complete: true,
+                    ..SessionChanges::default()
+                }));
+            };
+            // Numbers follow each other unless changes were pruned unread.
+            // The newest number, read after the rows, may be newer still:
+            // the caller forgets everything it holds either way.
+            if rows.len() > SessionChanges::MAX || first != after.saturating_add(1) {
+                let upto: i64 = conn
+                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM session_changes")?
+                    .query_row([], |r| r.get(0))?;
+                return Ok(Some(SessionChanges {
+                    upto: upto as u64,
+                    complete: false,
+                    ..SessionChanges::default()
+                }));
+            }
+            let mut changes = SessionChanges {
+                complete: true,
+                ..SessionChanges::default()
+            };
+            for (seq, session, user) in rows {
+                changes.upto = seq as u64;
+                changes.sessions.extend(session);
+                changes.users.extend(user);
+            }
+            Ok(Some(changes))
+        })
+    }
     async fn refresh_token(
         &self,
         hash: &TokenHash,
@@ -345,6 +389,18 @@ impl SessionStore for SqliteStore {
                 .and_then(|_| {
                     conn.prepare_cached("DELETE FROM dpop_proofs WHERE expires_at < ?")?
                         .execute([now])
+                })
+                // Hours gone by are never read again.
+                .and_then(|_| {
+                    conn.prepare_cached("DELETE FROM session_expiries WHERE hour < ? / 3600")?
+                        .execute([now])
+                })
+                .and_then(|_| {
+                    conn.prepare_cached(
+                        "DELETE FROM session_changes \
+                         WHERE seq <= (SELECT max(seq) FROM session_changes) - ?",
+                    )?
+                    .execute([SESSION_CHANGES_KEPT])
                 })
                 .map_err(backend)
         })

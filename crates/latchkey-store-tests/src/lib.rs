@@ -137,6 +137,8 @@ macro_rules! suite {
             remembered_devices_are_capped_per_user,
             activity_added_at_once_is_all_counted,
             users_and_live_sessions_are_counted,
+            counts_hold_whatever_changes_at_once,
+            the_change_log_names_what_ends_sessions,
             users_are_found_by_a_prefix,
         );
     };

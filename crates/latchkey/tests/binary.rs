@@ -116,6 +116,15 @@ async fn cli_changes_reach_a_running_server_without_restart() {
         200
     );
 
+    // Read once, so that the server holds the session in memory: the
+    // command line's change must still reach it at once.
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&pair, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
     env.ok(&["user", "disable", "bob"], None);
     let me = http
         .get(server.url("/api/me"))
@@ -563,6 +572,17 @@ async fn operators_list_and_revoke_sessions_and_read_the_audit_trail() {
             .contains(&sid)
     );
 
+    // The server has read the session (and may hold it in memory) before
+    // another process revokes it.
+    for _ in 0..3 {
+        let me = http
+            .get(server.url("/api/me"))
+            .bearer_auth(s(&pair, "access_token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+    }
     env.ok(&["sessions", "revoke", &sid], None);
     let me = http
         .get(server.url("/api/me"))
@@ -573,6 +593,13 @@ async fn operators_list_and_revoke_sessions_and_read_the_audit_trail() {
     assert_eq!(me.status(), 401);
 
     let second = json(login(&http, &server.base, "alice", PASSWORD).await).await;
+    let me = http
+        .get(server.url("/api/me"))
+        .bearer_auth(s(&second, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
     env.ok(&["sessions", "revoke", "--user", "alice"], None);
     let me = http
         .get(server.url("/api/me"))

@@ -9,7 +9,7 @@ use latchkey_core::scope::Scope;
 use latchkey_core::store::{ClientStore, Session, SessionStore, User};
 
 use crate::metrics::Counter;
-use crate::revocation::RevocationCache;
+use crate::revocation::{ChangeLogCache, RevocationCache};
 use crate::service::{Principal, Refusal, TokenIssuer};
 
 /// Checks access tokens.
@@ -18,6 +18,8 @@ pub struct AccessTokens {
     sessions: Arc<dyn SessionStore>,
     clients: Arc<dyn ClientStore>,
     revocations: Arc<RevocationCache>,
+    /// Sessions looked up, kept while the backend's change log allows.
+    logged: ChangeLogCache,
 }
 
 impl AccessTokens {
@@ -35,6 +37,7 @@ impl AccessTokens {
             sessions,
             clients,
             revocations,
+            logged: ChangeLogCache::default(),
         }
     }
 
@@ -74,11 +77,31 @@ impl AccessTokens {
                 return Err(Refusal::invalid_token("the session has been revoked"));
             }
         }
+        // Without a feed, a backend that logs its changes lets sessions be
+        // cached until the log names them.
+        let mut logged = None;
+        if trusted.is_none()
+            && let Some(changes) = self.sessions.session_changes(self.logged.seen()).await?
+        {
+            let seen = self.logged.apply(changes);
+            if let Some((session, user)) = self.logged.session(sid) {
+                if live(&session, &user) {
+                    return Ok(Principal {
+                        claims,
+                        user: Some(user),
+                    });
+                }
+                return Err(Refusal::invalid_token("the session has been revoked"));
+            }
+            logged = Some(seen);
+        }
         self.issuer.metrics().inc(Counter::SessionLookups, &[]);
         match self.sessions.session_with_user(sid).await? {
             Some((session, user)) if live(&session, &user) => {
                 if let Some(generation) = trusted {
                     cache.remember(session, user.clone(), generation);
+                } else if let Some(seen) = logged {
+                    self.logged.remember(session, user.clone(), seen);
                 }
                 Ok(Principal {
                     claims,

@@ -355,8 +355,12 @@ async fn the_console_in_chromium() {
     browser.field("Kind").await.send_keys("user_disabled").await.unwrap();
     browser.button("Filter").await.click().await.unwrap();
     browser.wait_for_text(&root).await;
-    let kinds = browser.eval("return [...document.querySelectorAll('#audit-rows tr td:nth-child(2)')].map(td => td.textContent)").await;
-    assert_eq!(kinds, json!(["user_disabled"]));
+    browser
+        .wait_for_value(
+            "return [...document.querySelectorAll('#audit-rows tr td:nth-child(2)')].map(td => td.textContent)",
+            &json!(["user_disabled"]),
+        )
+        .await;
 
     // Webhooks: the failing receiver's failure.
     browser.named("a", "Webhooks").await.click().await.unwrap();

@@ -219,6 +219,23 @@ impl Browser {
             .await;
     }
 
+    /// Runs `script` until it returns `wanted` (a page that re-renders
+    /// after a request shows the old rows until the answer comes).
+    pub async fn wait_for_value(&self, script: &str, wanted: &Value) {
+        let started = Instant::now();
+        loop {
+            let got = self.eval(script).await;
+            if &got == wanted {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{script} never returned {wanted}; it returns {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs `script` in the page and returns what it returns.
     pub async fn eval(&self, script: &str) -> Value {
         self.client.execute(script, Vec::new()).await.unwrap()
