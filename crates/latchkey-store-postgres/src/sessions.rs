@@ -2,8 +2,11 @@
 
 use super::*;
 
-/// Sessions marked ended per statement by garbage collection.
-const GC_BATCH: i64 = 500;
+/// Sessions marked ended or deleted per statement by garbage collection.
+const GC_BATCH: i64 = 100;
+
+/// Sessions read per transaction of the collection's walk for idle ones.
+const GC_SCAN: i64 = 100;
 
 /// Revokes every live session of `user_id` inside `tx`; their ids.
 pub(crate) async fn revoke_all_in(
@@ -341,66 +344,98 @@ impl SessionStore for PgStore {
     ) -> StoreResult<Collected> {
         let mut collected = Collected::default();
         // Idle first: a session whose newest token expired before its
-        // absolute end ended then, whenever that is noticed.
-        for (reason, statement) in [
-            (
-                RevocationReason::IdleExpired,
-                "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
-                 (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
-                 WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
-                       AND t.used_at IS NULL AND t.expires_at >= $1) \
-                   AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
-                       < s.expires_at \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 AND revoked_at IS NULL \
-                 RETURNING id, user_id, revoked_at",
-            ),
-            (
-                RevocationReason::AbsoluteExpired,
+        // absolute end ended then, whenever that is noticed. Telling needs
+        // each session's tokens, so the sessions are walked in order of id,
+        // GC_SCAN at a time: each transaction reads a bounded range, and one
+        // collection reads each session once, however many there are.
+        const IDLE: &str = "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
+             (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+             WHERE id IN (SELECT s.id FROM sessions s WHERE s.id > $2 AND s.id <= $3 \
+               AND s.revoked_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+                   AND t.used_at IS NULL AND t.expires_at >= $1) \
+               AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
+                   < s.expires_at \
+               FOR UPDATE SKIP LOCKED) \
+             AND revoked_at IS NULL \
+             RETURNING id, user_id, revoked_at";
+        let mut after = String::new();
+        loop {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            // The last id of this range; none when the range runs to the end
+            // (then bounded by the largest id).
+            let upto: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1",
+            )
+            .bind(&after)
+            .bind(GC_SCAN - 1)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let last = match &upto {
+                Some(id) => Some(id.clone()),
+                None => sqlx::query_scalar("SELECT max(id) FROM sessions")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?,
+            };
+            if let Some(last) = last {
+                let ended: Vec<(String, String, i64)> = sqlx::query_as(IDLE)
+                    .bind(now)
+                    .bind(&after)
+                    .bind(&last)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                collected.idle_expired +=
+                    record_ends(&mut tx, &ended, RevocationReason::IdleExpired).await?;
+            }
+            tx.commit().await.map_err(backend)?;
+            match upto {
+                Some(id) => after = id,
+                None => break,
+            }
+        }
+        // Then the sessions past their absolute end, found by the index of
+        // live sessions' ends.
+        loop {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let ended: Vec<(String, String, i64)> = sqlx::query_as(
                 "UPDATE sessions SET revoked_reason = 'absolute_expired', revoked_at = expires_at \
                  WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at < $1 \
                    LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  AND revoked_at IS NULL \
                  RETURNING id, user_id, revoked_at",
-            ),
-        ] {
-            loop {
-                let mut tx = self.pool.begin().await.map_err(backend)?;
-                let ended: Vec<(String, String, i64)> = sqlx::query_as(statement)
-                    .bind(now)
-                    .bind(GC_BATCH)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                for (session_id, user_id, at) in &ended {
-                    let event = AuditEvent::session_expired(
-                        session_id.clone(),
-                        user_id.clone(),
-                        reason,
-                        *at,
-                    );
-                    insert_audit(&mut tx, &event).await?;
-                }
-                tx.commit().await.map_err(backend)?;
-                let marked = ended.len() as u64;
-                match reason {
-                    RevocationReason::IdleExpired => collected.idle_expired += marked,
-                    _ => collected.absolute_expired += marked,
-                }
-                if (marked as i64) < GC_BATCH {
-                    break;
-                }
+            )
+            .bind(now)
+            .bind(GC_BATCH)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let marked = record_ends(&mut tx, &ended, RevocationReason::AbsoluteExpired).await?;
+            tx.commit().await.map_err(backend)?;
+            collected.absolute_expired += marked;
+            if (marked as i64) < GC_BATCH {
+                break;
             }
         }
-        // Refresh tokens go with their session (ON DELETE CASCADE).
-        let done =
-            sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at <= $1")
-                .bind(revoked_before)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-        collected.sessions = done.rows_affected();
+        // Refresh tokens go with their session (ON DELETE CASCADE), a batch
+        // per statement.
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                 WHERE revoked_at IS NOT NULL AND revoked_at <= $1 LIMIT $2)",
+            )
+            .bind(revoked_before)
+            .bind(GC_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            collected.sessions += done.rows_affected();
+            if (done.rows_affected() as i64) < GC_BATCH {
+                break;
+            }
+        }
         sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
             .bind(revoked_before)
             .execute(&self.pool)
@@ -432,4 +467,18 @@ impl SessionStore for PgStore {
             pool: self.pool.clone(),
         }))
     }
+}
+
+/// Writes the `session_ended` event of each session a collection marked;
+/// returns how many.
+async fn record_ends(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ended: &[(String, String, i64)],
+    reason: RevocationReason,
+) -> StoreResult<u64> {
+    for (session_id, user_id, at) in ended {
+        let event = AuditEvent::session_expired(session_id.clone(), user_id.clone(), reason, *at);
+        insert_audit(tx, &event).await?;
+    }
+    Ok(ended.len() as u64)
 }

@@ -79,9 +79,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// automatic checkpoint): only reached if the background thread falls behind.
 const WAL_BACKSTOP_PAGES: u32 = 20_000;
 
-/// Sessions deleted per garbage-collection transaction: bounds how long one
-/// collection holds the writer.
-const GC_BATCH: i64 = 500;
+/// Sessions marked or deleted per garbage-collection transaction: bounds
+/// how long one collection holds the writer (a few milliseconds).
+const GC_BATCH: i64 = 100;
+
+/// Sessions read per transaction of the collection's walk for idle ones.
+const GC_SCAN: i64 = 100;
 
 /// Changes kept in the change log past each garbage collection. An
 /// instance that falls further behind forgets the sessions it cached.

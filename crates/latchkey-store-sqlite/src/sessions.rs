@@ -304,65 +304,80 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Collected> {
         let mut collected = Collected::default();
         // Idle first: a session whose newest token expired before its
-        // absolute end ended then, whenever that is noticed.
-        for (reason, statement) in [
-            (
-                RevocationReason::IdleExpired,
-                "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
-                 (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
-                 WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
-                       AND t.used_at IS NULL AND t.expires_at >= ?1) \
-                   AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
-                       < s.expires_at \
-                   LIMIT ?2) \
-                 RETURNING id, user_id, revoked_at",
-            ),
-            (
-                RevocationReason::AbsoluteExpired,
-                "UPDATE sessions SET revoked_reason = 'absolute_expired', revoked_at = expires_at \
-                 WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at < ?1 \
-                   LIMIT ?2) \
-                 RETURNING id, user_id, revoked_at",
-            ),
-        ] {
-            loop {
-                let marked = self
-                    .write(|conn| {
-                        let tx = conn
-                            .transaction_with_behavior(TransactionBehavior::Immediate)
-                            .map_err(backend)?;
-                        let ended: Vec<(String, String, i64)> = tx
-                            .prepare_cached(statement)
-                            .and_then(|mut s| {
-                                s.query_map(params![now, GC_BATCH], |r| {
-                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                                })?
-                                .collect()
-                            })
-                            .map_err(backend)?;
-                        for (session_id, user_id, at) in &ended {
-                            let event = AuditEvent::session_expired(
-                                session_id.clone(),
-                                user_id.clone(),
-                                reason,
-                                *at,
-                            );
-                            insert_audit(&tx, &event).map_err(backend)?;
-                        }
-                        tx.commit().map_err(backend)?;
-                        Ok(ended.len() as u64)
-                    })
-                    .await?;
-                match reason {
-                    RevocationReason::IdleExpired => collected.idle_expired += marked,
-                    _ => collected.absolute_expired += marked,
-                }
-                if (marked as i64) < GC_BATCH {
-                    break;
-                }
-                tokio::task::yield_now().await;
+        // absolute end ended then, whenever that is noticed. Telling needs
+        // each session's tokens, so the sessions are walked in order of id,
+        // GC_SCAN at a time: each transaction reads a bounded range, and one
+        // collection reads each session once, however many there are.
+        let mut after = String::new();
+        loop {
+            let (marked, next) = self
+                .write(|conn| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(backend)?;
+                    // The last id of this range, or none: the range runs to the end.
+                    // Both bounds are index ranges, so a range costs what it holds.
+                    let upto: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT id FROM sessions WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![after, GC_SCAN - 1], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(backend)?;
+                    let ended = mark_ended(
+                        &tx,
+                        RevocationReason::IdleExpired,
+                        "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
+                         (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+                         WHERE id IN (SELECT s.id FROM sessions s WHERE s.id > ?2 \
+                           AND s.id <= ?3 AND s.revoked_at IS NULL \
+                           AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+                               AND t.used_at IS NULL AND t.expires_at >= ?1) \
+                           AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
+                               < s.expires_at) \
+                         RETURNING id, user_id, revoked_at",
+                        // The last range ends past every id (ids are ASCII).
+                        params![now, after, upto.as_deref().unwrap_or("\u{10FFFF}")],
+                    )?;
+                    tx.commit().map_err(backend)?;
+                    Ok((ended, upto))
+                })
+                .await?;
+            collected.idle_expired += marked;
+            match next {
+                Some(id) => after = id,
+                None => break,
             }
+            tokio::task::yield_now().await;
+        }
+        // Then the sessions past their absolute end, found by the index of
+        // live sessions' ends.
+        loop {
+            let marked = self
+                .write(|conn| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(backend)?;
+                    let ended = mark_ended(
+                        &tx,
+                        RevocationReason::AbsoluteExpired,
+                        "UPDATE sessions SET revoked_reason = 'absolute_expired', revoked_at = expires_at \
+                         WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at < ?1 \
+                           LIMIT ?2) \
+                         RETURNING id, user_id, revoked_at",
+                        params![now, GC_BATCH],
+                    )?;
+                    tx.commit().map_err(backend)?;
+                    Ok(ended)
+                })
+                .await?;
+            collected.absolute_expired += marked;
+            if (marked as i64) < GC_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         loop {
             // Refresh tokens go with their session (ON DELETE CASCADE).
@@ -417,4 +432,26 @@ impl SessionStore for SqliteStore {
             .await? as u64;
         Ok(collected)
     }
+}
+
+/// Runs a statement that marks sessions as ended for `reason` and returns
+/// (id, user id, end) of each, and writes each one's `session_ended` event.
+fn mark_ended(
+    tx: &rusqlite::Transaction<'_>,
+    reason: RevocationReason,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<u64> {
+    let ended: Vec<(String, String, i64)> = tx
+        .prepare_cached(statement)
+        .and_then(|mut s| {
+            s.query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(backend)?;
+    for (session_id, user_id, at) in &ended {
+        let event = AuditEvent::session_expired(session_id.clone(), user_id.clone(), reason, *at);
+        insert_audit(tx, &event).map_err(backend)?;
+    }
+    Ok(ended.len() as u64)
 }

@@ -109,11 +109,7 @@ async fn main() -> Result<()> {
             .await
             .context("open the database")?;
         let mut tx = db.begin().await?;
-        let history: &[&str] = if args.history {
-            &POSTGRES_HISTORY
-        } else {
-            &[]
-        };
+        let history: &[&str] = if args.history { &POSTGRES_HISTORY } else { &[] };
         for sql in POSTGRES.iter().chain(history) {
             sqlx::query(sql)
                 .bind(args.sessions)
