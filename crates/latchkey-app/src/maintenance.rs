@@ -71,7 +71,10 @@ pub async fn collect(app: &App) {
     // days their end is listed (SPEC §14).
     let keep = app.issuer.deny_ttl().max(ENDED_SESSIONS_KEPT);
     let store = app.store();
-    match store.collect_garbage(now, now - keep, now - keep).await {
+    // A session last used before now less the idle lifetime may have gone
+    // idle; one used since has a token that has not.
+    let idle_before = now - app.config.policy.idle_ttl;
+    match store.collect_garbage(now, now - keep, idle_before).await {
         Ok(done) => {
             for (reason, count) in [
                 (RevocationReason::IdleExpired, done.idle_expired),

@@ -211,10 +211,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// (SPEC §14), each with its `session_ended` event, at the moment it
     /// ended: `idle_expired` when its newest refresh token expired unused
     /// before the session's absolute end (at that token's expiry), else
-    /// `absolute_expired` (at the absolute end). Then deletes, with their
-    /// tokens, the sessions that ended at or before `ended_before` (kept
-    /// until then so that their end reason can be told). `_idle_before` is
-    /// no longer used.
+    /// `absolute_expired` (at the absolute end). Only sessions last used
+    /// before `idle_before` are examined for idleness (the caller passes
+    /// now less the idle lifetime: a session's last use is its newest
+    /// token's issue), so a collection reads the idle candidates, not every
+    /// live session. Then deletes, with their tokens, the sessions that
+    /// ended at or before `ended_before` (kept until then so that their end
+    /// reason can be told).
     async fn collect_garbage(
         &self,
         now: i64,

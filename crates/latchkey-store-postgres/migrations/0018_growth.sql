@@ -55,3 +55,7 @@ $$;
 CREATE TRIGGER sessions_expiry_tally
     AFTER INSERT OR DELETE OR UPDATE OF revoked_at, expires_at ON sessions
     FOR EACH ROW EXECUTE FUNCTION latchkey_tally_session_expiries();
+
+-- Live sessions by their last use (their newest token's issue): garbage
+-- collection reads only those that may have gone idle.
+CREATE INDEX sessions_idle_idx ON sessions (last_used_at, id) WHERE revoked_at IS NULL;

@@ -340,18 +340,19 @@ impl SessionStore for PgStore {
         &self,
         now: i64,
         revoked_before: i64,
-        _idle_before: i64,
+        idle_before: i64,
     ) -> StoreResult<Collected> {
         let mut collected = Collected::default();
         // Idle first: a session whose newest token expired before its
-        // absolute end ended then, whenever that is noticed. Telling needs
-        // each session's tokens, so the sessions are walked in order of id,
-        // GC_SCAN at a time: each transaction reads a bounded range, and one
-        // collection reads each session once, however many there are.
+        // absolute end ended then, whenever that is noticed. The candidates
+        // (live, last used before `idle_before`) are walked in the order of
+        // the index of last uses, GC_SCAN at a time: each transaction reads a
+        // bounded range, and a collection reads each candidate once.
         const IDLE: &str = "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
              (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
-             WHERE id IN (SELECT s.id FROM sessions s WHERE s.id > $2 AND s.id <= $3 \
-               AND s.revoked_at IS NULL \
+             WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
+               AND (s.last_used_at, s.id) > ($2, $3) \
+               AND (s.last_used_at, s.id) <= ($4, $5) \
                AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
                    AND t.used_at IS NULL AND t.expires_at >= $1) \
                AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
@@ -359,31 +360,42 @@ impl SessionStore for PgStore {
                FOR UPDATE SKIP LOCKED) \
              AND revoked_at IS NULL \
              RETURNING id, user_id, revoked_at";
-        let mut after = String::new();
+        let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
             let mut tx = self.pool.begin().await.map_err(backend)?;
-            // The last id of this range; none when the range runs to the end
-            // (then bounded by the largest id).
-            let upto: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM sessions WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1",
+            // The last candidate of this range, or none: the range runs to
+            // the last candidate (then bounded by the largest key).
+            let upto: Option<(i64, String)> = sqlx::query_as(
+                "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
+                 AND last_used_at < $1 AND (last_used_at, id) > ($2, $3) \
+                 ORDER BY last_used_at, id OFFSET $4 LIMIT 1",
             )
-            .bind(&after)
+            .bind(idle_before)
+            .bind(after.0)
+            .bind(&after.1)
             .bind(GC_SCAN - 1)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            let last = match &upto {
-                Some(id) => Some(id.clone()),
-                None => sqlx::query_scalar("SELECT max(id) FROM sessions")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?,
+            let last: Option<(i64, String)> = match &upto {
+                Some(key) => Some(key.clone()),
+                None => sqlx::query_as(
+                    "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
+                     AND last_used_at < $1 ORDER BY last_used_at DESC, id DESC LIMIT 1",
+                )
+                .bind(idle_before)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?,
             };
-            if let Some(last) = last {
+            if let Some((last_t, last_id)) = last {
+                // Bounded by two keys, so that the index range is this page.
                 let ended: Vec<(String, String, i64)> = sqlx::query_as(IDLE)
                     .bind(now)
-                    .bind(&after)
-                    .bind(&last)
+                    .bind(after.0)
+                    .bind(&after.1)
+                    .bind(last_t)
+                    .bind(&last_id)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(backend)?;
@@ -392,7 +404,7 @@ impl SessionStore for PgStore {
             }
             tx.commit().await.map_err(backend)?;
             match upto {
-                Some(id) => after = id,
+                Some(key) => after = key,
                 None => break,
             }
         }

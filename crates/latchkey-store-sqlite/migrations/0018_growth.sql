@@ -77,3 +77,7 @@ CREATE TRIGGER users_changed_delete AFTER DELETE ON users
 BEGIN
     INSERT INTO session_changes (user_id) VALUES (OLD.id);
 END;
+
+-- Live sessions by their last use (their newest token's issue): garbage
+-- collection reads only those that may have gone idle.
+CREATE INDEX sessions_idle_idx ON sessions (last_used_at, id) WHERE revoked_at IS NULL;

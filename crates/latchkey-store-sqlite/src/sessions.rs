@@ -300,46 +300,68 @@ impl SessionStore for SqliteStore {
         &self,
         now: i64,
         revoked_before: i64,
-        _idle_before: i64,
+        idle_before: i64,
     ) -> StoreResult<Collected> {
         let mut collected = Collected::default();
         // Idle first: a session whose newest token expired before its
-        // absolute end ended then, whenever that is noticed. Telling needs
-        // each session's tokens, so the sessions are walked in order of id,
-        // GC_SCAN at a time: each transaction reads a bounded range, and one
-        // collection reads each session once, however many there are.
-        let mut after = String::new();
+        // absolute end ended then, whenever that is noticed. The candidates
+        // (live, last used before `idle_before`) are walked in the order of
+        // the index of last uses, GC_SCAN at a time: each transaction reads a
+        // bounded range, and a collection reads each candidate once.
+        let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
             let (marked, next) = self
                 .write(|conn| {
                     let tx = conn
                         .transaction_with_behavior(TransactionBehavior::Immediate)
                         .map_err(backend)?;
-                    // The last id of this range, or none: the range runs to the end.
-                    // Both bounds are index ranges, so a range costs what it holds.
-                    let upto: Option<String> = tx
+                    // The last candidate of this range, or none: the range
+                    // runs to the last candidate.
+                    let upto: Option<(i64, String)> = tx
                         .prepare_cached(
-                            "SELECT id FROM sessions WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?",
+                            "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
+                             AND last_used_at < ?1 AND (last_used_at, id) > (?2, ?3) \
+                             ORDER BY last_used_at, id LIMIT 1 OFFSET ?4",
                         )
                         .and_then(|mut s| {
-                            s.query_row(params![after, GC_SCAN - 1], |r| r.get(0))
-                                .optional()
+                            s.query_row(
+                                params![idle_before, after.0, after.1, GC_SCAN - 1],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .optional()
                         })
                         .map_err(backend)?;
+                    let last: Option<(i64, String)> = match &upto {
+                        Some(key) => Some(key.clone()),
+                        None => tx
+                            .prepare_cached(
+                                "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
+                                 AND last_used_at < ? ORDER BY last_used_at DESC, id DESC LIMIT 1",
+                            )
+                            .and_then(|mut s| {
+                                s.query_row([idle_before], |r| Ok((r.get(0)?, r.get(1)?)))
+                                    .optional()
+                            })
+                            .map_err(backend)?,
+                    };
+                    let Some((last_t, last_id)) = last else {
+                        return Ok((0, None));
+                    };
+                    // Bounded by two keys, so that the index range is this page.
                     let ended = mark_ended(
                         &tx,
                         RevocationReason::IdleExpired,
                         "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
                          (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
-                         WHERE id IN (SELECT s.id FROM sessions s WHERE s.id > ?2 \
-                           AND s.id <= ?3 AND s.revoked_at IS NULL \
+                         WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
+                           AND (s.last_used_at, s.id) > (?2, ?3) \
+                           AND (s.last_used_at, s.id) <= (?4, ?5) \
                            AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
                                AND t.used_at IS NULL AND t.expires_at >= ?1) \
                            AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
                                < s.expires_at) \
                          RETURNING id, user_id, revoked_at",
-                        // The last range ends past every id (ids are ASCII).
-                        params![now, after, upto.as_deref().unwrap_or("\u{10FFFF}")],
+                        params![now, after.0, after.1, last_t, last_id],
                     )?;
                     tx.commit().map_err(backend)?;
                     Ok((ended, upto))
@@ -347,7 +369,7 @@ impl SessionStore for SqliteStore {
                 .await?;
             collected.idle_expired += marked;
             match next {
-                Some(id) => after = id,
+                Some(key) => after = key,
                 None => break,
             }
             tokio::task::yield_now().await;

@@ -281,3 +281,57 @@ pub async fn the_change_log_names_what_ends_sessions(store: Arc<dyn Store>) {
     let after = store.session_changes(many.upto).await.unwrap().unwrap();
     assert!(after.complete && after.sessions.is_empty());
 }
+
+/// Garbage collection reads idle candidates a page at a time: every page is
+/// read (more candidates than one page holds are all marked) and a session
+/// used since `idle_before` is left alone.
+pub async fn collection_marks_every_idle_session_page_by_page(store: Arc<dyn Store>) {
+    let dana = user(store.as_ref(), "dana").await;
+    let token = |n: u32| {
+        let mut first = [9u8; 32];
+        first[..4].copy_from_slice(&n.to_be_bytes());
+        TokenHash(first)
+    };
+    // 250 sessions last used (and begun) before NOW + 400, their only token
+    // an hour idle; 30 begun at NOW + 1000.
+    for n in 0..280u32 {
+        let at = if n < 250 {
+            NOW + i64::from(n % 50)
+        } else {
+            NOW + 1000
+        };
+        let id = format!("ses_d{n}");
+        store
+            .create_session(&super::login_start(&dana, &id, token(n), at), 5000)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let now = NOW + 4000;
+    let collected = store.collect_garbage(now, NOW, now - 3600).await.unwrap();
+    assert_eq!(collected.idle_expired, 250);
+    assert_eq!(collected.absolute_expired, 0);
+    for n in [0, 99, 100, 249] {
+        let (session, _) = store
+            .session_with_user(&format!("ses_d{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            session.revoked_reason.as_deref(),
+            Some("idle_expired"),
+            "ses_d{n}"
+        );
+        assert_eq!(session.revoked_at, Some(session.created_at + 3600));
+    }
+    for n in 250..280 {
+        let (session, _) = store
+            .session_with_user(&format!("ses_d{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.revoked_at, None, "ses_d{n} is live");
+    }
+    let again = store.collect_garbage(now, NOW, now - 3600).await.unwrap();
+    assert_eq!((again.idle_expired, again.absolute_expired), (0, 0));
+}

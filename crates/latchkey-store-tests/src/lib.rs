@@ -139,6 +139,7 @@ macro_rules! suite {
             users_and_live_sessions_are_counted,
             counts_hold_whatever_changes_at_once,
             the_change_log_names_what_ends_sessions,
+            collection_marks_every_idle_session_page_by_page,
             users_are_found_by_a_prefix,
         );
     };
