@@ -20,7 +20,7 @@ bin=target/release/latchkey
 work=$(mktemp -d)
 trap 'kill "${server:-0}" "${sink:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir "$work/mail"
-python3 scripts/smtp-sink.py 18025 "$work/mail" >"$work/sink.log" 2>&1 &
+scripts/smtp-sink.py 18025 "$work/mail" >"$work/sink.log" 2>&1 &
 sink=$!
 for _ in $(seq 1 50); do grep -q ready "$work/sink.log" && break; sleep 0.1; done
 export LATCHKEY_DATABASE_URL="sqlite://$work/latchkey.db" LATCHKEY_LISTEN="127.0.0.1:$port" \
@@ -30,6 +30,8 @@ export LATCHKEY_DATABASE_URL="sqlite://$work/latchkey.db" LATCHKEY_LISTEN="127.0
 for i in $(seq 1 "$users"); do
   echo 'reset bench password' | "$bin" user add "reset-$i" --email "reset-$i@example.com" --password-stdin >/dev/null 2>&1
 done
+# As if each had followed their verification link: resets go to verified addresses only.
+python3 -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('UPDATE users SET email_verified = 1'); c.commit()" "$work/latchkey.db"
 "$bin" serve >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
@@ -42,6 +44,11 @@ def cpu():
     return (int(fields[11]) + int(fields[12])) / hz
 conn = http.client.HTTPConnection("127.0.0.1", port)
 headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+# The verification mails of `user add` leave first; they are not measured.
+deadline = time.time() + 30
+while len(os.listdir(sys.argv[5])) < users and time.time() < deadline:
+    time.sleep(0.1)
+earlier = len(os.listdir(sys.argv[5]))
 before, started = cpu(), time.time()
 for n in range(requests):
     body = urllib.parse.urlencode({"email": f"reset-{n % users + 1}@example.com"})
@@ -50,8 +57,8 @@ for n in range(requests):
     if r.status >= 300:
         sys.exit(f"request {n}: {r.status}")
 elapsed = time.time() - started
-time.sleep(3)
+time.sleep(5)
 used = cpu() - before
-mails = len(os.listdir(sys.argv[5]))
+mails = len(os.listdir(sys.argv[5])) - earlier
 print(f"reset_requests={requests} seconds={elapsed:.1f} mails_sent={mails} server_cpu_us_per_request={used / requests * 1e6:.0f}")
 PY
