@@ -25,6 +25,17 @@ async fn login(
         .unwrap()
 }
 
+/// The status of `GET url` with `token` as its bearer.
+async fn me_status(http: &reqwest::Client, url: &str, token: &str) -> u16 {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn json(response: reqwest::Response) -> Value {
     response.json().await.unwrap()
 }
@@ -76,13 +87,10 @@ async fn the_readme_walkthrough_works() {
     let replay = refresh(s(&pair, "refresh_token").to_owned()).await.unwrap();
     assert_eq!(replay.status(), 400);
     assert_eq!(json(replay).await["error"], "invalid_grant");
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&next, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&next, "access_token")).await,
+        401
+    );
     assert_eq!(
         refresh(s(&next, "refresh_token").to_owned())
             .await
@@ -118,21 +126,15 @@ async fn cli_changes_reach_a_running_server_without_restart() {
 
     // Read once, so that the server holds the session in memory: the
     // command line's change must still reach it at once.
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&pair, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+        200
+    );
     env.ok(&["user", "disable", "bob"], None);
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&pair, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+        401
+    );
     assert_eq!(
         login(&http, &server.base, "bob", "a brand new password")
             .await
@@ -147,13 +149,10 @@ async fn cli_changes_reach_a_running_server_without_restart() {
     env.ok(&["user", "enable", "bob"], None);
     let pair = json(login(&http, &server.base, "bob", "a brand new password").await).await;
     env.ok(&["user", "delete", "bob"], None);
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&pair, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+        401
+    );
     assert!(!env.ok(&["user", "list"], None).contains("bob"));
     env.add_user("bob");
     assert_eq!(
@@ -264,13 +263,10 @@ async fn keys_and_sessions_survive_kill_9() {
     server.kill9();
 
     let server = env.serve();
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&pair, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+        200
+    );
     let jwks_after = json(
         http.get(server.url("/.well-known/jwks.json"))
             .send()
@@ -575,39 +571,27 @@ async fn operators_list_and_revoke_sessions_and_read_the_audit_trail() {
     // The server has read the session (and may hold it in memory) before
     // another process revokes it.
     for _ in 0..3 {
-        let me = http
-            .get(server.url("/api/me"))
-            .bearer_auth(s(&pair, "access_token"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(me.status(), 200);
+        assert_eq!(
+            me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+            200
+        );
     }
     env.ok(&["sessions", "revoke", &sid], None);
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&pair, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&pair, "access_token")).await,
+        401
+    );
 
     let second = json(login(&http, &server.base, "alice", PASSWORD).await).await;
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&second, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&second, "access_token")).await,
+        200
+    );
     env.ok(&["sessions", "revoke", "--user", "alice"], None);
-    let me = http
-        .get(server.url("/api/me"))
-        .bearer_auth(s(&second, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(
+        me_status(&http, &server.url("/api/me"), s(&second, "access_token")).await,
+        401
+    );
 
     let text = env.ok(&["audit", "--user", "alice"], None);
     for kind in ["login", "login_failed", "session_revoked"] {
