@@ -162,6 +162,16 @@ pub async fn counts_hold_whatever_changes_at_once(store: Arc<dyn Store>) {
     for r in revokes.collect::<Vec<_>>() {
         assert!(r.await.unwrap());
     }
+    // Several sessions ended by one statement, beside a single one.
+    let (bulk, single) = tokio::join!(
+        store.revoke_user_sessions(&people[2].id, RevocationReason::Logout, NOW),
+        store.revoke_session("ses_9", RevocationReason::Logout, NOW),
+    );
+    let mut bulk = bulk.unwrap();
+    bulk.sort();
+    assert_eq!(bulk, ["ses_2", "ses_22"]);
+    assert!(single.unwrap());
+    let revoked = [revoked.as_slice(), &["ses_2", "ses_22", "ses_9"]].concat();
     let expected = |t: i64| {
         starts
             .iter()

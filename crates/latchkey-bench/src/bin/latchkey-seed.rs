@@ -109,11 +109,12 @@ async fn main() -> Result<()> {
             .await
             .context("open the database")?;
         let mut tx = db.begin().await?;
-        // The per-row trigger that keeps the live sessions per hour would
-        // update one row a million times in this one transaction (each
-        // update a new version of it, chained behind the others): off while
-        // seeding, and its table rebuilt from the rows after.
-        sqlx::query("ALTER TABLE sessions DISABLE TRIGGER sessions_expiry_tally")
+        // The trigger that writes each new session's `session.started` event
+        // asks whether the user had a session from that agent before; every
+        // seeded session is the same user's, and once its plan is cached it
+        // reads all of them, each time. Off while seeding: `--history`
+        // writes the outbox rows itself.
+        sqlx::query("ALTER TABLE sessions DISABLE TRIGGER sessions_started_event")
             .execute(&mut *tx)
             .await?;
         let history: &[&str] = if args.history { &POSTGRES_HISTORY } else { &[] };
@@ -126,14 +127,9 @@ async fn main() -> Result<()> {
                 .execute(&mut *tx)
                 .await?;
         }
-        for sql in [
-            "ALTER TABLE sessions ENABLE TRIGGER sessions_expiry_tally",
-            "DELETE FROM session_expiries",
-            "INSERT INTO session_expiries (hour, n) SELECT expires_at / 3600, count(*) \
-             FROM sessions WHERE revoked_at IS NULL GROUP BY expires_at / 3600",
-        ] {
-            sqlx::query(sql).execute(&mut *tx).await?;
-        }
+        sqlx::query("ALTER TABLE sessions ENABLE TRIGGER sessions_started_event")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     } else {
         bail!("--database-url must be sqlite://… or postgres://…");
