@@ -70,7 +70,9 @@ fresh() {
 analyze() {
   case "$backend" in
     sqlite) ;; # the server never runs ANALYZE: plans without statistics, as deployed
-    postgres) psql "$LATCHKEY_DATABASE_URL" -qc "VACUUM ANALYZE" ;;
+    postgres) # this schema's tables only
+      psql "$base" -tAc "SELECT format('VACUUM ANALYZE %I.%I;', schemaname, tablename) FROM pg_tables WHERE schemaname = '$schema'" |
+        psql "$base" -q ;;
   esac
 }
 

@@ -345,68 +345,57 @@ impl SessionStore for PgStore {
         let mut collected = Collected::default();
         // Idle first: a session whose newest token expired before its
         // absolute end ended then, whenever that is noticed. The candidates
-        // (live, last used before `idle_before`) are walked in the order of
-        // the index of last uses, GC_SCAN at a time: each transaction reads a
-        // bounded range, and a collection reads each candidate once.
+        // (live, last used before `idle_before`) are read in the order of the
+        // index of last uses, GC_SCAN at a time, and each page is marked by
+        // its ids: each transaction touches a bounded page, a collection
+        // reads each candidate once, and the planner sees a list of keys
+        // rather than a range it cannot estimate. No new token can appear
+        // in a session whose tokens have all expired, so a page read before
+        // its update is still true when updated; `revoked_at IS NULL`,
+        // checked again on the row's newest version, leaves a session ended
+        // meanwhile (by a concurrent collection too) to whoever ended it.
         const IDLE: &str = "UPDATE sessions SET revoked_reason = 'idle_expired', revoked_at = \
              (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
-             WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at IS NULL \
-               AND (s.last_used_at, s.id) > ($2, $3) \
-               AND (s.last_used_at, s.id) <= ($4, $5) \
-               AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id \
+             WHERE id = ANY($2) AND revoked_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id \
                    AND t.used_at IS NULL AND t.expires_at >= $1) \
-               AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = s.id) \
-                   < s.expires_at \
-               FOR UPDATE SKIP LOCKED) \
-             AND revoked_at IS NULL \
+               AND (SELECT MAX(t.expires_at) FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+                   < sessions.expires_at \
              RETURNING id, user_id, revoked_at";
         let mut after: (i64, String) = (i64::MIN, String::new());
         loop {
             let mut tx = self.pool.begin().await.map_err(backend)?;
-            // The last candidate of this range, or none: the range runs to
-            // the last candidate (then bounded by the largest key).
-            let upto: Option<(i64, String)> = sqlx::query_as(
+            let page: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
                  AND last_used_at < $1 AND (last_used_at, id) > ($2, $3) \
-                 ORDER BY last_used_at, id OFFSET $4 LIMIT 1",
+                 ORDER BY last_used_at, id LIMIT $4",
             )
             .bind(idle_before)
             .bind(after.0)
             .bind(&after.1)
-            .bind(GC_SCAN - 1)
-            .fetch_optional(&mut *tx)
+            .bind(GC_SCAN)
+            .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
-            let last: Option<(i64, String)> = match &upto {
-                Some(key) => Some(key.clone()),
-                None => sqlx::query_as(
-                    "SELECT last_used_at, id FROM sessions WHERE revoked_at IS NULL \
-                     AND last_used_at < $1 ORDER BY last_used_at DESC, id DESC LIMIT 1",
-                )
-                .bind(idle_before)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?,
+            let full = page.len() as i64 >= GC_SCAN;
+            let Some(last) = page.last().cloned() else {
+                tx.commit().await.map_err(backend)?;
+                break;
             };
-            if let Some((last_t, last_id)) = last {
-                // Bounded by two keys, so that the index range is this page.
-                let ended: Vec<(String, String, i64)> = sqlx::query_as(IDLE)
-                    .bind(now)
-                    .bind(after.0)
-                    .bind(&after.1)
-                    .bind(last_t)
-                    .bind(&last_id)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                collected.idle_expired +=
-                    record_ends(&mut tx, &ended, RevocationReason::IdleExpired).await?;
-            }
+            let ids: Vec<String> = page.into_iter().map(|(_, id)| id).collect();
+            let ended: Vec<(String, String, i64)> = sqlx::query_as(IDLE)
+                .bind(now)
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+            collected.idle_expired +=
+                record_ends(&mut tx, &ended, RevocationReason::IdleExpired).await?;
             tx.commit().await.map_err(backend)?;
-            match upto {
-                Some(key) => after = key,
-                None => break,
+            if !full {
+                break;
             }
+            after = last;
         }
         // Then the sessions past their absolute end, found by the index of
         // live sessions' ends.

@@ -123,7 +123,13 @@ impl FromRequestParts<AppState> for Admin {
             // again now (the session's user may be a cached copy), so that
             // withdrawing the role, or asking for more, holds at once.
             (Some(user), Some(_)) if claims.client_id == FIRST_PARTY_CLIENT_ID => {
-                let fresh = state.users.by_id(&user.id).await.map_err(|_| refuse())?;
+                // A user gone since is refused; a database that fails says so,
+                // as everywhere else, rather than posing as a refusal.
+                let fresh = match state.users.by_id(&user.id).await {
+                    Ok(fresh) => fresh,
+                    Err(latchkey_app::service::ServiceError::NotFound) => return Err(refuse()),
+                    Err(e) => return Err(e.into()),
+                };
                 let strong = claims
                     .acr
                     .as_deref()
