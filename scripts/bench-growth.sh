@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh as the database grows (SPEC §9 "growth" and "memory"): for each
-# size in SIZES (default 10,000, 1,000,000 and 10,000,000 sessions, each
+# size in SIZES (default 10,000, 1,000,000 and 10,000,000 sessions; SIZES= for none, each
 # with its audit event and an outbox event per ten: `latchkey-seed
 # --history`), a fresh database, a release `latchkey serve`, refreshes at 16
 # and 64 clients (SECONDS_PER_RUN each), the server's resident memory and
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 backend=${1:-sqlite}
-sizes=${SIZES:-10000 1000000 10000000}
+sizes=${SIZES-10000 1000000 10000000}
 seconds=${SECONDS_PER_RUN:-10}
 csv=${GROWTH_CSV:-bench/growth.csv}
 port=${PORT:-18083}

@@ -148,8 +148,9 @@ async fn listen(app: Arc<App>) {
         let on_connected = {
             let app = app.clone();
             move |revoked: Vec<String>| {
-                let until = app.now() + app.issuer.deny_ttl();
-                app.revocations.connected(revoked, until);
+                let now = app.now();
+                app.revocations
+                    .connected(revoked, now + app.issuer.deny_ttl(), now);
                 tracing::info!("following revocations: sessions are cached until revoked");
             }
         };

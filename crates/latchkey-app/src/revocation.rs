@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use latchkey_core::store::{Session, SessionChanges, User};
 
 /// Revoked sessions kept at most (an id and a time each); past this,
-/// those whose access tokens have all expired are dropped.
+/// those whose access tokens have all expired are dropped, and if that
+/// leaves more than half, the set is given up (see [`Revoked`]).
 const MAX_REVOKED: usize = 100_000;
 
 /// Sessions kept at most, with their users (about 1 KiB each, so about
@@ -32,8 +33,55 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The local view of the shared revocation state.
 #[derive(Default)]
 pub struct RevocationCache {
-    revoked: Mutex<HashMap<String, i64>>,
+    revoked: Mutex<Revoked>,
     sessions: Mutex<Sessions>,
+}
+
+/// The sessions announced as revoked, each until its access tokens have
+/// all expired.
+///
+/// More revocations within an access token's lifetime than are kept (the
+/// garbage collection ending a million idle sessions, a client's sessions
+/// all revoked at once) cannot all be remembered: the set is then dropped
+/// and nothing is trusted until the last dropped one's tokens have expired,
+/// so every access token is checked in the database meanwhile, as without a
+/// feed. Each pass that drops expired entries leaves at most half the
+/// bound, or gives the set up, so an announcement costs O(1) on average,
+/// however many arrive.
+#[derive(Default)]
+struct Revoked {
+    by_id: HashMap<String, i64>,
+    /// While set, the set above is incomplete until this time.
+    given_up_until: Option<i64>,
+}
+
+impl Revoked {
+    /// Adds `sid`; true when that gave the set up.
+    fn add(&mut self, sid: String, until: i64, now: i64) -> bool {
+        if let Some(end) = self.given_up_until {
+            if now < end {
+                self.given_up_until = Some(end.max(until));
+                return false;
+            }
+            self.given_up_until = None;
+        }
+        if self.by_id.len() >= MAX_REVOKED {
+            self.by_id.retain(|_, u| *u > now);
+            if self.by_id.len() > MAX_REVOKED / 2 {
+                let end = self.by_id.values().copied().fold(until, i64::max);
+                self.by_id = HashMap::new();
+                self.given_up_until = Some(end);
+                return true;
+            }
+        }
+        self.by_id.insert(sid, until);
+        false
+    }
+
+    /// True while the set is incomplete.
+    fn given_up(&self, now: i64) -> bool {
+        self.given_up_until.is_some_and(|end| now < end)
+    }
 }
 
 #[derive(Default)]
@@ -46,20 +94,24 @@ struct Sessions {
 }
 
 impl RevocationCache {
-    /// The current generation when the feed is live, so that the cache may
-    /// be trusted; `None` while it is not.
-    pub fn trusted(&self) -> Option<u64> {
+    /// The current generation when the feed is live and every revocation
+    /// announced is remembered, so that the cache may be trusted at `now`;
+    /// `None` while it may not.
+    pub fn trusted(&self, now: i64) -> Option<u64> {
+        if locked(&self.revoked).given_up(now) {
+            return None;
+        }
         let sessions = locked(&self.sessions);
         sessions.subscribed.then_some(sessions.generation)
     }
 
-    /// Subscribed, with the sessions known to be revoked beyond what the
-    /// database says: trust the cache from now, starting empty.
-    pub fn connected(&self, revoked: Vec<String>, until: i64) {
+    /// Subscribed at `now`, with the sessions known to be revoked beyond
+    /// what the database says: trust the cache from now, starting empty.
+    pub fn connected(&self, revoked: Vec<String>, until: i64, now: i64) {
         {
             let mut map = locked(&self.revoked);
             for sid in revoked {
-                map.insert(sid, until);
+                map.add(sid, until, now);
             }
         }
         let mut sessions = locked(&self.sessions);
@@ -79,16 +131,19 @@ impl RevocationCache {
     /// A session was revoked (announced by any instance, or this one).
     pub fn revoke(&self, sid: String, until: i64, now: i64) {
         locked(&self.sessions).by_id.remove(&sid);
-        let mut map = locked(&self.revoked);
-        if map.len() >= MAX_REVOKED {
-            map.retain(|_, u| *u > now);
+        let given_up = locked(&self.revoked).add(sid, until, now);
+        if given_up {
+            // A lookup that read a session before this and stores it after
+            // must not be kept: a new generation.
+            let mut sessions = locked(&self.sessions);
+            sessions.by_id.clear();
+            sessions.generation += 1;
         }
-        map.insert(sid, until);
     }
 
     /// True when `sid` was announced as revoked.
     pub fn is_revoked(&self, sid: &str) -> bool {
-        locked(&self.revoked).contains_key(sid)
+        locked(&self.revoked).by_id.contains_key(sid)
     }
 
     /// A session looked up before.
@@ -215,7 +270,7 @@ mod tests {
     #[test]
     fn nothing_is_trusted_or_remembered_before_the_feed_connects() {
         let cache = RevocationCache::default();
-        assert_eq!(cache.trusted(), None);
+        assert_eq!(cache.trusted(0), None);
         let (s, u) = session("ses_1");
         cache.remember(s, u, 0);
         assert!(cache.session("ses_1").is_none());
@@ -224,14 +279,14 @@ mod tests {
     #[test]
     fn a_lookup_from_before_a_break_is_not_remembered() {
         let cache = RevocationCache::default();
-        cache.connected(Vec::new(), 10);
-        let before = cache.trusted().unwrap();
+        cache.connected(Vec::new(), 10, 0);
+        let before = cache.trusted(0).unwrap();
         cache.disconnected();
-        cache.connected(Vec::new(), 10);
+        cache.connected(Vec::new(), 10, 0);
         let (s, u) = session("ses_1");
         cache.remember(s, u, before);
         assert!(cache.session("ses_1").is_none());
-        let now = cache.trusted().unwrap();
+        let now = cache.trusted(0).unwrap();
         let (s, u) = session("ses_1");
         cache.remember(s, u, now);
         assert!(cache.session("ses_1").is_some());
@@ -240,9 +295,9 @@ mod tests {
     #[test]
     fn a_revocation_drops_the_session_and_outlives_a_late_lookup() {
         let cache = RevocationCache::default();
-        cache.connected(vec!["ses_0".into()], 10);
+        cache.connected(vec!["ses_0".into()], 10, 0);
         assert!(cache.is_revoked("ses_0"));
-        let generation = cache.trusted().unwrap();
+        let generation = cache.trusted(0).unwrap();
         let (s, u) = session("ses_1");
         cache.remember(s, u, generation);
         cache.revoke("ses_1".into(), 10, 0);
@@ -257,12 +312,12 @@ mod tests {
     #[test]
     fn a_break_forgets_every_session() {
         let cache = RevocationCache::default();
-        cache.connected(Vec::new(), 10);
-        let generation = cache.trusted().unwrap();
+        cache.connected(Vec::new(), 10, 0);
+        let generation = cache.trusted(0).unwrap();
         let (s, u) = session("ses_1");
         cache.remember(s, u, generation);
         cache.disconnected();
-        assert_eq!(cache.trusted(), None);
+        assert_eq!(cache.trusted(0), None);
         assert!(cache.session("ses_1").is_none());
     }
 
@@ -314,5 +369,61 @@ mod tests {
             cache.remember(s, u, seen);
         }
         assert!(locked(&cache.inner).by_id.len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn a_flood_of_revocations_stops_trust_until_their_tokens_expire() {
+        let cache = RevocationCache::default();
+        cache.connected(Vec::new(), 0, 0);
+        let generation = cache.trusted(0).unwrap();
+        let (s, u) = session("ses_kept");
+        cache.remember(s, u, generation);
+        // Announced at times 0..: each session's tokens live 600 s more.
+        // Four threads at once, as a feed and this instance's own
+        // revocations would.
+        let total = MAX_REVOKED * 3;
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let cache = &cache;
+                scope.spawn(move || {
+                    for n in (t..total).step_by(4) {
+                        let now = (n / 1000) as i64;
+                        cache.revoke(format!("ses_{n}"), now + 600, now);
+                        assert!(locked(&cache.revoked).by_id.len() <= MAX_REVOKED);
+                    }
+                });
+            }
+        });
+        let last = ((total - 1) / 1000) as i64;
+        // Too many within a token's lifetime to remember: nothing is
+        // trusted, no session is served from memory, and a lookup from
+        // before is not kept.
+        assert_eq!(cache.trusted(last), None);
+        assert!(cache.session("ses_kept").is_none());
+        let (s, u) = session("ses_kept");
+        cache.remember(s, u, generation);
+        assert!(cache.session("ses_kept").is_none());
+        // Still given up just before the last announced tokens expire;
+        // trusted again, empty, once they have.
+        assert_eq!(cache.trusted(last + 599), None);
+        let again = cache.trusted(last + 600).unwrap();
+        assert!(again > generation);
+        cache.revoke("ses_after".into(), last + 1200, last + 600);
+        assert!(cache.is_revoked("ses_after"));
+        assert!(locked(&cache.revoked).by_id.len() <= MAX_REVOKED);
+    }
+
+    #[test]
+    fn revocations_spread_over_time_are_all_remembered() {
+        let cache = RevocationCache::default();
+        cache.connected(Vec::new(), 0, 0);
+        // One a second, each remembered for 60 s: the set never fills.
+        for n in 0..MAX_REVOKED * 2 {
+            let now = n as i64;
+            cache.revoke(format!("ses_{n}"), now + 60, now);
+        }
+        let now = (MAX_REVOKED * 2) as i64;
+        assert!(cache.trusted(now).is_some());
+        assert!(cache.is_revoked(&format!("ses_{}", MAX_REVOKED * 2 - 1)));
     }
 }

@@ -62,7 +62,7 @@ impl AccessTokens {
         // With a live revocation feed, announced revocations are all this
         // instance needs to know: sessions are looked up once, then cached.
         let cache = &self.revocations;
-        let trusted = cache.trusted();
+        let trusted = cache.trusted(now);
         if trusted.is_some() {
             if cache.is_revoked(sid) {
                 return Err(Refusal::invalid_token("the session has been revoked"));
