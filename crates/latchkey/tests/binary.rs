@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Env, PASSWORD};
+use common::{Env, PASSWORD, bearer_status as me_status};
 use oauth2::basic::BasicClient;
 use oauth2::{
     ClientId, ClientSecret, RefreshToken, ResourceOwnerPassword, ResourceOwnerUsername,
@@ -23,17 +23,6 @@ async fn login(
         .send()
         .await
         .unwrap()
-}
-
-/// The status of `GET url` with `token` as its bearer.
-async fn me_status(http: &reqwest::Client, url: &str, token: &str) -> u16 {
-    http.get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 async fn json(response: reqwest::Response) -> Value {

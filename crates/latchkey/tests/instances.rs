@@ -36,13 +36,7 @@ async fn refresh(http: &reqwest::Client, server: &Server, token: &str) -> reqwes
 }
 
 async fn me(http: &reqwest::Client, server: &Server, token: &str) -> u16 {
-    http.get(server.url("/api/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    common::bearer_status(http, &server.url("/api/me"), token).await
 }
 
 fn s<'a>(value: &'a Value, name: &str) -> &'a str {

@@ -84,13 +84,7 @@ async fn refresh(
 }
 
 async fn me(http: &reqwest::Client, base: &str, token: &str) -> u16 {
-    http.get(format!("{base}/api/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    common::bearer_status(http, &format!("{base}/api/me"), token).await
 }
 
 /// Asserts that a refused answer is the outage answer: `503`,

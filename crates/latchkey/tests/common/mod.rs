@@ -221,3 +221,14 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The status of `GET url` with `token` as its bearer.
+pub async fn bearer_status(http: &reqwest::Client, url: &str, token: &str) -> u16 {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
