@@ -19,6 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use rusqlite::OptionalExtension;
 use sqlx::Connection;
 
 /// Fills a Latchkey database with live sessions.
@@ -96,12 +97,31 @@ async fn main() -> Result<()> {
             .trim_start_matches("//");
         let mut db = rusqlite::Connection::open(path).context("open the database")?;
         let tx = db.transaction()?;
+        // The trigger that writes each new session's `session.started`
+        // event would leave one waiting event per seeded session, a backlog
+        // the server's dispatcher then works through beside the benchmark's
+        // load (ten million at the largest size). SQLite cannot disable a
+        // trigger: it is dropped while seeding and created again from its
+        // own text. `--history` writes the outbox rows itself.
+        let started_event: Option<String> = tx
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'sessions_started_event'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if started_event.is_some() {
+            tx.execute("DROP TRIGGER sessions_started_event", [])?;
+        }
         let history: &[&str] = if args.history { &SQLITE_HISTORY } else { &[] };
         for sql in SQLITE.iter().chain(history) {
             tx.execute(
                 sql,
                 rusqlite::params![args.sessions, args.username, start, args.first],
             )?;
+        }
+        if let Some(sql) = started_event {
+            tx.execute(&sql, [])?;
         }
         tx.commit()?;
     } else if args.database_url.starts_with("postgres") {
