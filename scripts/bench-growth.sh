@@ -87,11 +87,9 @@ start() {
   echo "the server did not start" >&2; cat "$work/server.log" >&2; exit 1
 }
 
-# Seeding ten million sessions writes about 19 GB through the OS's page
-# cache (the WAL, then the file), which evicts much of the file it wrote:
-# the first minutes of a server on it then read its index pages from disk
-# (5,056 refreshes/s in the first 10 s, rising to 10,400/s as they return).
-# A server that has been running has them cached, as far as memory allows:
+# Seeding ten million sessions writes gigabytes through the OS's page cache
+# (the WAL, then the file), which evicts part of the file it wrote; a server
+# that has been running has its file cached, as far as memory allows, so
 # the file is read once before measuring. COLD=1 measures without.
 warm() {
   [ "${COLD:-0}" = 1 ] && return
@@ -131,10 +129,8 @@ for size in $sizes; do
   echo "sessions=$size seeded_s=$(( $(date +%s) - t0 )) database_bytes=$(db_bytes)"
   start
   idle=$(rss)
-  # One unrecorded run first: a new server's first seconds on a large file
-  # are slower (at a million sessions 10,534/s, then 13,462-13,549/s in
-  # three more runs on the same server), and what is measured is a server
-  # that has been running.
+  # One unrecorded run first: what is measured is a server that has been
+  # running (its caches filled, its statements prepared).
   [ "$warmup" = 0 ] || refresh 16 "$warmup" >/dev/null
   for c in 16 64; do
     line=$(refresh "$c" "$seconds")
