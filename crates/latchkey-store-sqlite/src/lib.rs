@@ -16,9 +16,14 @@
 //! get their answer after the one commit that makes them durable.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an
-//! `fsync`) run on a background thread of the store, not inside a writer's
-//! commit, so no request waits for one; the writer checkpoints itself only
-//! if the WAL grows past [`WAL_BACKSTOP_PAGES`].
+//! `fsync`) run on a background thread of the store, beside the writer. The
+//! WAL starts again from its beginning only after a checkpoint has copied
+//! all of it, which that thread never manages while commits keep coming (the
+//! writer appends as it copies); so once the WAL passes
+//! `WAL_BACKSTOP_PAGES` the writer checkpoints itself, after a commit:
+//! it copies the pages the thread has not yet copied and waits for their
+//! `fsync`, and the WAL starts again. Under continuous refreshes that is a
+//! short wait every few tenths of a second (BENCHMARKS.md).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,7 +81,9 @@ const READERS: usize = 4;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// WAL pages after which a committing writer checkpoints by itself (SQLite's
-/// automatic checkpoint): only reached if the background thread falls behind.
+/// automatic checkpoint), so that the WAL starts again: about 80 MB. Under a
+/// steady stream of commits it is reached whatever the background thread
+/// does; a larger value makes the writer's waits rarer but longer.
 const WAL_BACKSTOP_PAGES: u32 = 20_000;
 
 /// Sessions marked or deleted per garbage-collection transaction: bounds
